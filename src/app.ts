@@ -1,0 +1,116 @@
+// buildApp(config, deps): the Fastify app as a plugin-shaped unit. Never listens; main.ts and the
+// tests decide how it is served (real HTTPS, or inject()).
+import Fastify, {
+  LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { ServerOptions as HttpsOptions } from 'node:https';
+import type { ClusterState } from './cluster/state.ts';
+import type { Config } from './config/types.ts';
+import type { RuleSet } from './engine/review.ts';
+import { errorBody, type ErrorName } from './errors.ts';
+import { noopRecorder, type Recorder } from './metrics/recorder.ts';
+import { nullAuditSink, type AuditSink } from './server/audit-sink.ts';
+import { registerAdmissionRoutes } from './server/admission-routes.ts';
+import { parseJsonBody, PoisonedBodyError } from './server/json-body.ts';
+import { registerHealthRoutes, type ReadinessCheck } from './server/health.ts';
+
+export interface AppDeps {
+  readonly cluster: ClusterState;
+  readonly rules: RuleSet;
+  readonly recorder?: Recorder;
+  readonly audit?: AuditSink;
+  /** Extra readiness checks (certificates loaded, caches synced, ...). */
+  readonly readiness?: readonly ReadinessCheck[];
+  /** https options when served over TLS; omitted for inject()-only tests. */
+  readonly https?: HttpsOptions;
+  /** Shared lifecycle flags: main.ts sets draining on SIGTERM so readiness fails first. */
+  readonly lifecycle?: { draining: boolean };
+  /** Logger option passed to Fastify (false in tests). */
+  readonly logger?: FastifyServerOptions['logger'];
+}
+
+/** Fastify's own error codes mapped to meshguard's coded errors. */
+const FASTIFY_CODES: Readonly<Record<string, ErrorName>> = {
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'BODY_MISSING',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'CONTENT_TYPE',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BODY_NOT_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'BODY_NOT_JSON',
+  MG_BODY_POISONED: 'BODY_POISONED',
+};
+
+function errorName(err: FastifyError): ErrorName {
+  const mapped = err.code === undefined ? undefined : FASTIFY_CODES[err.code];
+  if (mapped !== undefined) return mapped;
+  if (err instanceof SyntaxError || err.statusCode === 400) return 'BODY_NOT_JSON';
+  if (err.statusCode === 413) return 'BODY_TOO_LARGE';
+  if (err.statusCode === 415) return 'CONTENT_TYPE';
+  if (err.statusCode === 408) return 'TIMEOUT';
+  return 'INTERNAL';
+}
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const opts: FastifyServerOptions & { https?: HttpsOptions } = {
+    logger: deps.logger ?? false,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimitBytes,
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+  };
+  if (deps.https !== undefined) opts.https = deps.https;
+  const app = Fastify(opts as FastifyServerOptions);
+  if ('headersTimeout' in app.server) app.server.headersTimeout = config.server.headersTimeoutMs;
+
+  // JSON only: every other media type (Fastify also parses text/plain by default) gets 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    if (body === '') {
+      done(Object.assign(new Error('the body is empty'), { code: 'FST_ERR_CTP_EMPTY_JSON_BODY', statusCode: 400 }), undefined);
+      return;
+    }
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      const poisoned = err instanceof PoisonedBodyError;
+      done(Object.assign(err as Error, { code: poisoned ? 'MG_BODY_POISONED' : 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400 }), undefined);
+    }
+  });
+
+  const recorder = deps.recorder ?? noopRecorder;
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    const name = errorName(err);
+    if (name === 'INTERNAL') req.log.error({ err }, 'unexpected error');
+    recorder.observeRejected(req.url.split('?')[0] ?? '', errorBody(name).code);
+    // A coded answer that says what is wrong; never a stack trace.
+    void reply.code(errorBody(name).statusCode).send(errorBody(name, name === 'INTERNAL' ? undefined : err.message));
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    void reply.code(404).send(errorBody('NOT_FOUND'));
+  });
+
+  const state = { closing: false, get draining(): boolean { return deps.lifecycle?.draining ?? false; } };
+  app.addHook('onClose', async () => {
+    state.closing = true;
+  });
+
+  registerAdmissionRoutes(app, {
+    config,
+    cluster: deps.cluster,
+    rules: deps.rules,
+    recorder,
+    audit: deps.audit ?? nullAuditSink,
+    state,
+  });
+  registerHealthRoutes(app, {
+    config,
+    recorder,
+    state,
+    checks: [
+      { name: 'rules', check: () => (deps.rules.validating.length + deps.rules.mutating.length > 0 ? undefined : 'no rules registered') },
+      { name: 'caches', check: () => (deps.cluster.synced() ? undefined : 'cluster caches not synced') },
+      ...(deps.readiness ?? []),
+    ],
+  });
+  return app;
+}

@@ -1,0 +1,147 @@
+// meshguard serve: load configuration, certificates and rules, listen on HTTPS, reload
+// certificates, drain and close on SIGTERM.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildApp } from '../app.ts';
+import { defaultSans } from '../certs/generate.ts';
+import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
+import { StaticClusterState } from '../cluster/state.ts';
+import { loadConfig } from '../config/load.ts';
+import type { Config } from '../config/types.ts';
+import { PromRecorder } from '../metrics/recorder.ts';
+import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
+import { createAuditSink } from '../server/audit-sink.ts';
+import { secureContextOptions } from '../server/tls-options.ts';
+import { EXIT, type Io } from './args.ts';
+
+export const SERVE_HELP = `Usage: meshguard serve [flags]
+
+Runs the admission webhook: POST /validate, POST /mutate, GET /healthz, /readyz, /metrics.
+
+Flags (environment variable in brackets; flags win over environment, both over the file):
+  --config FILE       YAML or JSON configuration file           [MESHGUARD_CONFIG]
+  --mode MODE         enforce | audit (default enforce)          [MESHGUARD_MODE]
+  --host ADDR         listen address (default 127.0.0.1)         [MESHGUARD_HOST]
+  --port N            listen port (default 8443; 0 = any free)   [MESHGUARD_PORT]
+  --cert-file FILE    serving certificate (PEM), reloaded on change [MESHGUARD_CERT_FILE]
+  --key-file FILE     private key (PEM) for --cert-file          [MESHGUARD_KEY_FILE]
+  --ca-file FILE      CA bundle of --cert-file (expiry metric)   [MESHGUARD_CA_FILE]
+  --cert-dir DIR      where to generate a CA and certificate when no --cert-file
+                      is given (default ./certs)                 [MESHGUARD_CERT_DIR]
+  --log-level LEVEL   fatal|error|warn|info|debug|trace|silent   [MESHGUARD_LOG_LEVEL]
+  --audit-log FILE    audit records (JSON lines); default stdout [MESHGUARD_AUDIT_LOG]
+  -h, --help          this help
+`;
+
+const FLAGS = {
+  config: ['MESHGUARD_CONFIG', ''],
+  mode: ['MESHGUARD_MODE', 'mode'],
+  host: ['MESHGUARD_HOST', 'server.host'],
+  port: ['MESHGUARD_PORT', 'server.port'],
+  'cert-file': ['MESHGUARD_CERT_FILE', 'server.certFile'],
+  'key-file': ['MESHGUARD_KEY_FILE', 'server.keyFile'],
+  'ca-file': ['MESHGUARD_CA_FILE', 'server.caFile'],
+  'cert-dir': ['MESHGUARD_CERT_DIR', 'server.certDir'],
+  'log-level': ['MESHGUARD_LOG_LEVEL', 'logLevel'],
+  'audit-log': ['MESHGUARD_AUDIT_LOG', 'auditLogFile'],
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+/** Flags and environment into config overrides (dotted keys). Shared by serve and check. */
+export function configFromFlags(values: Partial<Record<string, string | boolean | string[] | undefined>>, env: Io['env'], names: readonly FlagName[]): Config {
+  const overrides: Record<string, unknown> = {};
+  let file: string | undefined;
+  for (const name of names) {
+    const [envName, key] = FLAGS[name];
+    const v = values[name] ?? env[envName];
+    if (typeof v !== 'string') continue;
+    if (key === '') file = v;
+    else overrides[key] = v;
+  }
+  return loadConfig({ file, overrides, ruleIds: RULE_IDS });
+}
+
+async function certPaths(config: Config, io: Io): Promise<FilePaths> {
+  const s = config.server;
+  if (s.certFile !== null && s.keyFile !== null) return { certFile: s.certFile, keyFile: s.keyFile, caFile: s.caFile };
+  const dir = resolve(s.certDir);
+  const g = await ensureGenerated(dir, [...defaultSans(config.meshguardNamespace), ...s.certSans]);
+  io.err(`meshguard: ${g.generated ? 'generated' : 'reusing'} a self-signed CA and serving certificate in ${dir} (ca.crt, tls.crt, tls.key)\n`);
+  return g;
+}
+
+export async function runServe(argv: readonly string[], io: Io): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    io.out(SERVE_HELP);
+    return EXIT.OK;
+  }
+  const config = configFromFlags(values, io.env, Object.keys(FLAGS) as FlagName[]);
+  const paths = await certPaths(config, io);
+  const certs = new FileCertSource(paths);
+  const recorder = new PromRecorder();
+  const audit = createAuditSink(config.auditLogFile);
+  const lifecycle = { draining: false };
+  const cluster = new StaticClusterState([], config.revisions);
+  const app = await buildApp(config, {
+    cluster,
+    rules: BUILTIN_RULES,
+    recorder,
+    audit,
+    lifecycle,
+    https: secureContextOptions(certs.material, config.server.tlsMinVersion),
+    logger: { level: config.logLevel },
+    readiness: [{ name: 'certificates', check: () => (certs.material.cert === '' ? 'no certificate loaded' : undefined) }],
+  });
+  const exposeExpiry = (): void => {
+    recorder.certExpiry('leaf', certs.info.leafNotAfter.getTime() / 1000);
+    if (certs.info.caNotAfter !== null) recorder.certExpiry('ca', certs.info.caNotAfter.getTime() / 1000);
+  };
+  exposeExpiry();
+  const address = await app.listen({ host: config.server.host, port: config.server.port });
+  io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile})\n`);
+
+  certs.watch(
+    {
+      onReload(m, info) {
+        const server = app.server as unknown as { setSecureContext(o: object): void };
+        server.setSecureContext(secureContextOptions(m, config.server.tlsMinVersion));
+        recorder.certReload(true);
+        exposeExpiry();
+        app.log.info({ fingerprint: info.fingerprint256, notAfter: info.leafNotAfter }, 'serving certificate reloaded');
+      },
+      onError(err) {
+        recorder.certReload(false);
+        app.log.error({ err: err.message }, 'new certificate files are not usable; keeping the current certificate');
+      },
+    },
+    1000,
+  );
+
+  return await new Promise<number>((done) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      lifecycle.draining = true;
+      app.log.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
+      setTimeout(() => {
+        certs.close();
+        void app
+          .close()
+          .then(() => audit.close())
+          .then(() => done(EXIT.OK));
+      }, config.server.drainSeconds * 1000);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,47 @@
+// What rules may know about the cluster: namespace labels and installed Istio revisions. In a
+// cluster this comes from watch-backed caches; offline (check, or serve without kubeconfig) from
+// the input manifests and the configuration. Rules read it synchronously: never an API call.
+
+export interface NamespaceInfo {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface ClusterState {
+  /** 'cluster' when backed by the API server; 'offline' when built from input and configuration. */
+  readonly source: 'cluster' | 'offline';
+  namespace(name: string): NamespaceInfo | undefined;
+  /** Revisions and tags known to exist (configuration plus discovery). */
+  knownRevisions(): ReadonlySet<string>;
+  /** True once every cache has synced (always true offline). */
+  synced(): boolean;
+}
+
+/** A fixed state: offline check, tests, or a server started without a cluster. */
+export class StaticClusterState implements ClusterState {
+  readonly source = 'offline' as const;
+  readonly #namespaces = new Map<string, NamespaceInfo>();
+  readonly #revisions: ReadonlySet<string>;
+
+  constructor(namespaces: Iterable<NamespaceInfo> = [], revisions: Iterable<string> = []) {
+    for (const ns of namespaces) this.#namespaces.set(ns.name, ns);
+    this.#revisions = new Set(revisions);
+  }
+
+  namespace(name: string): NamespaceInfo | undefined {
+    return this.#namespaces.get(name);
+  }
+
+  knownRevisions(): ReadonlySet<string> {
+    return this.#revisions;
+  }
+
+  synced(): boolean {
+    return true;
+  }
+
+  /** Record a namespace (offline check: namespaces in the same input are the cluster state). */
+  put(ns: NamespaceInfo): void {
+    this.#namespaces.set(ns.name, ns);
+  }
+}

@@ -1,0 +1,118 @@
+// meshguard's configuration: one schema, defaults live here, unknown keys are errors.
+import type { Schema } from './schema-dsl.ts';
+
+const str = (description: string, dflt: string, extra: { enum?: readonly string[]; pattern?: RegExp } = {}): Schema => ({
+  type: 'string',
+  description,
+  default: dflt,
+  ...extra,
+});
+const nullableStr = (description: string): Schema => ({ type: 'string', nullable: true, default: null, description });
+const int = (description: string, dflt: number, min: number, max: number): Schema => ({ type: 'integer', description, default: dflt, min, max });
+const bool = (description: string, dflt: boolean): Schema => ({ type: 'boolean', description, default: dflt });
+const list = (description: string, dflt: readonly string[], items: Schema = { type: 'string', description: 'item' }): Schema => ({
+  type: 'array',
+  description,
+  items,
+  default: dflt,
+});
+const obj = (description: string, props: Record<string, Schema>): Schema => ({ type: 'object', description, props });
+
+/** DNS-1123 label: a namespace name. */
+export const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** A qualified label/annotation key: optional DNS prefix, then a name of at most 63 characters. */
+export const QUALIFIED_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const RULE_ID = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+export const DEFAULT_EXEMPT_NAMESPACES = [
+  'kube-system',
+  'kube-public',
+  'kube-node-lease',
+  'local-path-storage',
+  'istio-system',
+] as const;
+
+export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
+  mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
+    enum: ['enforce', 'audit'],
+  }),
+  onError: str('what a rule that throws does in enforce mode: deny (fail closed) or allow with a warning', 'deny', {
+    enum: ['deny', 'allow'],
+  }),
+  server: obj('the HTTPS server', {
+    host: str('address to listen on', '127.0.0.1'),
+    port: int('TCP port (0 picks a free one)', 8443, 0, 65535),
+    certFile: nullableStr('PEM serving certificate; with keyFile, used and reloaded on change. Unset: generate into certDir'),
+    keyFile: nullableStr('PEM private key for certFile'),
+    caFile: nullableStr('PEM CA bundle that signed certFile (informational: expiry metric)'),
+    certDir: str('where generated certificates are written when certFile/keyFile are unset', 'certs'),
+    certSans: list('extra DNS names or IPs for a generated certificate', []),
+    tlsMinVersion: str('lowest TLS version accepted', 'TLSv1.2', { enum: ['TLSv1.2', 'TLSv1.3'] }),
+    // An UPDATE review carries object and oldObject. The apiserver caps a request body at 3 MiB,
+    // so each object is at most about 1.5 MiB once both must fit; JSON re-encoding by the apiserver
+    // (escapes, the review envelope, userInfo) can roughly double that. 6 MiB holds two 1.5 MiB
+    // objects with 2x headroom and matches Istio's own injector limit; anything larger gets 413.
+    bodyLimitBytes: int('largest accepted request body in bytes', 6 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    requestTimeoutMs: int('time allowed to receive a whole request (slow-client protection; must be non-zero)', 15_000, 1_000, 120_000),
+    headersTimeoutMs: int('time allowed to receive request headers', 10_000, 1_000, 120_000),
+    // Go's HTTP client (the apiserver's) keeps idle connections for 90 s; closing ours later than
+    // that means the client always closes first and never races a server-side close.
+    keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
+    drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 0, 0, 120),
+  }),
+  metricsEnabled: bool('serve GET /metrics', true),
+  logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
+  auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),
+  meshguardNamespace: str("meshguard's own namespace (always exempt)", 'meshguard', { pattern: NAMESPACE_NAME }),
+  exemptNamespaces: list('namespaces no rule applies to, matched on kubernetes.io/metadata.name', DEFAULT_EXEMPT_NAMESPACES, {
+    type: 'string',
+    pattern: NAMESPACE_NAME,
+    description: 'namespace name',
+  }),
+  gatewayNamespaces: list('gateway namespaces, exempt like the system namespaces', [], {
+    type: 'string',
+    pattern: NAMESPACE_NAME,
+    description: 'namespace name',
+  }),
+  adminGroups: list('groups (request.userInfo.groups) allowed to set meshguard.dev/ labels and annotations', ['system:masters']),
+  adminUsers: list('users (request.userInfo.username) allowed to set meshguard.dev/ labels and annotations', []),
+  injection: obj('the label the mutation adds to new namespaces that carry no mesh label', {
+    mode: str('sidecar: istio-injection=enabled; revision: istio.io/rev=<revision>; ambient: istio.io/dataplane-mode=ambient', 'sidecar', {
+      enum: ['sidecar', 'revision', 'ambient'],
+    }),
+    revision: str('the revision for mode revision', '', { pattern: /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)?$/ }),
+  }),
+  ambient: obj('ambient mode', {
+    allowed: bool('namespaces labelled istio.io/dataplane-mode=ambient count as meshed', true),
+  }),
+  revisions: list('Istio revisions and tags known to exist (offline); in a cluster, discovered revisions are added', [], {
+    type: 'string',
+    pattern: /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
+    description: 'revision name',
+  }),
+  hardening: obj('what the mutation adds to new namespaces (never overwriting a value that is present)', {
+    labels: { type: 'map', description: 'labels', keyPattern: QUALIFIED_KEY, values: { type: 'string', description: 'value' }, default: {} },
+    annotations: {
+      type: 'map',
+      description: 'annotations',
+      keyPattern: QUALIFIED_KEY,
+      values: { type: 'string', description: 'value' },
+      default: { 'meshguard.dev/hardened': 'true' },
+    },
+  }),
+  unknownNamespace: str('a workload whose namespace is not known (offline, or not yet in the cache): deny treats it as not meshed', 'deny', {
+    enum: ['deny', 'allow'],
+  }),
+  rules: {
+    type: 'map',
+    description: 'per-rule settings by rule id',
+    keyPattern: RULE_ID,
+    default: {},
+    values: obj('rule settings', {
+      enabled: bool('evaluate this rule', true),
+      mode: str('inherit the global/namespace mode, or pin this rule to enforce or audit', 'inherit', {
+        enum: ['inherit', 'enforce', 'audit'],
+      }),
+    }),
+  },
+});

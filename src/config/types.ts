@@ -1,0 +1,44 @@
+// The validated, frozen configuration every module receives. Mirrors CONFIG_SCHEMA.
+export type Mode = 'enforce' | 'audit';
+
+export interface RuleSettings {
+  readonly enabled: boolean;
+  readonly mode: 'inherit' | Mode;
+}
+
+export interface Config {
+  readonly mode: Mode;
+  readonly onError: 'deny' | 'allow';
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly certFile: string | null;
+    readonly keyFile: string | null;
+    readonly caFile: string | null;
+    readonly certDir: string;
+    readonly certSans: readonly string[];
+    readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly bodyLimitBytes: number;
+    readonly requestTimeoutMs: number;
+    readonly headersTimeoutMs: number;
+    readonly keepAliveTimeoutMs: number;
+    readonly drainSeconds: number;
+  };
+  readonly metricsEnabled: boolean;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly auditLogFile: string | null;
+  readonly meshguardNamespace: string;
+  readonly exemptNamespaces: readonly string[];
+  readonly gatewayNamespaces: readonly string[];
+  readonly adminGroups: readonly string[];
+  readonly adminUsers: readonly string[];
+  readonly injection: { readonly mode: 'sidecar' | 'revision' | 'ambient'; readonly revision: string };
+  readonly ambient: { readonly allowed: boolean };
+  readonly revisions: readonly string[];
+  readonly hardening: {
+    readonly labels: Readonly<Record<string, string>>;
+    readonly annotations: Readonly<Record<string, string>>;
+  };
+  readonly unknownNamespace: 'deny' | 'allow';
+  readonly rules: Readonly<Record<string, RuleSettings>>;
+}

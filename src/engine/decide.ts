@@ -1,0 +1,62 @@
+// Decide: turn results plus modes into a verdict. The only place that looks at the mode.
+import type { AdmissionRequest } from '../admission/types.ts';
+import type { ClusterState } from '../cluster/state.ts';
+import type { Config, Mode } from '../config/types.ts';
+import { subjectNamespace } from './match.ts';
+import type { Result } from './types.ts';
+
+/** The per-namespace override label; only admins may set it (control-labels-admin-only). */
+export const MODE_LABEL = 'meshguard.dev/mode';
+
+export function isAdmin(config: Config, req: AdmissionRequest): boolean {
+  const u = req.userInfo;
+  if (u === null) return false;
+  return config.adminUsers.includes(u.username) || u.groups.some((g) => config.adminGroups.includes(g));
+}
+
+function modeOf(value: unknown): Mode | undefined {
+  return value === 'enforce' || value === 'audit' ? value : undefined;
+}
+
+/**
+ * The mode for this request's namespace: the global mode unless the namespace carries a trusted
+ * `meshguard.dev/mode` label. For a Namespace request the label on the submitted object counts
+ * only when an admin submits it; otherwise the stored one (oldObject, or the cache) counts, so a
+ * tenant cannot switch its own namespace to audit in the same request that breaks a rule.
+ */
+export function namespaceMode(config: Config, req: AdmissionRequest, cluster: ClusterState): Mode {
+  const ns = subjectNamespace(req);
+  if (req.kind.group === '' && req.kind.kind === 'Namespace') {
+    const fromObject = isAdmin(config, req) ? modeOf(req.object?.metadata?.labels?.[MODE_LABEL]) : undefined;
+    const stored = req.oldObject !== null ? req.oldObject.metadata?.labels?.[MODE_LABEL] : cluster.namespace(ns)?.labels[MODE_LABEL];
+    return fromObject ?? modeOf(stored) ?? config.mode;
+  }
+  return modeOf(cluster.namespace(ns)?.labels[MODE_LABEL]) ?? config.mode;
+}
+
+export function ruleMode(config: Config, ruleId: string, nsMode: Mode): Mode {
+  const pinned = config.rules[ruleId]?.mode;
+  return pinned === undefined || pinned === 'inherit' ? nsMode : pinned;
+}
+
+export interface Verdict {
+  readonly allowed: boolean;
+  /** Enforced failures (and errors when onError is deny): they deny. */
+  readonly denials: readonly Result[];
+  /** Audited failures (and errors when onError is allow): allowed, but reported. */
+  readonly warnings: readonly Result[];
+}
+
+export function decide(results: readonly Result[], config: Config, nsMode: Mode): Verdict {
+  const denials: Result[] = [];
+  const warnings: Result[] = [];
+  for (const r of results) {
+    if (r.status === 'fail') {
+      (ruleMode(config, r.ruleId, nsMode) === 'enforce' ? denials : warnings).push(r);
+    } else if (r.status === 'error') {
+      const enforce = ruleMode(config, r.ruleId, nsMode) === 'enforce' && config.onError === 'deny';
+      (enforce ? denials : warnings).push(r);
+    }
+  }
+  return { allowed: denials.length === 0, denials, warnings };
+}

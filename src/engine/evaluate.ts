@@ -1,0 +1,61 @@
+// Evaluate: run every validating rule against the request; a throwing rule is an error result.
+import type { KObject } from '../admission/types.ts';
+import { skipReason } from './match.ts';
+import { isSkip, results, type MutatingRule, type Result, type RuleContext, type ValidatingRule } from './types.ts';
+
+export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
+  const out: Result[] = [];
+  for (const rule of rules) {
+    const reason = skipReason(rule, ctx.request, ctx.config);
+    if (reason !== undefined) {
+      out.push(results.skip(rule.id, reason));
+      continue;
+    }
+    try {
+      const found = rule.validate(ctx);
+      if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
+      else if (found.length === 0) out.push(results.pass(rule.id));
+      else for (const v of found) out.push(results.fail(rule.id, v));
+    } catch (err) {
+      out.push(results.error(rule.id, err));
+    }
+  }
+  return out;
+}
+
+export interface MutationOutcome {
+  /** The mutated draft (a copy; the request object is untouched). */
+  readonly draft: KObject;
+  /** Per rule: what it changed, or the error it threw. */
+  readonly changes: readonly { readonly ruleId: string; readonly description: string }[];
+  readonly results: readonly Result[];
+}
+
+/** Run mutating rules over one draft copy of the request object. A rule that throws leaves the
+ * draft as it was before that rule (its partial edits are discarded). */
+export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object: KObject): MutationOutcome {
+  let draft = structuredClone(object);
+  const changes: { ruleId: string; description: string }[] = [];
+  const out: Result[] = [];
+  for (const rule of rules) {
+    const reason = skipReason(rule, ctx.request, ctx.config);
+    if (reason !== undefined) {
+      out.push(results.skip(rule.id, reason));
+      continue;
+    }
+    const attempt = structuredClone(draft);
+    try {
+      const done = rule.mutate(ctx, attempt);
+      if (isSkip(done)) {
+        out.push(results.skip(rule.id, done.skip));
+        continue;
+      }
+      draft = attempt;
+      for (const description of done) changes.push({ ruleId: rule.id, description });
+      out.push(results.pass(rule.id));
+    } catch (err) {
+      out.push(results.error(rule.id, err));
+    }
+  }
+  return { draft, changes, results: out };
+}

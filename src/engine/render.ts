@@ -1,0 +1,68 @@
+// Render: verdicts into the words users read (denial message, kubectl warnings, audit
+// annotations). Only here is text assembled.
+import type { Result, Rule } from './types.ts';
+
+/** kubectl shows warnings verbatim; Kubernetes recommends at most 120 characters each. */
+export const WARNING_MAX = 120;
+/** The apiserver caps the total size of warnings; stay well under it. */
+export const WARNINGS_TOTAL_MAX = 4096;
+/** Audit annotation keys: no '/', at most 63 characters (the apiserver prefixes the webhook name). */
+export const AUDIT_KEY = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const AUDIT_VALUE_MAX = 1024;
+
+function truncate(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+export type RuleLookup = (id: string) => Rule | undefined;
+
+function detail(r: Result): string {
+  if (r.status === 'error') return `rule could not be evaluated (${r.reason ?? 'unknown error'})`;
+  return r.violation?.message ?? 'violated';
+}
+
+function fixOf(r: Result, lookup: RuleLookup): string {
+  if (r.status === 'error') return 'report this to the platform team; the rule failed closed';
+  return r.violation?.fix ?? lookup(r.ruleId)?.fix ?? '';
+}
+
+/** One line per finding: `[rule-id] what is wrong (at path: value). Fix: how.` */
+export function denialMessage(subject: string, denials: readonly Result[], lookup: RuleLookup): string {
+  const lines = denials.map((r) => {
+    const where = r.violation?.path !== undefined ? ` (at ${r.violation.path}${r.violation.value !== undefined ? `: ${JSON.stringify(r.violation.value)}` : ''})` : '';
+    const fix = fixOf(r, lookup);
+    return `[${r.ruleId}] ${detail(r)}${where}${fix === '' ? '' : ` Fix: ${fix}`}`;
+  });
+  const n = denials.length;
+  return `meshguard: ${subject} violates ${n} polic${n === 1 ? 'y' : 'ies'}:\n${lines.join('\n')}`;
+}
+
+/** `policy <id>: <message>`, each short, the total bounded. */
+export function warningLines(findings: readonly Result[]): string[] {
+  const out: string[] = [];
+  let total = 0;
+  for (const r of findings) {
+    const line = truncate(`policy ${r.ruleId}: ${detail(r)}`, WARNING_MAX);
+    if (total + line.length > WARNINGS_TOTAL_MAX) break;
+    total += line.length;
+    out.push(line);
+  }
+  return out;
+}
+
+/** One annotation per rule id (several findings of a rule are joined). */
+export function auditAnnotations(findings: readonly Result[], prefix: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const r of findings) {
+    const key = truncate(`${prefix}${r.ruleId}`, 63).replace(/[^A-Za-z0-9]+$/, '');
+    if (!AUDIT_KEY.test(key)) continue;
+    const prev = out[key];
+    out[key] = truncate(prev === undefined ? detail(r) : `${prev}; ${detail(r)}`, AUDIT_VALUE_MAX);
+  }
+  return out;
+}
+
+/** "Namespace team-a", "Pod team-a/web-0", "Deployment team-a/(generateName web-)" */
+export function subjectOf(kind: string, namespace: string, name: string): string {
+  return `${kind} ${namespace === '' ? '' : `${namespace}/`}${name === '' ? '(unnamed)' : name}`;
+}

@@ -1,0 +1,149 @@
+// The pure decision path for one request: evaluate, decide by mode, render. The shell (server,
+// check, scan) only decodes, calls this, writes the audit record and sends the answer.
+import fastJsonPatch from 'fast-json-patch';
+import type { AdmissionRequest, AdmissionReviewV1Response } from '../admission/types.ts';
+import { allowed, denied, patched } from '../admission/response.ts';
+import type { ClusterState } from '../cluster/state.ts';
+import type { Config, Mode } from '../config/types.ts';
+import { decide, namespaceMode, ruleMode } from './decide.ts';
+import { evaluate, mutate } from './evaluate.ts';
+import { subjectNamespace } from './match.ts';
+import { auditAnnotations, denialMessage, subjectOf, warningLines, type RuleLookup } from './render.ts';
+import type { MutatingRule, Result, RuleContext, ValidatingRule } from './types.ts';
+
+export type Endpoint = 'validate' | 'mutate';
+export type VerdictLabel = 'allowed' | 'denied' | 'warned' | 'patched';
+
+export interface AuditRecord {
+  readonly audit: true;
+  readonly uid: string;
+  readonly user: string;
+  readonly operation: string;
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly endpoint: Endpoint;
+  readonly mode: Mode;
+  readonly verdict: VerdictLabel;
+  readonly dryRun: boolean;
+  readonly rules: readonly string[];
+  readonly findings: readonly { readonly rule: string; readonly status: string; readonly message: string }[];
+}
+
+export interface ReviewOutcome {
+  readonly response: AdmissionReviewV1Response;
+  readonly verdict: VerdictLabel;
+  /** Present when anything was found (denied, warned, or a mutation reported in audit mode). */
+  readonly audit?: AuditRecord;
+  readonly results: readonly Result[];
+  /** Findings that denied (validate only). */
+  readonly denials: readonly Result[];
+  /** Findings reported but allowed (audit mode, errors with onError allow, audit-mode mutations). */
+  readonly warnings: readonly Result[];
+}
+
+const NONE: readonly Result[] = Object.freeze([]);
+
+export interface RuleSet {
+  readonly validating: readonly ValidatingRule[];
+  readonly mutating: readonly MutatingRule[];
+  readonly lookup: RuleLookup;
+}
+
+function displayName(req: AdmissionRequest): string {
+  const meta = req.object?.metadata ?? req.oldObject?.metadata;
+  if (req.name !== '') return req.name;
+  if (typeof meta?.name === 'string' && meta.name !== '') return meta.name;
+  if (typeof meta?.generateName === 'string') return `${meta.generateName}*`;
+  return '';
+}
+
+function auditRecord(req: AdmissionRequest, endpoint: Endpoint, mode: Mode, verdict: VerdictLabel, findings: readonly Result[], messages: readonly string[]): AuditRecord {
+  return {
+    audit: true,
+    uid: req.uid,
+    user: req.userInfo?.username ?? '',
+    operation: req.operation,
+    kind: req.kind.kind,
+    namespace: subjectNamespace(req),
+    name: displayName(req),
+    endpoint,
+    mode,
+    verdict,
+    dryRun: req.dryRun,
+    rules: [...new Set(findings.map((f) => f.ruleId))],
+    findings: findings.map((f, i) => ({ rule: f.ruleId, status: f.status, message: messages[i] ?? '' })),
+  };
+}
+
+function findingText(r: Result): string {
+  return r.status === 'error' ? `error: ${r.reason ?? ''}` : (r.violation?.message ?? '');
+}
+
+export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+  if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
+  const ctx: RuleContext = { request: req, config, cluster };
+  const results = evaluate(rules.validating, ctx);
+  const mode = namespaceMode(config, req, cluster);
+  const verdict = decide(results, config, mode);
+  const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
+  if (!verdict.allowed) {
+    const message = denialMessage(subjectOf(req.kind.kind, req.namespace, displayName(req)), verdict.denials, rules.lookup);
+    const all = [...verdict.denials, ...verdict.warnings];
+    return {
+      response: denied(req.uid, message, extras),
+      verdict: 'denied',
+      audit: auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)),
+      results,
+      denials: verdict.denials,
+      warnings: verdict.warnings,
+    };
+  }
+  if (verdict.warnings.length > 0) {
+    return {
+      response: allowed(req.uid, extras),
+      verdict: 'warned',
+      audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
+      results,
+      denials: NONE,
+      warnings: verdict.warnings,
+    };
+  }
+  return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
+}
+
+/**
+ * Mutation: rules whose effective mode is enforce edit one draft and the patch is the diff of the
+ * draft against the object as received; rules in audit mode are run on a throwaway copy and only
+ * reported. A mutating rule that throws is reported as a warning and applies nothing: validation
+ * still judges the object.
+ */
+export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+  if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
+  const ctx: RuleContext = { request: req, config, cluster };
+  const mode = namespaceMode(config, req, cluster);
+  const enforced = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'enforce');
+  const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
+  const applied = mutate(enforced, ctx, req.object);
+  const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
+  const patch = applied.changes.length > 0 ? fastJsonPatch.compare(req.object, applied.draft) : [];
+
+  const notes: { result: Result; text: string }[] = [];
+  for (const c of reported?.changes ?? []) {
+    notes.push({ result: { ruleId: c.ruleId, status: 'fail', violation: { message: `would add ${c.description} (audit mode: not applied)` } }, text: `would add ${c.description}` });
+  }
+  for (const r of [...applied.results, ...(reported?.results ?? [])]) {
+    if (r.status === 'error') notes.push({ result: r, text: findingText(r) });
+  }
+  const results = [...applied.results, ...(reported?.results ?? [])];
+  const findings = notes.map((n) => n.result);
+  const extras = { warnings: warningLines(findings), auditAnnotations: auditAnnotations(findings, '') };
+  const verdict: VerdictLabel = patch.length > 0 ? 'patched' : findings.length > 0 ? 'warned' : 'allowed';
+  const outcome: ReviewOutcome = { response: patched(req.uid, patch, extras), verdict, results, denials: NONE, warnings: findings };
+  if (findings.length === 0) return outcome;
+  return { ...outcome, audit: auditRecord(req, 'mutate', mode, verdict, findings, notes.map((n) => n.text)) };
+}
+
+export function reviewRequest(endpoint: Endpoint, req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+  return endpoint === 'validate' ? reviewValidate(req, config, cluster, rules) : reviewMutate(req, config, cluster, rules);
+}

@@ -1,0 +1,101 @@
+// The common interface of every rule, and the values evaluation produces.
+import type { AdmissionRequest, KObject, Operation } from '../admission/types.ts';
+import type { ClusterState } from '../cluster/state.ts';
+import type { Config } from '../config/types.ts';
+
+export type ResultStatus = 'pass' | 'fail' | 'skip' | 'error';
+
+/** One thing a rule found wrong: what, where, and how to fix it. */
+export interface Violation {
+  /** Short, self-contained sentence (it becomes a kubectl warning). */
+  readonly message: string;
+  /** The offending field, e.g. metadata.labels["istio-injection"]. */
+  readonly path?: string;
+  /** The offending value, as text. */
+  readonly value?: string;
+  /** What to change; the rule's general fix is used when absent. */
+  readonly fix?: string;
+}
+
+export interface Result {
+  readonly ruleId: string;
+  readonly status: ResultStatus;
+  /** fail: what is wrong. */
+  readonly violation?: Violation;
+  /** skip: why the rule did not apply; error: what went wrong. */
+  readonly reason?: string;
+}
+
+export interface RuleContext {
+  readonly request: AdmissionRequest;
+  readonly config: Config;
+  readonly cluster: ClusterState;
+}
+
+export interface KindRef {
+  readonly group: string;
+  readonly kind: string;
+}
+
+export interface Match {
+  readonly kinds: readonly KindRef[];
+  readonly operations: readonly Operation[];
+  /** Subresources this rule also sees ('' is the main resource). Default: only ''. */
+  readonly subResources?: readonly string[];
+  /** 'namespaces' (default): exempt namespaces are skipped. 'none': applies everywhere. */
+  readonly exemptions?: 'namespaces' | 'none';
+}
+
+/** The resources a rule needs in the webhook configuration (for docs, Helm and the e2e suite). */
+export interface WebhookResource {
+  readonly apiGroup: string;
+  readonly apiVersions: readonly string[];
+  readonly resources: readonly string[];
+}
+
+interface RuleBase {
+  readonly id: string;
+  readonly title: string;
+  /** The general fix, used when a violation carries none. */
+  readonly fix: string;
+  readonly match: Match;
+  readonly webhook: readonly WebhookResource[];
+}
+
+/** A validating rule: returns what it found wrong (empty: pass) or a skip reason. Never sees the mode. */
+export interface ValidatingRule extends RuleBase {
+  readonly type: 'validating';
+  validate(ctx: RuleContext): readonly Violation[] | Skip;
+}
+
+/** A mutating rule edits the draft in place and returns one description per change. */
+export interface MutatingRule extends RuleBase {
+  readonly type: 'mutating';
+  mutate(ctx: RuleContext, draft: KObject): readonly string[] | Skip;
+}
+
+export type Rule = ValidatingRule | MutatingRule;
+
+export interface Skip {
+  readonly skip: string;
+}
+
+export function skip(reason: string): Skip {
+  return { skip: reason };
+}
+
+export function isSkip(v: unknown): v is Skip {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as Skip).skip === 'string';
+}
+
+// Result factories: the only way results are built.
+export const results = {
+  pass: (ruleId: string): Result => ({ ruleId, status: 'pass' }),
+  fail: (ruleId: string, violation: Violation): Result => ({ ruleId, status: 'fail', violation }),
+  skip: (ruleId: string, reason: string): Result => ({ ruleId, status: 'skip', reason }),
+  error: (ruleId: string, err: unknown): Result => ({
+    ruleId,
+    status: 'error',
+    reason: err instanceof Error ? `${err.name}: ${err.message}` : `thrown ${typeof err}: ${String(err)}`,
+  }),
+};

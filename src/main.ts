@@ -1,0 +1,68 @@
+// meshguard's entry point: parse the subcommand, hand over to it, map errors to exit codes.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { UsageError, EXIT, processIo, type Io } from './cli/args.ts';
+import { runCheck } from './cli/check.ts';
+import { runReview } from './cli/review.ts';
+import { runServe } from './cli/serve.ts';
+import { ConfigError } from './config/load.ts';
+
+export const USAGE = `meshguard: admission webhook that keeps Istio hardening on
+
+Usage:
+  meshguard serve  [flags]                 run the HTTPS admission webhook
+  meshguard check  -f <file|dir|-> [flags] evaluate manifests offline (CI)
+  meshguard review [flags]                 send a sample AdmissionReview to a running server
+  meshguard help [command]
+
+Run 'meshguard <command> --help' for the flags of a command.
+Exit codes: 0 ok/clean, 1 violations found, 2 bad usage, configuration or input.
+`;
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        return await runServe(rest, io);
+      case 'check':
+        return await runCheck(rest, io);
+      case 'review':
+        return await runReview(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        if (rest[0] !== undefined) return await main([rest[0], '--help'], io);
+        io.out(USAGE);
+        return EXIT.OK;
+      default:
+        io.err(`meshguard: unknown command "${cmd}"\n\n${USAGE}`);
+        return EXIT.USAGE;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      io.err(`meshguard: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof Error && 'code' in err && err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      io.err(`meshguard: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    throw err;
+  }
+}
+
+// Run when executed directly (node src/main.ts ...); src/meshguard.js imports main() instead.
+
+function invokedDirectly(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,34 @@
+// Every rule meshguard knows, in evaluation order. The id is the module's file name.
+import type { MutatingRule, Rule, ValidatingRule } from '../engine/types.ts';
+import { controlLabelsAdminOnly } from './control-labels-admin-only.ts';
+import { namespaceHardeningDefaults } from './namespace-hardening-defaults.ts';
+import { namespaceMeshEnrollment } from './namespace-mesh-enrollment.ts';
+
+export const RULES: readonly Rule[] = Object.freeze([
+  namespaceHardeningDefaults,
+  namespaceMeshEnrollment,
+  controlLabelsAdminOnly,
+]);
+
+export const RULE_IDS: readonly string[] = Object.freeze(RULES.map((r) => r.id));
+
+export const VALIDATING_RULES: readonly ValidatingRule[] = Object.freeze(
+  RULES.filter((r): r is ValidatingRule => r.type === 'validating'),
+);
+
+export const MUTATING_RULES: readonly MutatingRule[] = Object.freeze(
+  RULES.filter((r): r is MutatingRule => r.type === 'mutating'),
+);
+
+const BY_ID = new Map(RULES.map((r) => [r.id, r]));
+
+export function ruleById(id: string): Rule | undefined {
+  return BY_ID.get(id);
+}
+
+/** The built-in rule set as the engine consumes it. */
+export const BUILTIN_RULES = Object.freeze({
+  validating: VALIDATING_RULES,
+  mutating: MUTATING_RULES,
+  lookup: ruleById,
+});

@@ -1,0 +1,40 @@
+// The request body parser: JSON only, with prototype-poisoning protection. JSON.parse creates
+// "__proto__" as an own property (it never sets the prototype), so the danger is only in code
+// that later merges the value; meshguard refuses such bodies outright, like secure-json-parse
+// (Fastify's default), but scans only when the raw text mentions a forbidden key, so ordinary
+// reviews pay one substring search. The scan is iterative: deep nesting cannot overflow the stack.
+
+export class PoisonedBodyError extends Error {
+  override name = 'PoisonedBodyError';
+}
+
+const SUSPECT = /"(?:__proto__|constructor)"/;
+
+function scan(root: unknown): void {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (typeof x === 'object' && x !== null) stack.push(x);
+      continue;
+    }
+    const o = v as Record<string, unknown>;
+    if (Object.hasOwn(o, '__proto__')) throw new PoisonedBodyError('object contains a forbidden "__proto__" key');
+    const ctor = Object.hasOwn(o, 'constructor') ? o['constructor'] : undefined;
+    if (typeof ctor === 'object' && ctor !== null && Object.hasOwn(ctor, 'prototype')) {
+      throw new PoisonedBodyError('object contains a forbidden "constructor.prototype" key');
+    }
+    for (const k in o) {
+      const x = o[k];
+      if (typeof x === 'object' && x !== null) stack.push(x);
+    }
+  }
+}
+
+/** Parse a JSON body; throws SyntaxError (not JSON) or PoisonedBodyError. */
+export function parseJsonBody(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  if (SUSPECT.test(text)) scan(value);
+  return value;
+}
