@@ -100,6 +100,24 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
       default: { 'meshguard.dev/hardened': 'true' },
     },
   }),
+  captureBypass: obj('workload-capture-bypass settings', {
+    allow: {
+      type: 'map',
+      description: 'per annotation, the values that are allowed (e.g. traffic.sidecar.istio.io/excludeOutboundPorts: ["5432"]); "*" allows any value',
+      keyPattern: QUALIFIED_KEY,
+      default: {},
+      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
+    },
+  }),
+  istioProxyImages: list('images allowed for Istio\'s own istio-init/istio-validation/istio-proxy containers (regular expressions, matched against the whole image)', ['^(.+/)?proxyv2(:[^/]+)?(@sha256:[a-f0-9]{64})?$']),
+  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin and ProxyConfig may be created', ['istio-system'], {
+    type: 'string',
+    pattern: NAMESPACE_NAME,
+    description: 'namespace name',
+  }),
+  serviceEntries: obj('service-entry-wildcard settings', {
+    allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
+  }),
   unknownNamespace: str('a workload whose namespace is not known (offline, or not yet in the cache): deny treats it as not meshed', 'deny', {
     enum: ['deny', 'allow'],
   }),

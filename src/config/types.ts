@@ -39,6 +39,10 @@ export interface Config {
     readonly labels: Readonly<Record<string, string>>;
     readonly annotations: Readonly<Record<string, string>>;
   };
+  readonly captureBypass: { readonly allow: Readonly<Record<string, readonly string[]>> };
+  readonly istioProxyImages: readonly string[];
+  readonly istioAdminNamespaces: readonly string[];
+  readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;
 }

@@ -48,6 +48,14 @@ export interface Match {
 
 /** The resources a rule needs in the webhook configuration (for docs, Helm and the e2e suite). */
 export interface WebhookResource {
+  /**
+   * Which registered webhook carries the resource: 'default' (system and exempt namespaces
+   * excluded by namespaceSelector), 'all-namespaces' (only kube-system, kube-public and
+   * kube-node-lease and meshguard's namespace excluded, e.g. Sidecars in the istio-system root
+   * namespace), 'mesh-config' (ConfigMaps istio/istio-<rev> in istio-system only, fail open).
+   * Default 'default'.
+   */
+  readonly placement?: 'default' | 'all-namespaces' | 'mesh-config';
   readonly apiGroup: string;
   readonly apiVersions: readonly string[];
   readonly resources: readonly string[];

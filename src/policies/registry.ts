@@ -3,11 +3,15 @@ import type { MutatingRule, Rule, ValidatingRule } from '../engine/types.ts';
 import { controlLabelsAdminOnly } from './control-labels-admin-only.ts';
 import { namespaceHardeningDefaults } from './namespace-hardening-defaults.ts';
 import { namespaceMeshEnrollment } from './namespace-mesh-enrollment.ts';
+import { ISTIO_CONFIG_RULES } from './istio-config-rules.ts';
+import { WORKLOAD_RULES } from './workload-rules.ts';
 
 export const RULES: readonly Rule[] = Object.freeze([
   namespaceHardeningDefaults,
   namespaceMeshEnrollment,
   controlLabelsAdminOnly,
+  ...WORKLOAD_RULES,
+  ...ISTIO_CONFIG_RULES,
 ]);
 
 export const RULE_IDS: readonly string[] = Object.freeze(RULES.map((r) => r.id));
