@@ -28,7 +28,13 @@ export function namespaceMode(config: Config, req: AdmissionRequest, cluster: Cl
   const ns = subjectNamespace(req);
   if (req.kind.group === '' && req.kind.kind === 'Namespace') {
     const fromObject = isAdmin(config, req) ? modeOf(req.object?.metadata?.labels?.[MODE_LABEL]) : undefined;
-    const stored = req.oldObject !== null ? req.oldObject.metadata?.labels?.[MODE_LABEL] : cluster.namespace(ns)?.labels[MODE_LABEL];
+    // On CREATE nothing is stored yet (a cached namespace of that name is a deleted one).
+    const stored =
+      req.operation === 'CREATE'
+        ? undefined
+        : req.oldObject !== null
+          ? req.oldObject.metadata?.labels?.[MODE_LABEL]
+          : cluster.namespace(ns)?.labels[MODE_LABEL];
     return fromObject ?? modeOf(stored) ?? config.mode;
   }
   return modeOf(cluster.namespace(ns)?.labels[MODE_LABEL]) ?? config.mode;

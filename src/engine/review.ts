@@ -118,6 +118,12 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
  * reported. A mutating rule that throws is reported as a warning and applies nothing: validation
  * still judges the object.
  */
+/** The injection label is the first change a namespace receives: label operations go first. */
+function labelsFirst(ops: fastJsonPatch.Operation[]): fastJsonPatch.Operation[] {
+  const isLabel = (op: fastJsonPatch.Operation): boolean => op.path.startsWith('/metadata/labels');
+  return [...ops.filter(isLabel), ...ops.filter((op) => !isLabel(op))];
+}
+
 export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
@@ -126,7 +132,7 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
   const applied = mutate(enforced, ctx, req.object);
   const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
-  const patch = applied.changes.length > 0 ? fastJsonPatch.compare(req.object, applied.draft) : [];
+  const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(req.object, applied.draft)) : [];
 
   const notes: { result: Result; text: string }[] = [];
   for (const c of reported?.changes ?? []) {
