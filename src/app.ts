@@ -108,7 +108,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     state,
     checks: [
       { name: 'rules', check: () => (deps.rules.validating.length + deps.rules.mutating.length > 0 ? undefined : 'no rules registered') },
-      { name: 'caches', check: () => (deps.cluster.synced() ? undefined : 'cluster caches not synced') },
+      { name: 'caches', check: () => (deps.cluster.synced() ? undefined : (deps.cluster.problem?.() ?? 'cluster caches not synced')) },
       ...(deps.readiness ?? []),
     ],
   });

@@ -5,7 +5,9 @@ import { parseArgs } from 'node:util';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
 import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
-import { StaticClusterState } from '../cluster/state.ts';
+import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
+import type { ListWatchLog } from '../cluster/list-watch.ts';
+import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { PromRecorder } from '../metrics/recorder.ts';
@@ -30,6 +32,10 @@ Flags (environment variable in brackets; flags win over environment, both over t
                       is given (default ./certs)                 [MESHGUARD_CERT_DIR]
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent   [MESHGUARD_LOG_LEVEL]
   --audit-log FILE    audit records (JSON lines); default stdout [MESHGUARD_AUDIT_LOG]
+  --kubeconfig FILE   watch namespaces and Istio revisions through this cluster
+                                                                 [MESHGUARD_KUBECONFIG]
+  --in-cluster        the same with the pod's service account    [MESHGUARD_IN_CLUSTER]
+                      (neither: no cluster; namespaces are unknown, see unknownNamespace)
   -h, --help          this help
 `;
 
@@ -44,7 +50,11 @@ const FLAGS = {
   'cert-dir': ['MESHGUARD_CERT_DIR', 'server.certDir'],
   'log-level': ['MESHGUARD_LOG_LEVEL', 'logLevel'],
   'audit-log': ['MESHGUARD_AUDIT_LOG', 'auditLogFile'],
+  kubeconfig: ['MESHGUARD_KUBECONFIG', 'cluster.kubeconfig'],
+  'in-cluster': ['MESHGUARD_IN_CLUSTER', 'cluster.inCluster'],
 } as const;
+
+const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster']);
 
 type FlagName = keyof typeof FLAGS;
 
@@ -54,7 +64,8 @@ export function configFromFlags(values: Partial<Record<string, string | boolean 
   let file: string | undefined;
   for (const name of names) {
     const [envName, key] = FLAGS[name];
-    const v = values[name] ?? env[envName];
+    const raw = values[name] ?? env[envName];
+    const v = raw === true ? 'true' : raw;
     if (typeof v !== 'string') continue;
     if (key === '') file = v;
     else overrides[key] = v;
@@ -71,11 +82,33 @@ async function certPaths(config: Config, io: Io): Promise<FilePaths> {
   return g;
 }
 
+/** Pino-compatible logger for the caches, before the app exists. */
+function cacheLog(config: Config): ListWatchLog {
+  const line = (level: string, obj: object, msg: string): void => {
+    if (config.logLevel === 'silent' || (level === 'info' && ['warn', 'error', 'fatal'].includes(config.logLevel))) return;
+    process.stderr.write(`${JSON.stringify({ level, time: Date.now(), ...obj, msg })}\n`);
+  };
+  return { info: (o, m) => line('info', o, m), warn: (o, m) => line('warn', o, m) };
+}
+
+function clusterState(config: Config, log: ListWatchLog): ClusterState {
+  const c = config.cluster;
+  if (c.kubeconfig === null && !c.inCluster) return new StaticClusterState([], config.revisions);
+  const kc = loadKubeConfig({ kubeconfig: c.kubeconfig, inCluster: c.inCluster });
+  return new ClusterCache(kc, {
+    resyncMs: c.resyncSeconds * 1000,
+    staleAfterMs: c.staleAfterSeconds * 1000,
+    discoverRevisions: c.discoverRevisions,
+    configuredRevisions: config.revisions,
+    log,
+  });
+}
+
 export async function runServe(argv: readonly string[], io: Io): Promise<number> {
   const { values } = parseArgs({
     args: [...argv],
     options: {
-      ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+      ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: BOOLEAN_FLAGS.has(k) ? ('boolean' as const) : ('string' as const) }])),
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -90,7 +123,8 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   const recorder = new PromRecorder();
   const audit = createAuditSink(config.auditLogFile);
   const lifecycle = { draining: false };
-  const cluster = new StaticClusterState([], config.revisions);
+  const cluster = clusterState(config, cacheLog(config));
+  if (cluster instanceof ClusterCache) cluster.start();
   const app = await buildApp(config, {
     cluster,
     rules: BUILTIN_RULES,
@@ -135,6 +169,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       app.log.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
       setTimeout(() => {
         certs.close();
+        if (cluster instanceof ClusterCache) void cluster.stop();
         void app
           .close()
           .then(() => audit.close())

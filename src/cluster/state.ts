@@ -15,6 +15,8 @@ export interface ClusterState {
   knownRevisions(): ReadonlySet<string>;
   /** True once every cache has synced (always true offline). */
   synced(): boolean;
+  /** Why it is not synced (for /readyz), when it can say. */
+  problem?(): string | undefined;
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

@@ -60,6 +60,13 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
     drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 0, 0, 120),
   }),
+  cluster: obj('the Kubernetes API connection (namespace labels and Istio revisions come from watch-backed caches)', {
+    kubeconfig: nullableStr('kubeconfig file; unset and inCluster false: no cluster (namespaces from configuration only)'),
+    inCluster: bool('use the pod service account (in-cluster configuration)', false),
+    resyncSeconds: int('relist period of the caches', 600, 10, 86_400),
+    staleAfterSeconds: int('readiness turns false when a watch has been down this long', 60, 1, 3_600),
+    discoverRevisions: bool('discover installed Istio revisions and tags from MutatingWebhookConfigurations', true),
+  }),
   metricsEnabled: bool('serve GET /metrics', true),
   logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
   auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),

@@ -24,6 +24,13 @@ export interface Config {
     readonly keepAliveTimeoutMs: number;
     readonly drainSeconds: number;
   };
+  readonly cluster: {
+    readonly kubeconfig: string | null;
+    readonly inCluster: boolean;
+    readonly resyncSeconds: number;
+    readonly staleAfterSeconds: number;
+    readonly discoverRevisions: boolean;
+  };
   readonly metricsEnabled: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;

@@ -1,0 +1,128 @@
+// ClusterState backed by the API server: namespaces and Istio revisions, each a ListWatch.
+// Admission reads these maps synchronously; no API call is made per request.
+import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, Watch, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
+import { ListWatch, type ListWatchLog } from './list-watch.ts';
+import type { ClusterState, NamespaceInfo } from './state.ts';
+
+export interface CacheOptions {
+  readonly resyncMs: number;
+  readonly staleAfterMs: number;
+  readonly discoverRevisions: boolean;
+  /** Revisions from configuration, always known. */
+  readonly configuredRevisions: readonly string[];
+  readonly log: ListWatchLog;
+}
+
+const REVISION_LABELS = ['istio.io/rev', 'istio.io/tag'] as const;
+
+export function loadKubeConfig(opts: { kubeconfig: string | null; inCluster: boolean }): KubeConfig {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig !== null) kc.loadFromFile(opts.kubeconfig);
+  else if (opts.inCluster) kc.loadFromCluster();
+  else kc.loadFromDefault();
+  return kc;
+}
+
+function namespaceInfo(ns: V1Namespace): NamespaceInfo | undefined {
+  const name = ns.metadata?.name;
+  if (name === undefined) return undefined;
+  return { name, labels: Object.freeze({ ...(ns.metadata?.labels ?? {}) }) };
+}
+
+export class ClusterCache implements ClusterState {
+  readonly source = 'cluster' as const;
+  readonly #namespaces = new Map<string, NamespaceInfo>();
+  #webhooks = new Map<string, readonly string[]>();
+  #revisions: ReadonlySet<string>;
+  readonly #configured: readonly string[];
+  readonly watchers: ListWatch<unknown>[] = [];
+
+  constructor(kc: KubeConfig, o: CacheOptions) {
+    this.#configured = o.configuredRevisions;
+    this.#revisions = new Set(o.configuredRevisions);
+    const core = kc.makeApiClient(CoreV1Api);
+    const watch = new Watch(kc);
+    const common = { watch, resyncMs: o.resyncMs, staleAfterMs: o.staleAfterMs, log: o.log };
+    const nsWatch = new ListWatch<V1Namespace>({
+      ...common,
+      name: 'namespaces',
+      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
+      watchPath: '/api/v1/namespaces',
+      replace: (items) => {
+        this.#namespaces.clear();
+        for (const ns of items) this.#upsertNamespace(ns);
+      },
+      upsert: (ns) => this.#upsertNamespace(ns),
+      remove: (ns) => void this.#namespaces.delete(ns.metadata?.name ?? ''),
+    });
+    this.watchers.push(nsWatch as ListWatch<unknown>);
+    if (o.discoverRevisions) {
+      const adm = kc.makeApiClient(AdmissionregistrationV1Api);
+      const selector = 'istio.io/rev';
+      const mwcWatch = new ListWatch<V1MutatingWebhookConfiguration>({
+        ...common,
+        name: 'istio revisions (mutatingwebhookconfigurations)',
+        list: (p) => adm.listMutatingWebhookConfiguration({ labelSelector: selector, limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
+        watchPath: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+        watchParams: { labelSelector: selector },
+        replace: (items) => {
+          this.#webhooks = new Map();
+          for (const w of items) this.#upsertWebhook(w);
+          this.#rebuildRevisions();
+        },
+        upsert: (w) => {
+          this.#upsertWebhook(w);
+          this.#rebuildRevisions();
+        },
+        remove: (w) => {
+          this.#webhooks.delete(w.metadata?.name ?? '');
+          this.#rebuildRevisions();
+        },
+      });
+      this.watchers.push(mwcWatch as ListWatch<unknown>);
+    }
+  }
+
+  #upsertNamespace(ns: V1Namespace): void {
+    const info = namespaceInfo(ns);
+    if (info !== undefined) this.#namespaces.set(info.name, info);
+  }
+
+  #upsertWebhook(w: V1MutatingWebhookConfiguration): void {
+    const labels = w.metadata?.labels ?? {};
+    const revs = REVISION_LABELS.map((k) => labels[k]).filter((v): v is string => typeof v === 'string' && v !== '');
+    this.#webhooks.set(w.metadata?.name ?? '', revs);
+  }
+
+  #rebuildRevisions(): void {
+    this.#revisions = new Set([...this.#configured, ...[...this.#webhooks.values()].flat()]);
+  }
+
+  start(): void {
+    for (const w of this.watchers) w.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.watchers.map((w) => w.stop()));
+  }
+
+  namespace(name: string): NamespaceInfo | undefined {
+    return this.#namespaces.get(name);
+  }
+
+  knownRevisions(): ReadonlySet<string> {
+    return this.#revisions;
+  }
+
+  synced(): boolean {
+    return this.watchers.every((w) => w.synced());
+  }
+
+  problem(): string | undefined {
+    return this.watchers.map((w) => w.problem()).find((p) => p !== undefined);
+  }
+
+  get size(): number {
+    return this.#namespaces.size;
+  }
+}

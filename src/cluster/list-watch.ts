@@ -1,0 +1,183 @@
+// List then watch one resource through @kubernetes/client-node, keeping a local copy current:
+// paged list, watch from the list's resourceVersion, re-watch after a clean end, relist after an
+// error, a 410 Gone or the resync period, exponential backoff between failures. Readiness: synced
+// once the first list completed, and unsynced again while the watch has been down longer than
+// the staleness bound.
+import type { Watch } from '@kubernetes/client-node';
+
+export interface Listed<T> {
+  readonly items: T[];
+  readonly metadata?: { readonly resourceVersion?: string | undefined; readonly _continue?: string | undefined } | undefined;
+}
+
+export interface ListWatchLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface ListWatchOptions<T> {
+  readonly name: string;
+  list(page: { limit: number; _continue?: string }): Promise<Listed<T>>;
+  readonly watch: Pick<Watch, 'watch'>;
+  readonly watchPath: string;
+  readonly watchParams?: Readonly<Record<string, string>>;
+  replace(items: readonly T[]): void;
+  upsert(item: T): void;
+  remove(item: T): void;
+  readonly resyncMs: number;
+  readonly staleAfterMs: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly pageSize?: number;
+  readonly log: ListWatchLog;
+  readonly now?: () => number;
+}
+
+type WatchEnd = 'closed' | 'resync' | 'gone' | 'stopped';
+
+function resourceVersionOf(obj: unknown): string | undefined {
+  const rv = (obj as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
+  return typeof rv === 'string' ? rv : undefined;
+}
+
+export class ListWatch<T> {
+  readonly #o: ListWatchOptions<T>;
+  readonly #now: () => number;
+  #stopped = false;
+  #hasSynced = false;
+  #downSince: number | null = null;
+  #abort: AbortController | undefined;
+  #wake: (() => void) | undefined;
+  #done: Promise<void> | undefined;
+  /** Counters for tests and metrics. */
+  readonly stats = { lists: 0, watches: 0, failures: 0 };
+
+  constructor(o: ListWatchOptions<T>) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+  }
+
+  start(): void {
+    this.#done ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort?.abort();
+    this.#wake?.();
+    await this.#done;
+  }
+
+  /** undefined when healthy; otherwise why the copy cannot be trusted. */
+  problem(): string | undefined {
+    if (!this.#hasSynced) return `${this.#o.name}: initial list not completed`;
+    if (this.#downSince !== null && this.#now() - this.#downSince > this.#o.staleAfterMs) {
+      return `${this.#o.name}: watch down for ${Math.round((this.#now() - this.#downSince) / 1000)} s (bound ${this.#o.staleAfterMs / 1000} s)`;
+    }
+    return undefined;
+  }
+
+  synced(): boolean {
+    return this.problem() === undefined;
+  }
+
+  async #listAll(): Promise<string> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.#o.list({ limit: this.#o.pageSize ?? 500, ...(cont !== undefined ? { _continue: cont } : {}) });
+      items.push(...page.items);
+      rv = page.metadata?.resourceVersion ?? rv;
+      cont = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
+    } while (cont !== undefined);
+    this.#o.replace(items);
+    this.stats.lists++;
+    return rv;
+  }
+
+  #watch(rv: string): Promise<{ end: WatchEnd; rv: string }> {
+    return new Promise((resolve, reject) => {
+      let last = rv;
+      let settled = false;
+      const finish = (end: WatchEnd): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(resync);
+        this.#abort?.abort();
+        resolve({ end, rv: last });
+      };
+      const resync = setTimeout(() => finish('resync'), this.#o.resyncMs);
+      resync.unref();
+      const onEvent = (phase: string, obj: unknown): void => {
+        if (phase === 'ERROR') {
+          const code = (obj as { code?: unknown } | null)?.code;
+          if (code === 410) finish('gone');
+          else {
+            settled = true;
+            clearTimeout(resync);
+            this.#abort?.abort();
+            reject(new Error(`watch error event: ${JSON.stringify(obj)}`));
+          }
+          return;
+        }
+        last = resourceVersionOf(obj) ?? last;
+        if (phase === 'ADDED' || phase === 'MODIFIED') this.#o.upsert(obj as T);
+        else if (phase === 'DELETED') this.#o.remove(obj as T);
+      };
+      const onDone = (err: unknown): void => {
+        if (settled) return;
+        if (err === null || err === undefined || this.#stopped) finish(this.#stopped ? 'stopped' : 'closed');
+        else {
+          settled = true;
+          clearTimeout(resync);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      };
+      this.#o.watch
+        .watch(this.#o.watchPath, { ...this.#o.watchParams, resourceVersion: rv, allowWatchBookmarks: true }, onEvent, onDone)
+        .then((ac) => {
+          this.#abort = ac;
+          this.#downSince = null;
+          this.stats.watches++;
+          if (settled || this.#stopped) ac.abort();
+        })
+        .catch((err: unknown) => onDone(err ?? new Error('watch failed')));
+    });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+      this.#wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  async #run(): Promise<void> {
+    let backoff = this.#o.backoffInitialMs ?? 500;
+    while (!this.#stopped) {
+      try {
+        let rv = await this.#listAll();
+        this.#hasSynced = true;
+        this.#downSince = null;
+        backoff = this.#o.backoffInitialMs ?? 500;
+        for (;;) {
+          const r = await this.#watch(rv);
+          if (r.end !== 'closed' || this.#stopped) break; // resync, 410 Gone or stop: relist
+          rv = r.rv;
+        }
+      } catch (err) {
+        if (this.#stopped) break;
+        this.stats.failures++;
+        this.#downSince ??= this.#now();
+        this.#o.log.warn({ resource: this.#o.name, err: (err as Error).message, retryInMs: backoff }, 'list/watch failed; retrying');
+        await this.#sleep(backoff);
+        backoff = Math.min(backoff * 2, this.#o.backoffMaxMs ?? 30_000);
+      }
+    }
+  }
+}
