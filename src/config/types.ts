@@ -31,6 +31,16 @@ export interface Config {
     readonly staleAfterSeconds: number;
     readonly discoverRevisions: boolean;
   };
+  readonly selfManagedCerts: {
+    readonly enabled: boolean;
+    readonly secretName: string;
+    readonly webhookConfigurationName: string;
+    readonly serviceName: string;
+    readonly caDays: number;
+    readonly leafDays: number;
+    readonly renewBeforeDays: number;
+    readonly checkIntervalSeconds: number;
+  };
   readonly metricsEnabled: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;
