@@ -7,7 +7,9 @@ export type Schema =
   | { readonly type: 'boolean'; readonly default?: boolean; readonly description: string }
   | { readonly type: 'array'; readonly items: Schema; readonly default?: readonly unknown[]; readonly description: string }
   | { readonly type: 'map'; readonly values: Schema; readonly keyPattern?: RegExp; readonly default?: Readonly<Record<string, unknown>>; readonly description: string }
-  | { readonly type: 'object'; readonly props: Readonly<Record<string, Schema>>; readonly description: string };
+  | { readonly type: 'object'; readonly props: Readonly<Record<string, Schema>>; readonly description: string }
+  /** Any JSON map, passed through unchanged (e.g. the spec of a generated Istio resource). */
+  | { readonly type: 'json'; readonly default?: Readonly<Record<string, unknown>>; readonly description: string };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -75,6 +77,10 @@ export function applySchema(schema: Schema, value: unknown, key: string): unknow
       }
       return out;
     }
+    case 'json': {
+      if (!isRecord(v)) throw new ConfigError(key, `must be a map, got ${describe(v)}`);
+      return structuredClone(v);
+    }
     case 'object': {
       if (!isRecord(v)) throw new ConfigError(key, `must be a map, got ${describe(v)}`);
       for (const k of Object.keys(v)) {
@@ -117,6 +123,8 @@ export function toJsonSchema(s: Schema): Record<string, unknown> {
       if (s.keyPattern !== undefined) out['propertyNames'] = { pattern: s.keyPattern.source };
       return out;
     }
+    case 'json':
+      return { type: 'object', description: s.description };
     case 'object':
       return {
         type: 'object',

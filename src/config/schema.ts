@@ -77,6 +77,38 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     renewBeforeDays: int('renew the serving certificate (and the CA) this many days before expiry', 30, 1, 3_000),
     checkIntervalSeconds: int('how often expiry is checked', 3600, 1, 86_400),
   }),
+  reconciler: obj('keeps the per-namespace hardening resources in every meshed namespace (needs cluster access and Istio CRDs)', {
+    enabled: bool('run the reconciler in serve (the chart turns it on)', false),
+    dryRun: bool('log what would be created, changed or deleted, and change nothing', false),
+    resyncSeconds: int('full reconcile period', 300, 5, 86_400),
+    leaseName: str('Lease (in meshguardNamespace) that elects the one reconciling replica', 'meshguard-reconciler'),
+    leaseDurationSeconds: int('how long a leader holds the Lease without renewing it', 15, 2, 600),
+    renewSeconds: int('how often the leader renews (and followers retry)', 5, 1, 300),
+    allowSameNamespace: bool('also create an allow-same-namespace AuthorizationPolicy next to default-deny', true),
+    serviceEntries: {
+      type: 'map',
+      description: 'ServiceEntries to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}',
+      default: {},
+      keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+      values: obj('a generated ServiceEntry', {
+        namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
+        spec: { type: 'json', description: 'networking.istio.io/v1 ServiceEntry spec' },
+      }),
+    },
+    authorizationPolicies: {
+      type: 'map',
+      description: 'extra AuthorizationPolicies to create, by name: {namespaces: [], spec: {...}}',
+      default: {},
+      keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+      values: obj('a generated AuthorizationPolicy', {
+        namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
+        spec: { type: 'json', description: 'security.istio.io/v1 AuthorizationPolicy spec' },
+      }),
+    },
+  }),
+  scan: obj('periodic scan of existing objects in serve (metrics meshguard_scan_violations)', {
+    intervalSeconds: int('seconds between scans; 0 turns the periodic scan off', 0, 0, 604_800),
+  }),
   metricsEnabled: bool('serve GET /metrics', true),
   logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
   auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),

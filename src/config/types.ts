@@ -6,6 +6,11 @@ export interface RuleSettings {
   readonly mode: 'inherit' | Mode;
 }
 
+export interface GeneratedResource {
+  readonly namespaces: readonly string[];
+  readonly spec: Readonly<Record<string, unknown>>;
+}
+
 export interface Config {
   readonly mode: Mode;
   readonly onError: 'deny' | 'allow';
@@ -41,6 +46,18 @@ export interface Config {
     readonly renewBeforeDays: number;
     readonly checkIntervalSeconds: number;
   };
+  readonly reconciler: {
+    readonly enabled: boolean;
+    readonly dryRun: boolean;
+    readonly resyncSeconds: number;
+    readonly leaseName: string;
+    readonly leaseDurationSeconds: number;
+    readonly renewSeconds: number;
+    readonly allowSameNamespace: boolean;
+    readonly serviceEntries: Readonly<Record<string, GeneratedResource>>;
+    readonly authorizationPolicies: Readonly<Record<string, GeneratedResource>>;
+  };
+  readonly scan: { readonly intervalSeconds: number };
   readonly metricsEnabled: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;
