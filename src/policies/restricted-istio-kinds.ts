@@ -1,0 +1,28 @@
+// restricted-istio-kinds: EnvoyFilter, WasmPlugin and ProxyConfig reprogram the proxy itself
+// (an EnvoyFilter can add a passthrough listener: unlimited egress), so only the configured Istio
+// admin namespaces may hold them. No namespace is exempt from this rule.
+import { skip, type ValidatingRule } from '../engine/types.ts';
+import { ENVOY_FILTER, isTerminatingObject, kindRef, PROXY_CONFIG, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
+
+const KINDS = [ENVOY_FILTER, WASM_PLUGIN, PROXY_CONFIG];
+
+export const restrictedIstioKinds: ValidatingRule = {
+  id: 'restricted-istio-kinds',
+  type: 'validating',
+  title: 'EnvoyFilter, WasmPlugin and ProxyConfig only in the Istio admin namespaces',
+  fix: 'ask the platform team to create it in an Istio admin namespace (istioAdminNamespaces)',
+  match: { kinds: KINDS.map(kindRef), operations: ['CREATE', 'UPDATE'], exemptions: 'none' },
+  webhook: KINDS.map(webhookFor),
+  validate({ request: req, config }) {
+    if (isTerminatingObject(req)) return skip(`the ${req.kind.kind} is being deleted`);
+    const admin = config.istioAdminNamespaces;
+    if (admin.includes(req.namespace)) return [];
+    return [
+      {
+        message: `${req.kind.kind} reprograms the proxy and is allowed only in ${admin.length === 0 ? 'no namespace' : admin.join(', ')}`,
+        path: 'metadata.namespace',
+        value: req.namespace,
+      },
+    ];
+  },
+};
