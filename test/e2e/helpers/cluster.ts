@@ -275,12 +275,18 @@ async function writeKubeconfig(path: string, server: string, caPem: string, user
   await writeFile(path, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });
 }
 
+/** The environment with loopback exempted from any HTTP(S) proxy (webhook calls, client calls). */
+function loopbackEnv(): NodeJS.ProcessEnv {
+  const noProxy = [process.env.NO_PROXY ?? process.env.no_proxy, '127.0.0.1', 'localhost'].filter(Boolean).join(',');
+  return { ...process.env, NO_PROXY: noProxy, no_proxy: noProxy };
+}
+
 /** Spawns a server process with output to a log file; SIGKILLed by the kernel if this process dies (setpriv). */
 function startProcess(bin: string, args: string[], logPath: string, logFd: number): ChildProcess {
   const usePdeath = existsSync('/usr/bin/setpriv');
   const cmd = usePdeath ? '/usr/bin/setpriv' : bin;
   const argv = usePdeath ? ['--pdeathsig', 'KILL', '--', bin, ...args] : args;
-  const child = spawn(cmd, argv, { stdio: ['ignore', logFd, logFd], env: { ...process.env } });
+  const child = spawn(cmd, argv, { stdio: ['ignore', logFd, logFd], env: loopbackEnv() });
   child.on('error', (e) => log(`${bin} failed to start: ${e.message} (log ${logPath})`));
   return child;
 }
@@ -536,7 +542,7 @@ async function startOnce(bins: Binaries, opts: StartClusterOptions): Promise<Clu
     const kubeCache = join(dir, 'kube-cache');
     const helmHome = join(dir, 'helm');
     const clientEnv: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...loopbackEnv(),
       KUBECONFIG: '',
       KUBERC: 'off',
       HELM_CACHE_HOME: join(helmHome, 'cache'),
