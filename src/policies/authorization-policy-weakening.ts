@@ -4,8 +4,8 @@
 // allow-all; findings have no severity of their own, so it denies in enforce mode like every
 // finding. A platform that wants it as a warning pins the rule to audit (rules.<id>.mode: audit).
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { annotationsOf } from './lib/objects.ts';
-import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, isTerminatingObject, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
+import { annotationsOf, isTerminating } from './lib/objects.ts';
+import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
 
 export const DRY_RUN = 'istio.io/dry-run';
 
@@ -27,7 +27,7 @@ export const authorizationPolicyWeakening: ValidatingRule = {
   validate({ request: req, config }) {
     const exempt = exemptOutsideRoot(req, config);
     if (exempt !== undefined) return skip(exempt);
-    if (isTerminatingObject(req)) return skip('the AuthorizationPolicy is being deleted');
+    if (isTerminating(req.object)) return skip('the AuthorizationPolicy is being deleted');
     const out: Violation[] = [];
     const dryRun = annotationsOf(req.object)[DRY_RUN];
     if (typeof dryRun === 'string' && GO_TRUE.has(dryRun)) {

@@ -4,8 +4,8 @@
 // mode counts as DISABLE: that is the protobuf default (ClientTLSSettings.TLSmode DISABLE = 0),
 // and a user-supplied tls block also switches auto mTLS off.
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { at, DESTINATION_RULE, exemptOutsideRoot, isTerminatingObject, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
-import { isRecord } from './lib/objects.ts';
+import { at, DESTINATION_RULE, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
+import { isRecord, isTerminating } from './lib/objects.ts';
 
 function tlsProblem(tls: unknown, path: string): Violation | undefined {
   if (!isRecord(tls)) return undefined;
@@ -37,7 +37,7 @@ export const destinationRuleTls: ValidatingRule = {
   validate({ request: req, config }) {
     const exempt = exemptOutsideRoot(req, config);
     if (exempt !== undefined) return skip(exempt);
-    if (isTerminatingObject(req)) return skip('the DestinationRule is being deleted');
+    if (isTerminating(req.object)) return skip('the DestinationRule is being deleted');
     const spec = at(req.object, 'spec');
     const out = policyProblems(at(spec, 'trafficPolicy'), 'spec.trafficPolicy');
     for (const [i, subset] of mapItems(at(spec, 'subsets'))) {

@@ -6,8 +6,8 @@
 import type { AdmissionRequest, KObject } from '../admission/types.ts';
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
 import { meshConfigProblems, parseMeshData } from './lib/istio-mesh-config.ts';
-import { at, ISTIO_OPERATOR, isTerminatingObject, kindRef, ROOT_NAMESPACE, webhookFor } from './lib/istio.ts';
-import { isRecord } from './lib/objects.ts';
+import { at, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, webhookFor } from './lib/istio.ts';
+import { isRecord, isTerminating } from './lib/objects.ts';
 
 /**
  * Why a ConfigMap is not a mesh config (undefined when it is). `istio-<suffix>` is ambiguous:
@@ -52,10 +52,10 @@ export const meshConfigOutboundPolicy: ValidatingRule = {
   validate({ request: req, cluster }) {
     const object = req.object;
     if (object === null) return skip('no object');
-    if (req.kind.kind === ISTIO_OPERATOR.kind) return isTerminatingObject(req) ? skip('the IstioOperator is being deleted') : operatorProblems(object);
+    if (req.kind.kind === ISTIO_OPERATOR.kind) return isTerminating(req.object) ? skip('the IstioOperator is being deleted') : operatorProblems(object);
     const reason = notMeshConfig(req, object, cluster.knownRevisions());
     if (reason !== undefined) return skip(reason);
-    if (isTerminatingObject(req)) return skip('the ConfigMap is being deleted');
+    if (isTerminating(req.object)) return skip('the ConfigMap is being deleted');
     return configMapProblems(object);
   },
 };

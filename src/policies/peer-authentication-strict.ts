@@ -2,8 +2,8 @@
 // workload and for every port. PERMISSIVE accepts plaintext; DISABLE turns mTLS off. Kyverno's
 // enforce-strict-mtls checks only spec.mtls.mode; a port-level DISABLE is as much of a hole.
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { at, exemptOutsideRoot, isTerminatingObject, isUnset, keyPath, kindRef, PEER_AUTHENTICATION, show, webhookFor } from './lib/istio.ts';
-import { isRecord } from './lib/objects.ts';
+import { at, exemptOutsideRoot, isUnset, keyPath, kindRef, PEER_AUTHENTICATION, show, webhookFor } from './lib/istio.ts';
+import { isRecord, isTerminating } from './lib/objects.ts';
 
 function modeProblem(mode: unknown, path: string, what: string): Violation | undefined {
   if (isUnset(mode) || mode === 'UNSET' || mode === 'STRICT') return undefined;
@@ -21,7 +21,7 @@ export const peerAuthenticationStrict: ValidatingRule = {
   validate({ request: req, config }) {
     const exempt = exemptOutsideRoot(req, config);
     if (exempt !== undefined) return skip(exempt);
-    if (isTerminatingObject(req)) return skip('the PeerAuthentication is being deleted');
+    if (isTerminating(req.object)) return skip('the PeerAuthentication is being deleted');
     const spec = at(req.object, 'spec');
     const out: Violation[] = [];
     const top = modeProblem(at(spec, 'mtls', 'mode'), 'spec.mtls.mode', 'for the selected workloads');

@@ -2,7 +2,8 @@
 // (an EnvoyFilter can add a passthrough listener: unlimited egress), so only the configured Istio
 // admin namespaces may hold them. No namespace is exempt from this rule.
 import { skip, type ValidatingRule } from '../engine/types.ts';
-import { ENVOY_FILTER, isTerminatingObject, kindRef, PROXY_CONFIG, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
+import { ENVOY_FILTER, kindRef, PROXY_CONFIG, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
+import { isTerminating } from './lib/objects.ts';
 
 const KINDS = [ENVOY_FILTER, WASM_PLUGIN, PROXY_CONFIG];
 
@@ -14,7 +15,7 @@ export const restrictedIstioKinds: ValidatingRule = {
   match: { kinds: KINDS.map(kindRef), operations: ['CREATE', 'UPDATE'], exemptions: 'none' },
   webhook: KINDS.map(webhookFor),
   validate({ request: req, config }) {
-    if (isTerminatingObject(req)) return skip(`the ${req.kind.kind} is being deleted`);
+    if (isTerminating(req.object)) return skip(`the ${req.kind.kind} is being deleted`);
     const admin = config.istioAdminNamespaces;
     if (admin.includes(req.namespace)) return [];
     return [

@@ -4,7 +4,8 @@
 // request names. Wildcard hosts the platform allow-lists (serviceEntries.allowedWildcardHosts) are
 // never findings. Missing `exportTo: ["."]` is not reported yet (it is advice, not a violation).
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { at, exemptOutsideRoot, isTerminatingObject, kindRef, SERVICE_ENTRY, stringItems, webhookFor } from './lib/istio.ts';
+import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, stringItems, webhookFor } from './lib/istio.ts';
+import { isTerminating } from './lib/objects.ts';
 
 const HOST_FIX = 'list the exact external hosts, or ask the platform team to allow-list the wildcard (serviceEntries.allowedWildcardHosts)';
 
@@ -47,7 +48,7 @@ export const serviceEntryWildcard: ValidatingRule = {
   validate({ request: req, config }) {
     const exempt = exemptOutsideRoot(req, config);
     if (exempt !== undefined) return skip(exempt);
-    if (isTerminatingObject(req)) return skip('the ServiceEntry is being deleted');
+    if (isTerminating(req.object)) return skip('the ServiceEntry is being deleted');
     const spec = at(req.object, 'spec');
     const dynamicDns = at(spec, 'resolution') === 'DYNAMIC_DNS';
     const allowed = new Set(config.serviceEntries.allowedWildcardHosts.map((h) => h.trim().toLowerCase().replace(/\.$/, '')));

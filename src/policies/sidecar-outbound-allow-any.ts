@@ -3,8 +3,8 @@
 // only with ALLOW_ANY), send traffic for unknown hosts out of the mesh. A selector-less Sidecar in
 // the root namespace applies mesh-wide, so no namespace is exempt from this rule.
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { at, isTerminatingObject, isUnset, kindRef, ROOT_NAMESPACE, show, SIDECAR, webhookFor } from './lib/istio.ts';
-import { isRecord } from './lib/objects.ts';
+import { at, isUnset, kindRef, ROOT_NAMESPACE, show, SIDECAR, webhookFor } from './lib/istio.ts';
+import { isRecord, isTerminating } from './lib/objects.ts';
 
 const FIX = 'remove spec.outboundTrafficPolicy (the mesh REGISTRY_ONLY policy then applies) and declare external hosts with ServiceEntries';
 
@@ -16,7 +16,7 @@ export const sidecarOutboundAllowAny: ValidatingRule = {
   match: { kinds: [kindRef(SIDECAR)], operations: ['CREATE', 'UPDATE'], exemptions: 'none' },
   webhook: [webhookFor(SIDECAR)],
   validate({ request: req }) {
-    if (isTerminatingObject(req)) return skip('the Sidecar is being deleted');
+    if (isTerminating(req.object)) return skip('the Sidecar is being deleted');
     const policy = at(req.object, 'spec', 'outboundTrafficPolicy');
     if (!isRecord(policy)) return [];
     const meshWide = req.namespace === ROOT_NAMESPACE && isUnset(at(req.object, 'spec', 'workloadSelector'));

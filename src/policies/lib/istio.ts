@@ -53,11 +53,6 @@ export function exemptOutsideRoot(req: AdmissionRequest, config: Config): string
   return `namespace ${req.namespace} is exempt`;
 }
 
-export function isTerminatingObject(req: AdmissionRequest): boolean {
-  const ts = req.object?.metadata?.deletionTimestamp;
-  return typeof ts === 'string' && ts !== '';
-}
-
 /** The value at a path of keys, or undefined as soon as a step is not a map. */
 export function at(v: unknown, ...keys: readonly string[]): unknown {
   let cur = v;
