@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { UsageError, EXIT, processIo, type Io } from './cli/args.ts';
 import { runCheck } from './cli/check.ts';
 import { runReview } from './cli/review.ts';
+import { runScan } from './cli/scan.ts';
 import { runServe } from './cli/serve.ts';
 import { ConfigError } from './config/load.ts';
 
@@ -13,6 +14,7 @@ Usage:
   meshguard serve  [flags]                 run the HTTPS admission webhook
   meshguard check  -f <file|dir|-> [flags] evaluate manifests offline (CI)
   meshguard review [flags]                 send a sample AdmissionReview to a running server
+  meshguard scan   [flags]                 report existing cluster objects that violate the rules
   meshguard help [command]
 
 Run 'meshguard <command> --help' for the flags of a command.
@@ -29,6 +31,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await runCheck(rest, io);
       case 'review':
         return await runReview(rest, io);
+      case 'scan':
+        return await runScan(rest, io);
       case undefined:
       case 'help':
       case '--help':

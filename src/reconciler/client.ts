@@ -4,6 +4,7 @@
 // the generic ListWatch (paged list, watch, relist, backoff).
 import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchLog } from '../cluster/list-watch.ts';
+import { apiErrorText } from '../cluster/scan.ts';
 import type { NamespaceSnapshot } from './desired.ts';
 import { MANAGED_KINDS, MANAGED_SELECTOR, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from './resources.ts';
 
@@ -42,21 +43,7 @@ export function statusCode(err: unknown): number | undefined {
 }
 
 /** A short, readable reason from an ApiException (its Status message) or any error. */
-export function errorText(err: unknown): string {
-  const body = (err as { body?: unknown } | null)?.body;
-  let parsed: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      parsed = undefined;
-    }
-  }
-  const message = (parsed as { message?: unknown } | null | undefined)?.message;
-  const code = statusCode(err);
-  if (typeof message === 'string' && message !== '') return code === undefined ? message : `HTTP ${code}: ${message}`;
-  return err instanceof Error ? err.message : String(err);
-}
+export const errorText = apiErrorText;
 
 export function namespaceSnapshot(ns: V1Namespace | Record<string, unknown>): NamespaceSnapshot | undefined {
   const n = ns as V1Namespace;

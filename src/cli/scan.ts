@@ -1,0 +1,167 @@
+// meshguard scan: every existing object in the cluster that violates the enabled rules, judged by
+// the same rule code as admission, grouped by namespace and rule, as text or JSON.
+import { parseArgs } from 'node:util';
+import { loadKubeConfig } from '../cluster/cache.ts';
+import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../cluster/scan.ts';
+import { BUILTIN_RULES } from '../policies/registry.ts';
+import { EXIT, UsageError, processIo, type Io } from './args.ts';
+import { configFromFlags } from './serve.ts';
+
+export const SCAN_HELP = `Usage: meshguard scan [flags]
+
+Reads every existing object of the kinds the enabled rules match and reports those that violate
+them, judged by the same rules as the webhook (as if each object were created now), grouped by
+namespace and rule. Kinds that cannot be read (CRD not installed, forbidden) are listed and the
+scan goes on.
+
+Flags:
+  --kubeconfig FILE    cluster to scan (default: $KUBECONFIG or ~/.kube/config) [MESHGUARD_KUBECONFIG]
+  --in-cluster         use the pod's service account                         [MESHGUARD_IN_CLUSTER]
+  -o, --output FORMAT  text (default) or json
+  --config FILE        configuration file, as for serve                     [MESHGUARD_CONFIG]
+  --mode MODE          enforce | audit: how findings are labelled (deny or warn)
+  --page-size N        objects per list request (default 500)
+  -h, --help           this help
+
+A progress line is shown on stderr when stderr is a terminal.
+Exit codes: 0 no violations, 1 violations found, 2 bad usage, configuration, or the cluster
+cannot be read at all.
+`;
+
+export interface ScanIo extends Io {
+  /** Show the progress line (default: stderr is a terminal, for the process's own stderr). */
+  readonly progress?: boolean;
+}
+
+function subject(f: ScanFinding): string {
+  return f.kind === 'Namespace' || f.namespace === '' ? `${f.kind} ${f.name}` : `${f.kind} ${f.namespace}/${f.name}`;
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** The text report: one block per namespace, one sub-block per rule, then unreadable kinds and a summary. */
+export function renderScanText(report: ScanReport): string {
+  const lines: string[] = [];
+  const groups = groupFindings(report.findings);
+  for (const g of groups) {
+    lines.push(g.namespace === '' ? 'Cluster-scoped objects' : `Namespace ${g.namespace}`);
+    for (const r of g.rules) {
+      lines.push(`  [${r.rule}] ${plural(r.findings.length, 'violation')}`);
+      for (const f of r.findings) {
+        const where = f.path === undefined ? '' : ` (at ${f.path}${f.value === undefined ? '' : `: ${JSON.stringify(f.value)}`})`;
+        lines.push(`    ${f.action === 'deny' ? 'DENY' : 'WARN'} ${subject(f)}: ${f.message}${where}`);
+        if (f.fix !== '') lines.push(`         fix: ${f.fix}`);
+      }
+    }
+    lines.push('');
+  }
+  const unreadable = report.kinds.filter((k) => k.error !== undefined);
+  if (unreadable.length > 0) {
+    lines.push('Not scanned:');
+    for (const k of unreadable) lines.push(`  ${k.resource}: ${k.error ?? ''}`);
+    lines.push('');
+  }
+  for (const n of report.notes) lines.push(`note: ${n}`);
+  const rules = new Set(report.findings.map((f) => f.rule)).size;
+  const read = report.kinds.length - unreadable.length;
+  const summary =
+    report.findings.length === 0
+      ? 'no violations'
+      : `${plural(report.findings.length, 'violation')} in ${plural(groups.length, 'namespace')} (${plural(rules, 'rule')})`;
+  lines.push(`${summary}; ${plural(report.objects, 'object')} in ${plural(read, 'kind')} scanned${unreadable.length > 0 ? `, ${plural(unreadable.length, 'kind')} not readable` : ''}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The JSON report: the raw report plus counts by namespace and rule. */
+export function renderScanJson(report: ScanReport): string {
+  const byNamespace: Record<string, Record<string, number>> = {};
+  for (const g of groupFindings(report.findings)) byNamespace[g.namespace] = Object.fromEntries(g.rules.map((r) => [r.rule, r.findings.length]));
+  const out = {
+    startedAt: report.startedAt,
+    completedAt: report.completedAt,
+    objects: report.objects,
+    violations: report.findings.length,
+    byNamespace,
+    kinds: report.kinds,
+    notes: report.notes,
+    findings: report.findings,
+  };
+  return `${JSON.stringify(out, null, 2)}\n`;
+}
+
+/** A one-line progress indicator, rewritten in place at most every 100 ms. */
+export function progressLine(write: (s: string) => void, now: () => number = Date.now): { update(p: ScanProgress): void; done(): void } {
+  let lastAt = 0;
+  let shown = false;
+  return {
+    update(p) {
+      const t = now();
+      if (t - lastAt < 100) return;
+      lastAt = t;
+      shown = true;
+      write(`\r\x1b[Kscanning ${p.kind} (kind ${p.kindIndex + 1}/${p.kinds}): ${p.objects} objects`);
+    },
+    done() {
+      if (shown) write('\r\x1b[K');
+    },
+  };
+}
+
+function pageSize(raw: string | undefined): number {
+  if (raw === undefined) return 500;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--page-size must be an integer from 1 to 10000, got "${raw}"`);
+  return n;
+}
+
+export async function runScan(argv: readonly string[], io: ScanIo): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      kubeconfig: { type: 'string' },
+      'in-cluster': { type: 'boolean' },
+      output: { type: 'string', short: 'o', default: 'text' },
+      config: { type: 'string' },
+      mode: { type: 'string' },
+      'page-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    io.out(SCAN_HELP);
+    return EXIT.OK;
+  }
+  if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
+  const size = pageSize(values['page-size']);
+  const config = configFromFlags(values, io.env, ['config', 'mode', 'kubeconfig', 'in-cluster']);
+  let kc;
+  try {
+    kc = loadKubeConfig({ kubeconfig: config.cluster.kubeconfig, inCluster: config.cluster.inCluster });
+  } catch (err) {
+    throw new UsageError(`cannot load the kubeconfig: ${(err as Error).message}`);
+  }
+  if (kc.getCurrentCluster() === null) throw new UsageError('no cluster to scan: pass --kubeconfig FILE or --in-cluster, or set KUBECONFIG');
+
+  const showProgress = io.progress ?? (io.err === processIo.err && process.stderr.isTTY === true);
+  const progress = showProgress ? progressLine(io.err) : undefined;
+  let report: ScanReport;
+  try {
+    report = await scanCluster(kubeScanSource(kc), config, BUILTIN_RULES, {
+      pageSize: size,
+      ...(progress !== undefined ? { onProgress: (p: ScanProgress) => progress.update(p) } : {}),
+    });
+  } catch (err) {
+    progress?.done();
+    if (err instanceof ScanError) {
+      io.err(`meshguard: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    throw err;
+  }
+  progress?.done();
+  io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report));
+  return report.findings.length > 0 ? EXIT.VIOLATIONS : EXIT.OK;
+}
