@@ -4,7 +4,7 @@
 // pages; a kind that cannot be read (no CRD, forbidden, any API error) becomes one line in the
 // report and the scan goes on. The same function backs `meshguard scan` and the periodic scan
 // in serve (Prometheus gauges by rule and namespace).
-import { HttpMethod, KubernetesObjectApi, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, HttpMethod, KubernetesObjectApi, type KubeConfig, type KubernetesObject, type ResponseContext } from '@kubernetes/client-node';
 import type { KObject, UserInfo } from '../admission/types.ts';
 import type { Config } from '../config/types.ts';
 import { syntheticRequest } from '../engine/offline.ts';
@@ -199,13 +199,29 @@ export interface ScanSource {
   list(req: ListRequest): Promise<ListResponse>;
 }
 
-/** Raw JSON GETs through client-node's HTTP stack (auth, TLS, proxy, ApiException), no typed decoding. */
+/**
+ * Raw JSON GETs through client-node's HTTP stack (auth, TLS, proxy, middleware; errors are
+ * ApiException with .code). The response is returned as parsed JSON: the generic object API
+ * would turn a list into a KubernetesObject and drop metadata.continue.
+ */
 class RawApi extends KubernetesObjectApi {
   async getJson(path: string, query: Readonly<Record<string, string>>): Promise<ListResponse> {
     const ctx = this.configuration.baseServer.makeRequestContext(path, HttpMethod.GET);
     ctx.setHeaderParam('Accept', 'application/json');
     for (const [k, v] of Object.entries(query)) ctx.setQueryParam(k, v);
-    return (await this.requestPromise(ctx, 'any')) as unknown as ListResponse;
+    return (await this.requestPromise(ctx)) as unknown as ListResponse;
+  }
+
+  protected override async processResponse<T extends KubernetesObject>(response: ResponseContext): Promise<T> {
+    const text = await response.body.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) return body as T;
+    throw new ApiException(response.httpStatusCode, 'Unsuccessful HTTP Request', body, response.headers);
   }
 }
 
@@ -295,7 +311,7 @@ export async function listAll(
       throw err;
     }
   }
-  throw new NotServed(`${targetName(target)} is not served by the API server (versions ${target.versions.join(', ')}): its CRD is not installed`);
+  throw new NotServed(`not served by the API server (tried ${target.versions.join(', ')}): its CRD is not installed`);
 }
 
 // --------------------------------------------------------------------------------- scan ---
@@ -390,7 +406,7 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
         ? { version: 'v1', items: namespaces }
         : await listAll(source, target, { pageSize, onPage: (n) => progress(name, i, n), ...(onlyMeshConfig ? { namespace: MESH_CONFIG_NAMESPACE } : {}) });
     } catch (err) {
-      kinds.push({ resource: name, objects: 0, error: err instanceof NotServed ? err.message : `cannot list ${name}: ${apiErrorText(err)}` });
+      kinds.push({ resource: name, objects: 0, error: err instanceof NotServed ? err.message : `cannot list: ${apiErrorText(err)}` });
       continue;
     }
     const scoped = listed.items.filter((item) => inScope(target.placements, item, config));
