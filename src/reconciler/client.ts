@@ -3,7 +3,7 @@
 // discover whether Istio's CRDs are served. The Kubernetes implementation uses client-node and
 // the generic ListWatch (paged list, watch, relist, backoff).
 import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
-import { ListWatch, type ListWatchLog } from '../cluster/list-watch.ts';
+import { ListWatch, type Listed, type ListWatchLog } from '../cluster/list-watch.ts';
 import { apiErrorText } from '../cluster/scan.ts';
 import type { NamespaceSnapshot } from './desired.ts';
 import { MANAGED_KINDS, MANAGED_SELECTOR, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from './resources.ts';
@@ -56,11 +56,28 @@ export function namespaceSnapshot(ns: V1Namespace | Record<string, unknown>): Na
   return { name, labels, terminating };
 }
 
+/**
+ * One page of managed objects of a kind, for ListWatch. Custom objects come back as plain JSON:
+ * the continue token is metadata.continue, not the typed lists' metadata._continue that ListWatch
+ * pages with.
+ */
+export function managedLister(custom: Pick<CustomObjectsApi, 'listClusterCustomObject'>, kind: KindInfo): (p: { limit: number; _continue?: string }) => Promise<Listed<unknown>> {
+  return async (p) => {
+    const raw = (await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, labelSelector: MANAGED_SELECTOR, ...page(p) })) as RawList;
+    return { items: raw.items ?? [], metadata: { resourceVersion: raw.metadata?.resourceVersion, _continue: raw.metadata?.continue } };
+  };
+}
+
 export interface KubeReconcilerClientOptions {
   readonly resyncMs: number;
   readonly staleAfterMs: number;
   readonly log: ListWatchLog;
   readonly pageSize?: number;
+}
+
+interface RawList {
+  readonly items?: unknown[];
+  readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string };
 }
 
 function page(p: { limit: number; _continue?: string }): { limit: number; _continue?: string } {
@@ -109,7 +126,7 @@ export function kubeReconcilerClient(kc: KubeConfig, o: KubeReconcilerClientOpti
       return new ListWatch<unknown>({
         ...common,
         name: `managed ${kind.plural}.${kind.group}`,
-        list: async (p) => (await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, labelSelector: MANAGED_SELECTOR, ...page(p) })) as { items: unknown[] },
+        list: managedLister(custom, kind),
         watchPath: `/apis/${kind.group}/${kind.version}/${kind.plural}`,
         watchParams: { labelSelector: MANAGED_SELECTOR },
         replace: (items) => h.replace(conv(items)),

@@ -25,6 +25,8 @@ export interface StartReconcilerOptions {
   readonly client?: ReconcilerClient;
   readonly debounceMs?: number;
   readonly crdRecheckMs?: number;
+  /** Objects per list request (default 500). */
+  readonly pageSize?: number;
 }
 
 export interface ReconcilerHandle {
@@ -45,6 +47,7 @@ export function startReconciler(o: StartReconcilerOptions): ReconcilerHandle {
       resyncMs: r.resyncSeconds * 1000,
       staleAfterMs: o.config.cluster.staleAfterSeconds * 1000,
       log: o.log,
+      ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
     });
   const reconciler = new Reconciler({
     config: o.config,

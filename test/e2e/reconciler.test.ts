@@ -56,7 +56,8 @@ function logger(): Logged {
 function inProcess(identity: string, extra: Record<string, unknown> = {}): { handle: ReconcilerHandle; lines: string[] } {
   const { lines, log } = logger();
   const config = loadConfig({ overrides: { ...OVERRIDES, ...extra }, ruleIds: RULE_IDS });
-  const handle = startReconciler({ config, kc: loadKubeConfig({ kubeconfig: cluster.adminKubeconfig, inCluster: false }), log, identity, crdRecheckMs: 500 });
+  // Pages of 2 objects: the relists after each resync must read every page.
+  const handle = startReconciler({ config, kc: loadKubeConfig({ kubeconfig: cluster.adminKubeconfig, inCluster: false }), log, identity, crdRecheckMs: 500, pageSize: 2 });
   return { handle, lines };
 }
 

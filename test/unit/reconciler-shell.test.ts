@@ -2,10 +2,11 @@
 // the CRDs, restores, recreates, deletes, leaves unmanaged objects alone, and writes nothing in
 // dry-run.
 import t from 'tap';
-import type { ReconcilerClient, WatchHandlers, Watcher } from '../../src/reconciler/client.ts';
+import { ListWatch } from '../../src/cluster/list-watch.ts';
+import { managedLister, type ReconcilerClient, type WatchHandlers, type Watcher } from '../../src/reconciler/client.ts';
 import type { NamespaceSnapshot } from '../../src/reconciler/desired.ts';
 import { Reconciler } from '../../src/reconciler/reconciler.ts';
-import { isManaged, MANAGED_SELECTOR, objectKey, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from '../../src/reconciler/resources.ts';
+import { isManaged, MANAGED_KINDS, MANAGED_LABELS, MANAGED_SELECTOR, objectKey, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from '../../src/reconciler/resources.ts';
 import { config } from '../helpers/review.ts';
 
 class ApiError extends Error {
@@ -275,4 +276,49 @@ t.test('losing leadership stops reconciling', async (t) => {
   t.same(api.writes, []);
   t.equal(MANAGED_SELECTOR, 'app.kubernetes.io/managed-by=meshguard', 'the watches select on the managed-by label');
   await r.stop();
+});
+
+t.test('managed objects are listed page by page (custom lists carry metadata.continue)', async (t) => {
+  const all = Array.from({ length: 5 }, (_, i) => ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: `p${i}`, namespace: 'a', labels: MANAGED_LABELS } }));
+  const calls: unknown[] = [];
+  const custom = {
+    listClusterCustomObject: async (p: { labelSelector?: string; limit?: number; _continue?: string }) => {
+      calls.push(p);
+      const start = Number(p._continue ?? '0');
+      const end = start + (p.limit ?? 500);
+      return { items: all.slice(start, end), metadata: { resourceVersion: '42', continue: end < all.length ? String(end) : '' } };
+    },
+  } as unknown as Parameters<typeof managedLister>[0];
+  const kind = MANAGED_KINDS.find((k) => k.kind === 'AuthorizationPolicy') as KindInfo;
+  let seen: readonly unknown[] = [];
+  const lw = new ListWatch<unknown>({
+    name: 'test',
+    list: managedLister(custom, kind),
+    watch: {
+      // A watch that stays open until aborted, then ends cleanly.
+      watch: async (_path: string, _q: object, _cb: unknown, done: (err: unknown) => void) => {
+        const ac = new AbortController();
+        ac.signal.addEventListener('abort', () => done(null));
+        return ac;
+      },
+    },
+    watchPath: '/x',
+    replace: (items) => void (seen = items),
+    upsert() {},
+    remove() {},
+    resyncMs: 60_000,
+    staleAfterMs: 60_000,
+    pageSize: 2,
+    log: { info() {}, warn() {} },
+  });
+  lw.start();
+  const deadline = Date.now() + 2000;
+  while (seen.length === 0 && Date.now() < deadline) await settle();
+  await lw.stop();
+  t.equal(seen.length, 5, 'all three pages read');
+  t.same(calls, [
+    { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', labelSelector: 'app.kubernetes.io/managed-by=meshguard', limit: 2 },
+    { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', labelSelector: 'app.kubernetes.io/managed-by=meshguard', limit: 2, _continue: '2' },
+    { group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies', labelSelector: 'app.kubernetes.io/managed-by=meshguard', limit: 2, _continue: '4' },
+  ], 'with the label selector and the continue token');
 });
