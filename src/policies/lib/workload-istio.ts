@@ -1,0 +1,79 @@
+// What the workload rules know about Istio's own pod parts: the injection annotations, the
+// reserved container names, the proxy's UID, and when a container is Istio's own. Validation runs
+// after Istio's injector, so an injected Pod legitimately has istio-proxy and istio-init (or
+// istio-validation with the CNI). A container counts as Istio's own only when all of these hold:
+// it is in a Pod (templates are never injected), the Pod carries sidecar.istio.io/status, the
+// name is reserved and in the list Istio injects it into, and the image is an allowed Istio proxy
+// image (config.istioProxyImages). A name alone proves nothing: anyone can call a container
+// istio-init (Kyverno's service-mesh-disallow-capabilities bad02).
+import type { Config } from '../../config/types.ts';
+import type { ContainerList, ContainerRef, PodTemplate } from './pod-template.ts';
+
+export const INJECT = 'sidecar.istio.io/inject';
+export const STATUS = 'sidecar.istio.io/status';
+export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
+
+export const PROXY = 'istio-proxy';
+export const INIT = 'istio-init';
+export const VALIDATION = 'istio-validation';
+export const RESERVED_NAMES: readonly string[] = [PROXY, INIT, VALIDATION];
+
+/** The proxy's UID and GID: iptables lets traffic of this identity out uncaptured. */
+export const PROXY_ID = 1337;
+
+/** A value for a message: strings quoted (so " true" and "" read as what they are), anything else as JSON. */
+export function quote(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** Where Istio injects each of its containers (istio-proxy is a native sidecar in initContainers on newer clusters). */
+const INJECTED_INTO: Readonly<Record<string, readonly ContainerList[]>> = {
+  [PROXY]: ['containers', 'initContainers'],
+  [INIT]: ['initContainers'],
+  [VALIDATION]: ['initContainers'],
+};
+
+/** A Pod that Istio's injector has processed (the annotation is Istio's record of it). */
+export function isInjected(t: PodTemplate): boolean {
+  const status = t.annotations[STATUS];
+  return t.isPod && typeof status === 'string' && status !== '';
+}
+
+const imageCache = new WeakMap<Config, readonly RegExp[]>();
+
+function compile(pattern: string): RegExp | undefined {
+  try {
+    return new RegExp(`^(?:${pattern})$`);
+  } catch {
+    return undefined; // an invalid pattern allows nothing (fail closed)
+  }
+}
+
+/** The image is one of Istio's proxy images (config.istioProxyImages, matched against the whole image). */
+export function isIstioImage(image: string, config: Config): boolean {
+  let res = imageCache.get(config);
+  if (res === undefined) {
+    res = config.istioProxyImages.map(compile).filter((r): r is RegExp => r !== undefined);
+    imageCache.set(config, res);
+  }
+  return image !== '' && res.some((r) => r.test(image));
+}
+
+/** Why a container with a reserved name is not Istio's own; undefined when it is. */
+export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config): string | undefined {
+  if (!t.isPod) return 'pod templates are never injected';
+  const lists = INJECTED_INTO[c.name];
+  if (lists === undefined) return `${c.name} is not a container Istio injects`;
+  if (!lists.includes(c.list)) return `Istio injects ${c.name} into ${lists.join(' or ')}, not ${c.list}`;
+  if (!isInjected(t)) return `the pod has no ${STATUS} annotation, so Istio did not inject it`;
+  if (!isIstioImage(c.image, config)) return `image ${JSON.stringify(c.image)} is not an allowed Istio proxy image (istioProxyImages)`;
+  return undefined;
+}
+
+export function isIstioOwn(c: ContainerRef, t: PodTemplate, config: Config): boolean {
+  return notIstioOwn(c, t, config) === undefined;
+}
