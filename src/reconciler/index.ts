@@ -21,6 +21,8 @@ export interface StartReconcilerOptions {
   /** Installed Istio revisions, e.g. () => clusterCache.knownRevisions(). */
   readonly knownRevisions?: () => ReadonlySet<string>;
   readonly onAction?: ReconcilerOptions['onAction'];
+  /** Called when this replica starts (true) or stops (false) leading, e.g. for a gauge. */
+  readonly onLeadingChange?: (leading: boolean) => void;
   /** Tests: replace the API client. */
   readonly client?: ReconcilerClient;
   readonly debounceMs?: number;
@@ -63,8 +65,14 @@ export function startReconciler(o: StartReconcilerOptions): ReconcilerHandle {
     identity: o.identity ?? defaultIdentity(),
     leaseDurationSeconds: r.leaseDurationSeconds,
     renewSeconds: r.renewSeconds,
-    onStartedLeading: () => void reconciler.setLeading(true),
-    onStoppedLeading: () => void reconciler.setLeading(false),
+    onStartedLeading: () => {
+      o.onLeadingChange?.(true);
+      void reconciler.setLeading(true);
+    },
+    onStoppedLeading: () => {
+      o.onLeadingChange?.(false);
+      void reconciler.setLeading(false);
+    },
     log: o.log,
   });
   reconciler.start();
