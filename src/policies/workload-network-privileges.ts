@@ -1,0 +1,69 @@
+// workload-network-privileges: a privileged container, or one that adds NET_ADMIN, NET_RAW or
+// SYS_ADMIN (or ALL), can rewrite the pod's iptables and route around the sidecar. This covers
+// app, init and ephemeral containers (kubectl debug --profile=netadmin adds NET_ADMIN and
+// NET_RAW through the ephemeralcontainers subresource). Capabilities compare case-insensitively,
+// with or without the CAP_ prefix. The one carve-out: Istio's own istio-init (and
+// istio-validation) in an injected Pod, with an allowed Istio image, may add NET_ADMIN and
+// NET_RAW, which it needs to set up the redirection; nothing more.
+import type { Config } from '../config/types.ts';
+import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { stringItems } from './lib/istio.ts';
+import { stringMap } from './lib/objects.ts';
+import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
+import { INIT, isIstioOwn, notIstioOwn, quote, VALIDATION } from './lib/workload-istio.ts';
+import { reviewedWorkload } from './lib/workload-review.ts';
+
+/** Capabilities that can change the pod's network stack. */
+export const NETWORK_CAPABILITIES: ReadonlySet<string> = new Set(['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'ALL']);
+/** What Istio's istio-init needs for istio-iptables. */
+const ISTIO_INIT_CAPABILITIES: ReadonlySet<string> = new Set(['NET_ADMIN', 'NET_RAW']);
+
+/** " cap_net_admin" → "NET_ADMIN". */
+export function normalizeCapability(cap: string): string {
+  const c = cap.trim().toUpperCase();
+  return c.startsWith('CAP_') ? c.slice(4) : c;
+}
+
+function isIstioInit(c: ContainerRef, t: PodTemplate, config: Config): boolean {
+  return (c.name === INIT || c.name === VALIDATION) && isIstioOwn(c, t, config);
+}
+
+function reason(c: ContainerRef, t: PodTemplate, config: Config): string {
+  if (c.name !== INIT && c.name !== VALIDATION) return '';
+  const why = notIstioOwn(c, t, config);
+  return why === undefined ? ` (Istio's ${c.name} may add only NET_ADMIN and NET_RAW)` : ` (it is not Istio's own ${c.name}: ${why})`;
+}
+
+function containerProblems(c: ContainerRef, t: PodTemplate, config: Config): Violation[] {
+  const sc = stringMap(c.container['securityContext']);
+  const out: Violation[] = [];
+  if (sc['privileged'] === true) {
+    out.push({ message: `${containerLabel(c)} is privileged: it can rewrite the pod's iptables and bypass the sidecar`, path: `${c.path}.securityContext.privileged`, value: 'true', fix: 'remove privileged: true' });
+  }
+  const istioInit = isIstioInit(c, t, config);
+  for (const [i, cap] of stringItems(stringMap(sc['capabilities'])['add'])) {
+    const name = normalizeCapability(cap);
+    if (!NETWORK_CAPABILITIES.has(name) || (istioInit && ISTIO_INIT_CAPABILITIES.has(name))) continue;
+    out.push({
+      message: `${containerLabel(c)} adds capability ${quote(cap)}: it can rewrite the pod's iptables and bypass the sidecar${reason(c, t, config)}`,
+      path: `${c.path}.securityContext.capabilities.add[${i}]`,
+      value: cap,
+      fix: `remove ${cap} from capabilities.add`,
+    });
+  }
+  return out;
+}
+
+export const workloadNetworkPrivileges: ValidatingRule = {
+  id: 'workload-network-privileges',
+  type: 'validating',
+  title: 'Containers may not be privileged or add NET_ADMIN, NET_RAW or SYS_ADMIN',
+  fix: 'remove privileged: true and the NET_ADMIN, NET_RAW, SYS_ADMIN or ALL capabilities',
+  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
+  webhook: workloadWebhook({ ephemeral: true }),
+  validate(ctx) {
+    const w = reviewedWorkload(ctx.request);
+    if (isSkip(w)) return w;
+    return w.containers.flatMap((c) => containerProblems(c, w.template, ctx.config));
+  },
+};

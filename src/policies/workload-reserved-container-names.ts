@@ -1,0 +1,37 @@
+// workload-reserved-container-names: istio-proxy, istio-init and istio-validation are the names of
+// the containers Istio injects. A submitted container with one of these names is merged into the
+// injected one (Istio's "customization": the user's fields win, e.g. image, command or
+// securityContext), so it can replace the proxy or the iptables setup. Validation runs after
+// injection: in an injected Pod these containers are Istio's own when their name, list and image
+// say so; in a pod template they are always a violation (templates are never injected).
+import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook } from './lib/pod-template.ts';
+import { notIstioOwn, RESERVED_NAMES } from './lib/workload-istio.ts';
+import { reviewedWorkload } from './lib/workload-review.ts';
+
+export const workloadReservedContainerNames: ValidatingRule = {
+  id: 'workload-reserved-container-names',
+  type: 'validating',
+  title: 'Workloads may not define containers named istio-proxy, istio-init or istio-validation',
+  fix: 'rename the container; to tune the injected proxy use the supported annotations (e.g. sidecar.istio.io/proxyCPU)',
+  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
+  webhook: workloadWebhook({ ephemeral: true }),
+  validate(ctx) {
+    const w = reviewedWorkload(ctx.request);
+    if (isSkip(w)) return w;
+    const out: Violation[] = [];
+    for (const c of w.containers) {
+      if (!RESERVED_NAMES.includes(c.name)) continue;
+      const why = notIstioOwn(c, w.template, ctx.config);
+      if (why === undefined) continue;
+      out.push({
+        message: w.template.isPod
+          ? `${containerLabel(c)} uses a name reserved for Istio's injected containers but is not Istio's own: ${why}`
+          : `${containerLabel(c)} in a pod template uses a name reserved for Istio: Istio merges it into the container it injects, so it overrides the proxy or its iptables setup`,
+        path: `${c.path}.name`,
+        value: c.name,
+      });
+    }
+    return out;
+  },
+};
