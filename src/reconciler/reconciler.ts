@@ -34,7 +34,7 @@ export interface PassResult {
   readonly failed: number;
 }
 
-const CRD_HINT = 'install Istio (or its CRDs) and meshguard starts reconciling within a minute; admission is not affected';
+const CRD_HINT = 'install Istio (or its CRDs): meshguard looks again every 30 s and then starts reconciling; admission is not affected';
 
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -48,6 +48,7 @@ export class Reconciler {
   #stopped = false;
   #missing: readonly ManagedKind[] | undefined;
   #crdError: string | undefined;
+  #loggedMissing = '';
   #crdTimer: NodeJS.Timeout | undefined;
   #passTimer: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
@@ -116,11 +117,15 @@ export class Reconciler {
       const wasMissing = this.#missing === undefined || this.#missing.length > 0 || this.#crdError !== undefined;
       this.#missing = missing;
       this.#crdError = undefined;
-      if (missing.length > 0) this.#o.log.warn({ missing, hint: CRD_HINT }, this.problem() ?? 'reconciler: Istio CRDs not installed');
-      else if (wasMissing) {
+      // Logged when the set of missing CRDs changes, not on every re-check.
+      const text = missing.join(',');
+      if (missing.length > 0) {
+        if (text !== this.#loggedMissing) this.#o.log.warn({ missing, hint: CRD_HINT }, this.problem() ?? 'reconciler: Istio CRDs not installed');
+      } else if (wasMissing) {
         this.#o.log.info({}, 'reconciler: Istio CRDs found');
         this.#startWatching();
       }
+      this.#loggedMissing = text;
     } catch (err) {
       this.#crdError = errorText(err);
       this.#o.log.warn({ err: this.#crdError }, 'reconciler: cannot look up the Istio CRDs; retrying');
