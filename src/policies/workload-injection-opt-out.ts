@@ -34,8 +34,9 @@ function namespaceProblems(ctx: RuleContext, w: Workload): Violation[] {
   const status = meshStatus(info.labels, ctx.config, ctx.cluster.knownRevisions());
   if (status.meshed) return [];
   const why = status.problems[0];
+  const reason = (why?.message ?? 'it has no mesh label').replace(/^the namespace is not in the mesh: /, '');
   return [{
-    message: `namespace ${ns} is not in the mesh: ${why?.message ?? 'it has no mesh label'}`,
+    message: `namespace ${ns} is not in the mesh: ${reason}`,
     path: 'metadata.namespace',
     value: ns,
     fix: `run the workload in a meshed namespace, or enrol namespace ${ns}: ${why?.fix ?? 'label it istio-injection=enabled'}`,
