@@ -1,0 +1,142 @@
+// Writes the parts of the chart that come from the code, so the chart cannot drift from it:
+//   files/generated.json   the webhooks (from webhookConfigurations() over the rule registry) with
+//                          placeholders for what the values decide, and the RBAC resource lists
+//                          of the periodic scan and the reconciler
+//   values.schema.json     its `config` property: toJsonSchema(CONFIG_SCHEMA)
+//
+//   node charts/meshguard/generate.ts           # rewrite both
+//   node charts/meshguard/generate.ts --check   # exit 1 when either is stale
+// test/unit/helm-chart.test.ts fails when they are stale.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { scanTargets } from '../../src/cluster/scan.ts';
+import { webhookConfigurations, type WebhookConfigOptions } from '../../src/cluster/webhook-config.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { toJsonSchema } from '../../src/config/schema-dsl.ts';
+import { CONFIG_SCHEMA } from '../../src/config/schema.ts';
+import { RULE_IDS, RULES, VALIDATING_RULES } from '../../src/policies/registry.ts';
+import { MANAGED_KINDS } from '../../src/reconciler/resources.ts';
+
+export const CHART_DIR = dirname(fileURLToPath(import.meta.url));
+export const GENERATED_FILE = join(CHART_DIR, 'files', 'generated.json');
+export const SCHEMA_FILE = join(CHART_DIR, 'values.schema.json');
+
+/** Placeholders the webhook templates replace with values. */
+export const PLACEHOLDER = Object.freeze({
+  /** failurePolicy that follows the mode (or webhook.failurePolicy). */
+  failurePolicy: '__FAILURE_POLICY__',
+  timeoutSeconds: '__TIMEOUT_SECONDS__',
+  /** In a namespaceSelector value list: config.exemptNamespaces. */
+  exempt: '__EXEMPT_NAMESPACES__',
+  /** In a namespaceSelector value list: the release namespace (meshguard's own). */
+  release: '__RELEASE_NAMESPACE__',
+});
+
+type Json = Record<string, unknown>;
+type Webhook = Json & { name: string; clientConfig: Json; namespaceSelector?: Json };
+
+function webhooksOf(o: Partial<WebhookConfigOptions>): { mutating: Webhook[]; validating: Webhook[] } {
+  const { mutating, validating } = webhookConfigurations({
+    client: { service: { namespace: PLACEHOLDER.release, name: 'svc', port: 443 } },
+    failurePolicy: 'Fail',
+    timeoutSeconds: 5,
+    exemptNamespaces: [PLACEHOLDER.exempt],
+    meshguardNamespace: PLACEHOLDER.release,
+    rules: RULES,
+    ...o,
+  });
+  return { mutating: mutating['webhooks'] as Webhook[], validating: validating['webhooks'] as Webhook[] };
+}
+
+/**
+ * One webhook as the template consumes it: the generated webhook without clientConfig, plus the
+ * path, with placeholders where the output depends on the inputs (found by generating twice with
+ * different inputs and comparing).
+ */
+function templateWebhook(w: Webhook, other: { ignore: Webhook; timeout: Webhook }): Json {
+  const service = (w.clientConfig['service'] ?? {}) as Json;
+  if (typeof service['path'] !== 'string') throw new Error(`webhook ${w.name}: expected a service clientConfig with a path`);
+  const { clientConfig: _cc, ...rest } = w;
+  const out: Json = { ...rest, path: service['path'] };
+  if (other.ignore['failurePolicy'] !== w['failurePolicy']) out['failurePolicy'] = PLACEHOLDER.failurePolicy;
+  if (other.timeout['timeoutSeconds'] !== w['timeoutSeconds']) out['timeoutSeconds'] = PLACEHOLDER.timeoutSeconds;
+  const sel = w.namespaceSelector;
+  if (sel !== undefined) {
+    const keys = Object.keys(sel);
+    if (keys.some((k) => k !== 'matchExpressions')) throw new Error(`webhook ${w.name}: the chart templates only understand matchExpressions in namespaceSelector`);
+  }
+  return out;
+}
+
+export interface ChartGenerated {
+  readonly comment: string;
+  readonly mutating: readonly Json[];
+  readonly validating: readonly Json[];
+  /** RBAC for the periodic scan (list) and the reconciler (read and write), by API group. */
+  readonly rbac: {
+    readonly scan: readonly { apiGroups: string[]; resources: string[] }[];
+    readonly reconciler: readonly { apiGroups: string[]; resources: string[] }[];
+  };
+}
+
+function byGroup(entries: readonly { group: string; resource: string }[]): { apiGroups: string[]; resources: string[] }[] {
+  const m = new Map<string, Set<string>>();
+  for (const e of entries) m.set(e.group, (m.get(e.group) ?? new Set()).add(e.resource));
+  return [...m.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([g, rs]) => ({ apiGroups: [g], resources: [...rs].sort() }));
+}
+
+export function chartGenerated(): ChartGenerated {
+  const base = webhooksOf({});
+  const ignore = webhooksOf({ failurePolicy: 'Ignore' });
+  const timeout = webhooksOf({ timeoutSeconds: 7 });
+  const pair = (kind: 'mutating' | 'validating'): Json[] =>
+    base[kind].map((w, i) => templateWebhook(w, { ignore: ignore[kind][i] as Webhook, timeout: timeout[kind][i] as Webhook }));
+  const defaults = loadConfig({ ruleIds: RULE_IDS });
+  return {
+    comment: 'Generated by `node charts/meshguard/generate.ts` from the rule registry and the reconciler; do not edit.',
+    mutating: pair('mutating'),
+    validating: pair('validating'),
+    rbac: {
+      scan: byGroup(scanTargets(VALIDATING_RULES, defaults).map((t) => ({ group: t.group, resource: t.resource }))),
+      reconciler: byGroup(MANAGED_KINDS.map((k) => ({ group: k.group, resource: k.plural }))),
+    },
+  };
+}
+
+/** values.schema.json with its `config` property replaced by the configuration schema. */
+export function valuesSchema(current: Json): Json {
+  const props = (current['properties'] ?? {}) as Json;
+  return { ...current, properties: { ...props, config: toJsonSchema(CONFIG_SCHEMA) } };
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+/** The files as they should be: path to content. */
+export function expectedFiles(): Record<string, string> {
+  return {
+    [GENERATED_FILE]: json(chartGenerated()),
+    [SCHEMA_FILE]: json(valuesSchema(JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as Json)),
+  };
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const check = process.argv.includes('--check');
+  let stale = 0;
+  for (const [path, content] of Object.entries(expectedFiles())) {
+    let now = '';
+    try {
+      now = readFileSync(path, 'utf8');
+    } catch {
+      // missing
+    }
+    if (now === content) continue;
+    stale++;
+    if (check) process.stderr.write(`stale: ${path} (run node charts/meshguard/generate.ts)\n`);
+    else {
+      writeFileSync(path, content);
+      process.stderr.write(`wrote ${path}\n`);
+    }
+  }
+  process.exitCode = check && stale > 0 ? 1 : 0;
+}
