@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# meshguard image: build with the full toolchain, run on distroless Node 24 (no shell, no package
+# manager, UID 65532). Build from the repository root:
+#   docker build -t meshguard:$(node -p "require('./package.json').version") .
+#
+# Base images are pinned by digest. The digests below were taken from public Dockerfiles that
+# pin the same tags; they could not be checked against the registries here (no Docker engine).
+# Refresh them before a release:
+#   crane digest node:24-bookworm-slim
+#   crane digest gcr.io/distroless/nodejs24-debian12:nonroot
+
+# ---- build: all dependencies, TypeScript compiled to dist/
+FROM node:24-bookworm-slim@sha256:a9f5f7c91a432850b2a8a7797adf5eadb6c733ceed61167806cee7ea7fbc29df AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN ["npm", "ci", "--no-audit", "--no-fund"]
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN ["npm", "run", "build"]
+
+# ---- deps: production dependencies only, no install scripts
+FROM node:24-bookworm-slim@sha256:a9f5f7c91a432850b2a8a7797adf5eadb6c733ceed61167806cee7ea7fbc29df AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
+
+# ---- runtime
+FROM gcr.io/distroless/nodejs24-debian12:nonroot@sha256:14d42e2511532589a7c7e01a753667a74fcc96266e137e8125006b87b0c32d0a
+WORKDIR /app
+ENV NODE_ENV=production
+# package.json carries "type": "module" for dist/*.js.
+COPY --from=deps /app/package.json ./package.json
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+USER 65532:65532
+EXPOSE 8443
+# Probes (/healthz, /readyz over HTTPS) replace a HEALTHCHECK.
+ENTRYPOINT ["/nodejs/bin/node", "/app/dist/main.js", "serve"]
