@@ -13,15 +13,16 @@
 // (staged) while the old CA keeps signing; a later round (once the webhooks carry the bundle and
 // `caSettleMs` has passed) promotes it, issues a new serving certificate from it, and keeps the old
 // CA in the bundle until it expires, so replicas still serving the old certificate stay trusted.
-import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { generate } from 'selfsigned';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { kubeWebhookPatcher, type PatchOutcome, type WebhookKind, type WebhookPatcher } from '../cluster/webhook-patch.ts';
 import type { Config } from '../config/types.ts';
-import { defaultSans, generateBundle, generateCA } from './generate.ts';
+import { defaultSans, generateBundle } from './generate.ts';
 import type { FilePaths } from './source.ts';
 
 const DAY_MS = 86_400_000;
@@ -404,6 +405,27 @@ function writeIfChanged(path: string, data: string, mode: number): boolean {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A CA like generate.ts's generateCA, but with a subject of its own: during a rollover two CAs are
+ * trusted at once, and certificates carry no authority key identifier, so a client that looks
+ * issuers up by name (OpenSSL, hence Node) would try the wrong one if both were "meshguard-ca".
+ */
+async function generateNamedCA(days: number, now: Date): Promise<{ cert: string; key: string }> {
+  const serial = `${now.toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
+  const ca = await generate([{ name: 'commonName', value: `meshguard-ca-${serial}` }, { name: 'organizationName', value: 'meshguard' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(now.getTime() - 5 * 60_000),
+    notAfterDate: new Date(now.getTime() + days * DAY_MS),
+    extensions: [
+      { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    ],
+  });
+  return { cert: ca.cert, key: ca.private };
+}
+
 class Manager implements SelfManagedCerts {
   readonly paths: FilePaths;
   readonly #config: Config;
@@ -450,8 +472,8 @@ class Manager implements SelfManagedCerts {
   async #generate(plan: RenewalPlan, s: StoredCerts): Promise<Generated> {
     const c = this.#config.selfManagedCerts;
     const now = new Date(this.#now());
-    const ca = plan.ca === 'new' ? await generateCA(c.caDays, now) : undefined;
-    const nextCa = plan.nextCa === 'new' ? await generateCA(c.caDays, now) : undefined;
+    const ca = plan.ca === 'new' ? await generateNamedCA(c.caDays, now) : undefined;
+    const nextCa = plan.nextCa === 'new' ? await generateNamedCA(c.caDays, now) : undefined;
     if (plan.leaf !== 'new') return { ...(ca !== undefined ? { ca } : {}), ...(nextCa !== undefined ? { nextCa } : {}) };
     const signer = ca ?? (plan.ca === 'promote' ? { cert: s.nextCaCert ?? '', key: s.nextCaKey ?? '' } : { cert: s.caCert ?? '', key: s.caKey ?? '' });
     // Never outlive the signing CA (a leaf valid after its CA expires is not valid at all).
