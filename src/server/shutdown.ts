@@ -1,0 +1,64 @@
+// Graceful shutdown. Kubernetes removes a terminating pod from the Service's endpoints while it
+// sends SIGTERM, concurrently, so for a while clients still reach the pod. The sequence:
+//  1. SIGTERM: readiness turns false (lifecycle.draining) and every response carries
+//     `Connection: close`, so each keep-alive connection is closed by the server right after a
+//     complete response, never while a request may be on its way.
+//  2. After drainSeconds: close the listener (new connections are refused, so clients go to
+//     another replica), let in-flight requests finish, close the idle connections
+//     (forceCloseConnections: 'idle').
+//  3. If a connection is still open after a grace period (a client trickling a body), it is
+//     destroyed, so shutdown always ends before terminationGracePeriodSeconds.
+import type { FastifyInstance } from 'fastify';
+
+export interface Lifecycle {
+  readonly draining: boolean;
+}
+
+/** While draining, every response (including error and 503 answers) says Connection: close. */
+export function registerDrainHeaders(app: FastifyInstance, lifecycle: Lifecycle): void {
+  app.addHook('onSend', function meshguardDrainConnectionClose(req, reply, payload, done) {
+    if (lifecycle.draining && req.raw.httpVersionMajor === 1) void reply.header('connection', 'close');
+    done(null, payload);
+  });
+}
+
+/**
+ * app.close(), but never longer than graceMs: after that every remaining connection is destroyed.
+ * Resolves true when everything closed on its own.
+ */
+export async function closeWithin(app: FastifyInstance, graceMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const forced = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => {
+      const server = app.server as { closeAllConnections?: () => void };
+      server.closeAllConnections?.();
+      resolve(false);
+    }, graceMs);
+    timer.unref();
+  });
+  const closed = app.close().then(() => true);
+  const clean = await Promise.race([closed, forced]);
+  clearTimeout(timer);
+  await closed;
+  return clean;
+}
+
+const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    setTimeout(resolve, ms);
+  });
+
+export interface DrainOptions {
+  readonly lifecycle: { draining: boolean };
+  /** Keep serving with readiness false this long (config server.drainSeconds). */
+  readonly drainMs: number;
+  /** Then allow this long for in-flight requests before connections are destroyed. */
+  readonly graceMs: number;
+}
+
+/** The whole sequence: readiness false, serve drainMs with Connection: close, close. */
+export async function drainAndClose(app: FastifyInstance, o: DrainOptions): Promise<boolean> {
+  o.lifecycle.draining = true;
+  if (o.drainMs > 0) await sleep(o.drainMs);
+  return closeWithin(app, o.graceMs);
+}
