@@ -1,0 +1,251 @@
+// Overload (issue 8 item 3; checklist B11, F31). Past saturation meshguard sheds load: 503
+// MG_OVERLOADED before the body is read (bounded in-flight count and bytes, event-loop lag), so
+// memory stays bounded and the apiserver applies the failure policy; and a request whose
+// evaluation would start after the apiserver's `?timeout=` minus the margin gets the mode's
+// deterministic answer instead of a late one.
+// Needs the wiring diff (app.ts registers overload/deadline; admission-routes.ts consults the
+// deadline; schema.ts/types.ts carry server.maxInFlight, maxInFlightBytes, maxEventLoopDelayMs,
+// deadlineMarginPercent). The first subtests (pure functions) do not.
+import t from 'tap';
+import { Agent, request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deadlineFor, overdueResponse, parseGoDuration } from '../../src/server/deadline.ts';
+import { LoadGauge } from '../../src/server/overload.ts';
+import { ERRORS } from '../../src/errors.ts';
+import { startServe } from '../helpers/process.ts';
+import { requestFor, reviewBody } from '../helpers/review.ts';
+import { post, startServer } from '../helpers/server.ts';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+t.test('Go durations from ?timeout= are parsed like time.ParseDuration', async (t) => {
+  for (const [text, ms] of [
+    ['10s', 10_000], ['1s', 1000], ['2.5s', 2500], ['500ms', 500], ['1m0s', 60_000], ['1m30s', 90_000], ['1h', 3_600_000],
+    ['0', 0], ['1500us', 1.5], ['1500µs', 1.5], ['.5s', 500], ['30s', 30_000],
+  ] as const) {
+    t.equal(parseGoDuration(text), ms, `${text} is ${ms} ms`);
+  }
+  for (const bad of ['', 's', '10', '-1s', '10 s', '1d', '10S', 'abc', '1e3s', '9'.repeat(80) + 's', '25h']) {
+    t.equal(parseGoDuration(bad), undefined, `${JSON.stringify(bad.length > 20 ? `${bad.slice(0, 10)}…` : bad)} is refused`);
+  }
+  t.same(deadlineFor('10s', 1000, 20), { receivedAt: 1000, timeoutMs: 10_000, startBy: 9000 }, 'a 10 s timeout with a 20% margin: evaluation must start within 8 s');
+  t.equal(deadlineFor(undefined, 0, 20), undefined, 'no timeout parameter: no deadline');
+  t.equal(deadlineFor('nonsense', 0, 20), undefined, 'an unparsable timeout: no deadline');
+  t.equal(deadlineFor('0s', 0, 20), undefined, 'a zero timeout: no deadline');
+  t.same(deadlineFor(['3s', '9s'], 0, 0)?.timeoutMs, 3000, 'a repeated parameter: the first one');
+});
+
+t.test("the overdue answer is the mode's deterministic answer", async (t) => {
+  const req = requestFor({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } });
+  const enforce = overdueResponse(req, 'enforce', 10_000).response;
+  t.equal(enforce.uid, req.uid, 'uid echoed');
+  t.equal(enforce.allowed, false, 'enforce: denied');
+  t.equal(enforce.status?.code, 403);
+  t.match(enforce.status?.message, /meshguard was overloaded.*10s timeout.*retry/, 'the message says meshguard was overloaded and to retry');
+  t.notOk('patch' in enforce, 'no patch');
+  const audit = overdueResponse(req, 'audit', 10_000).response;
+  t.equal(audit.allowed, true, 'audit: allowed');
+  t.match(audit.warnings?.[0], /overloaded; request allowed without evaluation/, 'with a warning');
+  t.ok((audit.warnings?.[0]?.length ?? 0) <= 120, 'the warning fits 120 characters');
+});
+
+t.test('the load gauge: in-flight count and bytes are bounded and released exactly', async (t) => {
+  const g = new LoadGauge({ maxInFlight: 3, maxInFlightBytes: 1000, bodyLimitBytes: 600, maxEventLoopDelayMs: 100 });
+  t.equal(g.bytesOf('100'), 100);
+  t.equal(g.bytesOf(undefined), 600, 'a chunked body counts as the body limit');
+  t.equal(g.bytesOf('99999999'), 600, 'a declared size above the limit counts as the limit (it will get 413)');
+  t.equal(g.bytesOf('-5'), 600, 'nonsense counts as the limit');
+  t.equal(g.admit(600), undefined, 'one request of the full body limit is admitted alone');
+  t.equal(g.admit(500), 'bytes', 'bytes: 600 + 500 > 1000 is shed');
+  t.equal(g.admit(100), undefined);
+  t.equal(g.admit(100), undefined);
+  t.equal(g.admit(1), 'inFlight', 'a fourth request is shed');
+  g.lagMs = 150;
+  t.equal(g.admit(1), 'lag', 'while the event loop lags, requests are shed');
+  g.lagMs = 0;
+  g.release(600);
+  g.release(100);
+  g.release(100);
+  t.same(g.stats(), { inFlight: 0, inFlightBytes: 0, peakInFlight: 3, shed: { inFlight: 1, bytes: 1, lag: 1 }, eventLoopLagMs: 0 }, 'everything released; sheds counted by reason');
+});
+
+interface Answer {
+  readonly status: number;
+  readonly code?: string;
+  readonly allowed?: boolean;
+  readonly message?: string;
+  readonly error?: string;
+}
+
+/** POST `body`; with `restAfterMs`, the second half of the body only after that long (a body
+ * still arriving is what holds memory in a server that does not bound it). */
+function send(url: string, ca: string, path: string, body: Buffer | string, agent?: Agent, restAfterMs?: number): Promise<Answer> {
+  return new Promise((resolve) => {
+    const req = request(new URL(path, url), { method: 'POST', ca, agent: agent ?? false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          const j = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { code?: string; message?: string; response?: { allowed: boolean; status?: { message?: string } } };
+          resolve({ status: res.statusCode ?? 0, ...(j.code !== undefined ? { code: j.code } : {}), ...(j.response !== undefined ? { allowed: j.response.allowed } : {}), message: j.message ?? j.response?.status?.message ?? '' });
+        } catch {
+          resolve({ status: res.statusCode ?? 0, error: 'not JSON' });
+        }
+      });
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ status: 0, error: e.code ?? e.message }));
+    if (restAfterMs === undefined) {
+      req.end(body);
+      return;
+    }
+    const buf = Buffer.from(body);
+    const half = Math.floor(buf.length / 2);
+    req.write(buf.subarray(0, half));
+    setTimeout(() => req.end(buf.subarray(half)), restAfterMs);
+  });
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1] ?? Number.NaN) / 1024;
+}
+
+/** One burst of `n` concurrent 1 MiB reviews, each body completed after 1.5 s, against a fresh
+ * `meshguard serve` with `server` settings. */
+async function burst(server: Record<string, unknown>, n: number): Promise<{ answers: Answer[]; baseMiB: number; peakMiB: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-overload-'));
+  try {
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ server }));
+    const s = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--config', join(dir, 'config.json'), '--log-level', 'error', '--audit-log', join(dir, 'audit.jsonl')]);
+    try {
+      const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
+      const pid = s.child.pid ?? 0;
+      const filler = 'x'.repeat(1024 * 1024);
+      const body = Buffer.from(JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'big', labels: { 'istio-injection': 'enabled' }, annotations: { filler } } })));
+      await send(s.url, ca, '/validate', body); // warm up
+      await sleep(200);
+      const baseMiB = rssMiB(pid);
+      let peakMiB = baseMiB;
+      const sampler = setInterval(() => (peakMiB = Math.max(peakMiB, rssMiB(pid))), 10);
+      const answers = await Promise.all(Array.from({ length: n }, () => send(s.url, ca, '/validate?timeout=10s', body, undefined, 1500)));
+      clearInterval(sampler);
+      peakMiB = Math.max(peakMiB, rssMiB(pid));
+      return { answers, baseMiB, peakMiB };
+    } finally {
+      await s.stop('SIGKILL');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+t.test('a burst past a small limit: 503 MG_OVERLOADED for the excess, the rest answered, RSS bounded', async (t) => {
+  const N = 200;
+  const limited = await burst({ maxInFlight: 4, maxInFlightBytes: 4 * 1024 * 1024, maxEventLoopDelayMs: 0 }, N);
+  const by = (a: readonly Answer[]): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const x of a) {
+      const key = x.error ?? `${x.status}${x.code !== undefined ? ` ${x.code}` : ''}`;
+      out[key] = (out[key] ?? 0) + 1;
+    }
+    return out;
+  };
+  const shed = limited.answers.filter((a) => a.status === 503 && a.code === ERRORS.OVERLOADED.code).length;
+  const answered = limited.answers.filter((a) => a.status === 200 && a.allowed === true).length;
+  t.equal(shed + answered, N, `every request is answered 200 or 503 MG_OVERLOADED: ${JSON.stringify(by(limited.answers))}`);
+  t.ok(shed > 0, `the excess is shed (${shed} of ${N})`);
+  t.ok(answered > 0, `and the admitted ones, as many as 4 MiB of bodies allow, are answered (${answered})`);
+  const growth = limited.peakMiB - limited.baseMiB;
+  t.ok(growth < 100, `RSS grows ${growth.toFixed(0)} MiB (bound 100 MiB) while ${N} MiB of bodies are on their way at once (${limited.baseMiB.toFixed(0)} -> ${limited.peakMiB.toFixed(0)} MiB)`);
+
+  // For comparison (reported, not asserted): the same burst with the bounds lifted.
+  const unlimited = await burst({ maxInFlight: 100_000, maxInFlightBytes: 4 * 1024 * 1024 * 1024, maxEventLoopDelayMs: 0 }, N);
+  t.comment(`without bounds the same burst grows RSS by ${(unlimited.peakMiB - unlimited.baseMiB).toFixed(0)} MiB (${JSON.stringify(by(unlimited.answers))})`);
+});
+
+t.test('event-loop lag: requests that queued during a stall get 503, and service resumes', async (t) => {
+  const server = await startServer({ 'server.maxEventLoopDelayMs': 200 });
+  t.teardown(() => server.close());
+  const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+  t.teardown(() => agent.destroy());
+  const body = (): string => JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a', labels: { 'istio-injection': 'enabled' } } }));
+  // Twenty warm keep-alive connections, so the next requests are written without a handshake.
+  await Promise.all(Array.from({ length: 20 }, () => send(server.url, server.ca, '/validate', body(), agent)));
+  const pending = Array.from({ length: 19 }, () => send(server.url, server.ca, '/validate', body(), agent));
+  const probe = post(server, '/readyz', undefined, {}, agent, 'GET');
+  // Stall the event loop (the server shares it) for 600 ms from the check phase: the lag sampler
+  // (timers phase) runs before the queued requests are read (poll phase).
+  await new Promise<void>((resolve) =>
+    setImmediate(() => {
+      const until = performance.now() + 600;
+      while (performance.now() < until) {
+        // busy
+      }
+      resolve();
+    }),
+  );
+  const answers = await Promise.all(pending);
+  const lagShed = answers.filter((a) => a.status === 503 && a.code === ERRORS.OVERLOADED.code && /event loop/.test(a.message ?? '')).length;
+  const ok = answers.filter((a) => a.status === 200).length;
+  t.equal(lagShed + ok, answers.length, `every queued request got 200 or 503 (lag): ${lagShed} shed, ${ok} answered`);
+  t.ok(lagShed > 0, 'requests that waited out the stall were shed');
+  await sleep(300);
+  const after = await Promise.all(Array.from({ length: 10 }, () => send(server.url, server.ca, '/validate', body(), agent)));
+  t.ok(after.every((a) => a.status === 200), 'once the lag is gone, requests are answered again');
+  t.equal((await probe).status, 200, 'a readiness probe queued in the same stall is answered 200 (GET is never shed)');
+});
+
+/** Send headers and the first half of the body now, the rest after `restAfterMs`. */
+function slowBody(server: { port: number; ca: string }, path: string, body: string, restAfterMs: number): Promise<{ status: number; json: any; elapsedMs: number }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const s = tlsConnect({ host: '127.0.0.1', port: server.port, ca: server.ca, servername: 'localhost' }, () => {
+      const half = Math.floor(body.length / 2);
+      s.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`);
+      setTimeout(() => s.write(body.slice(half)), restAfterMs);
+    });
+    let raw = '';
+    s.on('data', (c: Buffer) => (raw += c.toString('utf8')));
+    s.on('error', reject);
+    s.on('close', () => {
+      const [head = '', payload = ''] = raw.split('\r\n\r\n');
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0);
+      try {
+        resolve({ status, json: JSON.parse(payload), elapsedMs: performance.now() - started });
+      } catch {
+        reject(new Error(`not an HTTP answer: ${raw.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+t.test("a request that cannot be evaluated before ?timeout= minus the margin gets the mode's answer, in time", async (t) => {
+  const enforce = await startServer();
+  const audit = await startServer({ mode: 'audit' });
+  t.teardown(() => enforce.close());
+  t.teardown(() => audit.close());
+  // A namespace that passes every rule: a late answer is visibly not the rules' answer.
+  const body = (): string => JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a', labels: { 'istio-injection': 'enabled' } } }));
+  // timeout=3s, margin 20%: evaluation must start within 2.4 s of the headers.
+  const late = await slowBody(enforce, '/validate?timeout=3s', body(), 2600);
+  t.equal(late.status, 200, 'enforce, body complete after 2.6 s: HTTP 200');
+  t.equal(late.json.response.allowed, false, 'denied without evaluation');
+  t.match(late.json.response.status.message, /meshguard was overloaded/, 'the message says meshguard was overloaded');
+  t.ok(late.elapsedMs < 3000, `answered before the apiserver's 3 s timeout (${Math.round(late.elapsedMs)} ms)`);
+
+  const lateAudit = await slowBody(audit, '/mutate?timeout=3s', body(), 2600);
+  t.equal(lateAudit.json.response.allowed, true, 'audit: allowed without evaluation');
+  t.match(lateAudit.json.response.warnings?.[0], /overloaded/, 'with a warning');
+  t.notOk('patch' in lateAudit.json.response, 'and no patch');
+
+  const inTime = await slowBody(enforce, '/validate?timeout=3s', body(), 300);
+  t.equal(inTime.json.response.allowed, true, 'the same request in time is evaluated (allowed)');
+  const noTimeout = await slowBody(enforce, '/validate', body(), 2600);
+  t.equal(noTimeout.json.response.allowed, true, 'without ?timeout= nothing is cut short');
+
+  const metrics = await post(enforce, '/metrics', undefined, {}, undefined, 'GET');
+  t.match(metrics.text, /meshguard_admission_rejected_total\{endpoint="\/validate",code="MG_OVERLOADED"\} 1/, 'counted as MG_OVERLOADED in meshguard_admission_rejected_total');
+});
