@@ -1,0 +1,180 @@
+// Watch failures at unit level (issue 8 item 7; checklist B15): the namespace cache (ClusterCache
+// and its ListWatch, through the real @kubernetes/client-node) against a tiny HTTPS server of our
+// own that answers 429 and 500, then valid lists and watches, then drops the watch and fails again.
+// A fake of the apiserver is used ONLY here, because a real kube-apiserver cannot be made to answer
+// 429 or 500 on demand; test/e2e/watch-failures.test.ts restarts a real apiserver instead.
+// Must hold: the cache retries with growing backoff, readiness (/readyz) reports the cache problem
+// while the initial list fails and once the watch has been down longer than the staleness bound,
+// and after recovery the cache, readiness and admission decisions use the fresh labels.
+import t from 'tap';
+import { createServer, type Server } from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ClusterCache } from '../../src/cluster/cache.ts';
+import { get, post, startServer, testCerts } from '../helpers/server.ts';
+import { reviewBody } from '../helpers/review.ts';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+async function eventually(what: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (await what()) return true;
+    await sleep(50);
+  }
+  return what();
+}
+
+interface Hit {
+  readonly atMs: number;
+  readonly kind: 'list' | 'watch';
+  readonly status: number;
+}
+
+/** The fake apiserver: namespaces only, scripted by the test. */
+class FakeApiserver {
+  server!: Server;
+  url = '';
+  state: 'boot' | 'up' | 'down' = 'boot';
+  /** Statuses the next lists answer before a good one (boot). */
+  readonly bootLists = [429, 500];
+  labels: Record<string, string> = { 'istio-injection': 'disabled' };
+  rv = 10;
+  readonly hits: Hit[] = [];
+  readonly watches = new Set<ServerResponse>();
+  readonly t0 = performance.now();
+
+  namespace(): object {
+    return { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-w', resourceVersion: String(this.rv), labels: { ...this.labels, 'kubernetes.io/metadata.name': 'team-w' } } };
+  }
+
+  #fail(res: ServerResponse, status: number, kind: Hit['kind']): void {
+    this.hits.push({ atMs: performance.now() - this.t0, kind, status });
+    const reason = status === 429 ? 'TooManyRequests' : 'InternalError';
+    res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '1' } : {}) });
+    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, code: status, message: `fake ${reason}` }));
+  }
+
+  async start(): Promise<void> {
+    const certs = await testCerts();
+    this.server = createServer({ cert: certs.cert, key: certs.key }, (req, res) => {
+      const u = new URL(req.url ?? '/', 'https://x');
+      if (u.pathname !== '/api/v1/namespaces') {
+        res.writeHead(404).end();
+        return;
+      }
+      if (u.searchParams.get('watch') === 'true') {
+        if (this.state !== 'up') return this.#fail(res, 500, 'watch');
+        this.hits.push({ atMs: performance.now() - this.t0, kind: 'watch', status: 200 });
+        res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        res.write('');
+        this.watches.add(res);
+        res.on('close', () => this.watches.delete(res));
+        return;
+      }
+      if (this.state === 'down') return this.#fail(res, this.hits.length % 2 === 0 ? 429 : 500, 'list');
+      const boot = this.state === 'boot' ? this.bootLists.shift() : undefined;
+      if (boot !== undefined) return this.#fail(res, boot, 'list');
+      this.state = 'up';
+      this.hits.push({ atMs: performance.now() - this.t0, kind: 'list', status: 200 });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'NamespaceList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [this.namespace()] }));
+    });
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    const a = this.server.address();
+    this.url = `https://127.0.0.1:${typeof a === 'object' && a !== null ? a.port : 0}`;
+  }
+
+  /** A watch event to every open watch. */
+  modify(labels: Record<string, string>): void {
+    this.labels = labels;
+    this.rv++;
+    for (const w of this.watches) w.write(`${JSON.stringify({ type: 'MODIFIED', object: this.namespace() })}\n`);
+  }
+
+  /** The apiserver goes away: open watches are cut, every request fails. */
+  goDown(): void {
+    this.state = 'down';
+    for (const w of this.watches) w.socket?.destroy();
+  }
+
+  close(): Promise<void> {
+    for (const w of this.watches) w.socket?.destroy();
+    this.server.closeAllConnections();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+t.test('429 and 500 from the API server: backoff, readiness reflects staleness, fresh labels after recovery', async (t) => {
+  const fake = new FakeApiserver();
+  await fake.start();
+  t.teardown(() => fake.close());
+  const certs = await testCerts();
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: fake.url, caData: Buffer.from(certs.caCert).toString('base64'), skipTLSVerify: false }],
+    users: [{ name: 'meshguard', token: 'not-checked' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'meshguard' }],
+    currentContext: 'fake',
+  });
+  const warnings: { retryInMs?: number; err?: string }[] = [];
+  const cache = new ClusterCache(kc, {
+    resyncMs: 600_000,
+    staleAfterMs: 1000,
+    discoverRevisions: false,
+    configuredRevisions: [],
+    log: { info: () => {}, warn: (o) => void warnings.push(o as { retryInMs?: number }) },
+  });
+  const server = await startServer({ 'cluster.staleAfterSeconds': 1 }, { cluster: cache });
+  t.teardown(() => server.close());
+  t.teardown(() => cache.stop());
+  const deployment = (): string =>
+    JSON.stringify(reviewBody({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'team-w' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } }));
+  const allowed = async (): Promise<boolean> => (await post(server, '/validate', deployment())).json().response.allowed as boolean;
+
+  cache.start();
+  const booting = await get(server, '/readyz');
+  t.equal(booting.status, 503, 'not ready while the initial list is answered 429 and 500');
+  t.match(booting.json().failing.caches, /namespaces: initial list not completed/, 'and /readyz says which cache and why');
+
+  t.ok(await eventually(() => cache.synced(), 10_000), 'the cache syncs once the list succeeds');
+  t.same(fake.hits.slice(0, 3).map((h) => `${h.kind} ${h.status}`), ['list 429', 'list 500', 'list 200'], 'it retried through 429 and 500');
+  const [h429, h500, h200] = fake.hits;
+  t.ok((h500?.atMs ?? 0) - (h429?.atMs ?? 0) >= 400, `waited before the first retry (${Math.round((h500?.atMs ?? 0) - (h429?.atMs ?? 0))} ms)`);
+  t.ok((h200?.atMs ?? 0) - (h500?.atMs ?? 0) >= 1.5 * ((h500?.atMs ?? 0) - (h429?.atMs ?? 0)), 'and longer before the second (exponential backoff)');
+  t.equal((await get(server, '/readyz')).status, 200, 'ready once synced');
+  t.equal(await allowed(), false, 'a Deployment in the namespace labelled istio-injection=disabled is denied');
+
+  t.ok(await eventually(() => fake.watches.size === 1, 5000), 'a watch is open from the list resourceVersion');
+  fake.modify({ 'istio-injection': 'enabled' });
+  t.ok(await eventually(() => cache.namespace('team-w')?.labels['istio-injection'] === 'enabled', 5000), 'a watch event updates the cache');
+  t.equal(await allowed(), true, 'and the next decision uses it (allowed)');
+
+  // The apiserver goes down: the watch is cut, lists and watches fail with 429 and 500.
+  const downAt = performance.now();
+  const hitsBefore = fake.hits.length;
+  fake.goDown();
+  t.equal((await get(server, '/readyz')).status, 200, 'still ready right after the watch drops (within the staleness bound)');
+  t.ok(await eventually(async () => (await get(server, '/readyz')).status === 503, 5000), 'readiness turns false once the watch has been down longer than the bound');
+  const stale = await get(server, '/readyz');
+  t.match(stale.json().failing.caches, /namespaces: watch down for \d+ s \(bound 1 s\)/, `/readyz names the stale cache after ${((performance.now() - downAt) / 1000).toFixed(1)} s`);
+  t.equal(await allowed(), true, 'while stale, decisions still use the last known labels (readiness tells the Service to prefer other replicas)');
+  await sleep(3500);
+  const failing = fake.hits.slice(hitsBefore).filter((h) => h.status !== 200);
+  const gaps = failing.slice(1).map((h, i) => h.atMs - (failing[i]?.atMs ?? 0));
+  t.ok(failing.length >= 2 && failing.length <= 8, `${failing.length} failed attempts in ${((performance.now() - downAt) / 1000).toFixed(1)} s (not a tight loop)`);
+  t.ok(gaps.every((g, i) => i === 0 || g >= (gaps[i - 1] ?? 0) * 0.9), `growing gaps between attempts: ${gaps.map((g) => Math.round(g)).join(', ')} ms`);
+  const retries = warnings.map((w) => w.retryInMs).filter((r): r is number => typeof r === 'number');
+  t.ok(retries.length >= 3 && retries.at(-1)! > retries.at(-2)!, `the cache logs each failure with its next retry delay: ${retries.join(', ')} ms`);
+
+  // Recovery, with a label changed while it was away.
+  fake.labels = { 'istio-injection': 'disabled', 'changed-while-down': 'yes' };
+  fake.rv = 50;
+  fake.state = 'up';
+  t.ok(await eventually(() => cache.synced(), 20_000), 'the cache reconnects (relist, then watch)');
+  t.equal((await get(server, '/readyz')).status, 200, 'readiness returns');
+  t.same(cache.namespace('team-w')?.labels, { 'istio-injection': 'disabled', 'changed-while-down': 'yes', 'kubernetes.io/metadata.name': 'team-w' }, 'the cache holds the labels as they are now');
+  t.equal(await allowed(), false, 'and the next decision uses them (denied again)');
+  t.ok(await eventually(() => fake.watches.size === 1, 5000), 'a new watch is open');
+  fake.modify({ 'istio-injection': 'enabled' });
+  t.ok(await eventually(async () => await allowed(), 5000), 'watch events flow again after recovery');
+});
