@@ -17,7 +17,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { reviewRequest, type Endpoint } from '../../src/engine/review.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 import { parseJsonBody } from '../../src/server/json-body.ts';
-import { injectedNamespaces, namespaceLabels, namespaceName } from './cluster.ts';
+import { injectedNamespaces, namespaceLabels, namespaceName } from './namespaces.ts';
 import { buildRequests, KINDS, type BenchRequest } from './requests.ts';
 
 export interface MicroRow {
@@ -130,7 +130,7 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
 }
 
 export function runMicro(quick: boolean): MicroResult {
-  const o = quick ? { warmupMs: 200, rounds: 2, roundMs: 100 } : { warmupMs: 1500, rounds: 7, roundMs: 400 };
+  const o = quick ? { warmupMs: 200, rounds: 2, roundMs: 100 } : { warmupMs: 1000, rounds: 5, roundMs: 300 };
   const nsCounts = quick ? [10, 1000] : [10, 1000, 50_000];
   const big = cache(1000);
   const namespaces = injectedNamespaces(10);
