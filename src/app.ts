@@ -12,6 +12,9 @@ import { nullAuditSink, type AuditSink } from './server/audit-sink.ts';
 import { registerAdmissionRoutes } from './server/admission-routes.ts';
 import { parseJsonBody, PoisonedBodyError } from './server/json-body.ts';
 import { registerHealthRoutes, type ReadinessCheck } from './server/health.ts';
+import { registerDeadlines } from './server/deadline.ts';
+import { registerOverload, type LoadGauge } from './server/overload.ts';
+import { registerDrainHeaders } from './server/shutdown.ts';
 
 export interface AppDeps {
   readonly cluster: ClusterState;
@@ -48,6 +51,13 @@ function errorName(err: FastifyError): ErrorName {
   return 'INTERNAL';
 }
 
+const loadGauges = new WeakMap<FastifyInstance, LoadGauge>();
+
+/** The in-flight gauge of an app built by buildApp (metrics, tests). */
+export function loadGaugeOf(app: FastifyInstance): LoadGauge | undefined {
+  return loadGauges.get(app);
+}
+
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   const opts: FastifyServerOptions & { https?: HttpsOptions } = {
     logger: deps.logger ?? false,
@@ -58,7 +68,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     return503OnClosing: false,
     forceCloseConnections: 'idle',
   };
-  if (deps.https !== undefined) opts.https = deps.https;
+  if (deps.https !== undefined) {
+    opts.https = {
+      // A connection that has not finished its TLS handshake within the header timeout is cut
+      // (Node's default is 120 s, which lets idle half-open connections pile up).
+      handshakeTimeout: config.server.headersTimeoutMs,
+      ...deps.https,
+      // Node sweeps headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
+      // default); check every second so slow clients are cut at their timeout, not up to 30 s late.
+      connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
+    } as HttpsOptions;
+  }
   const app = Fastify(opts as FastifyServerOptions);
   if ('headersTimeout' in app.server) app.server.headersTimeout = config.server.headersTimeoutMs;
 
@@ -93,6 +113,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.addHook('onClose', async () => {
     state.closing = true;
   });
+  // Order matters: the deadline clock starts when the headers are read, before the body, and a
+  // shed request is answered without its body being parsed or held.
+  registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
+  const load = registerOverload(app, {
+    maxInFlight: config.server.maxInFlight,
+    maxInFlightBytes: config.server.maxInFlightBytes,
+    bodyLimitBytes: config.server.bodyLimitBytes,
+    maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
+    recorder,
+  });
+  loadGauges.set(app, load);
+  if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
 
   registerAdmissionRoutes(app, {
     config,

@@ -28,6 +28,10 @@ export interface Config {
     readonly headersTimeoutMs: number;
     readonly keepAliveTimeoutMs: number;
     readonly drainSeconds: number;
+    readonly maxInFlight: number;
+    readonly maxInFlightBytes: number;
+    readonly maxEventLoopDelayMs: number;
+    readonly deadlineMarginPercent: number;
   };
   readonly cluster: {
     readonly kubeconfig: string | null;

@@ -7,6 +7,7 @@ import { reviewRequest, type Endpoint, type RuleSet } from '../engine/review.ts'
 import { errorBody } from '../errors.ts';
 import type { Recorder } from '../metrics/recorder.ts';
 import type { AuditSink } from './audit-sink.ts';
+import { overdueAnswer } from './deadline.ts';
 
 export interface AdmissionDeps {
   readonly config: Config;
@@ -18,7 +19,7 @@ export interface AdmissionDeps {
 }
 
 export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDeps): void {
-  const route = (endpoint: Endpoint) => async (req: { body: unknown; log: FastifyInstance['log'] }, reply: import('fastify').FastifyReply) => {
+  const route = (endpoint: Endpoint) => async (req: { body: unknown; raw: object; log: FastifyInstance['log'] }, reply: import('fastify').FastifyReply) => {
     const started = process.hrtime.bigint();
     if (req.body === undefined || req.body === null) {
       deps.recorder.observeRejected(`/${endpoint}`, errorBody('BODY_MISSING').code);
@@ -32,6 +33,13 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
     }
     {
       const r = decoded.request;
+      // Too late to evaluate within the apiserver's timeout: the mode's deterministic answer now.
+      const late = overdueAnswer(req.raw, r, deps.config, deps.cluster);
+      if (late !== undefined) {
+        deps.recorder.observeRejected(`/${endpoint}`, errorBody('OVERLOADED').code);
+        req.log.warn({ uid: r.uid, kind: r.kind.kind, mode: late.mode, lateByMs: Math.round(late.lateByMs), verdict: late.verdict }, 'admission: answered unevaluated, past the deadline');
+        return reply.send(late.response);
+      }
       const outcome = reviewRequest(endpoint, r, deps.config, deps.cluster, deps.rules);
       if (outcome.audit !== undefined) deps.audit.write(outcome.audit);
       deps.recorder.observeReview(

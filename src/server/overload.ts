@@ -3,7 +3,8 @@
 // failed call and applies the webhook's failure policy (Fail in enforce, Ignore in audit), which is
 // the predictable outcome; a queue that grows until requests time out is not.
 //
-// Three bounds, checked in an onRequest hook (after the headers, before the body is read):
+// Three bounds, checked in an onRequest hook (after the headers, before the body is parsed; a shed
+// request's body is drained and discarded, never held, and the 503 follows its last byte):
 //  - in-flight requests, counted from the headers until the response is finished or the socket
 //    closes, so requests still receiving their body count too;
 //  - in-flight body bytes, from Content-Length (a chunked body counts as the body limit), so the
@@ -116,6 +117,10 @@ export function startLagSampler(intervalMs: number, onSample: (lagMs: number) =>
   return { stop: () => clearInterval(timer) };
 }
 
+function discard(): void {
+  // bytes of a shed request's body: dropped
+}
+
 /** Install the shedding hook on `app`; returns the gauge (for tests and metrics). */
 export function registerOverload(app: FastifyInstance, opts: OverloadOptions): LoadGauge {
   const gauge = new LoadGauge(opts);
@@ -139,7 +144,21 @@ export function registerOverload(app: FastifyInstance, opts: OverloadOptions): L
     }
     const body = errorBody('OVERLOADED', DETAIL[shed]);
     opts.recorder?.observeRejected(req.url.split('?')[0] ?? '', body.code);
-    void reply.code(503).header('retry-after', '1').send(body);
+    const answer = (): void => {
+      if (!reply.sent) void reply.code(503).header('retry-after', '1').send(body);
+    };
+    // The body is drained and discarded, never buffered, and the 503 goes out once it has
+    // arrived. Answering earlier makes Node close the connection while the client is still
+    // writing, and the client then sees EPIPE or a reset instead of the 503 (a transport error,
+    // not an answer). The apiserver writes the whole body at once, so for it this costs nothing;
+    // a client trickling its body is cut by requestTimeoutMs as usual.
+    const raw = req.raw;
+    if (raw.complete) {
+      answer();
+      return;
+    }
+    raw.on('data', discard);
+    raw.once('end', answer);
   });
   return gauge;
 }
