@@ -5,16 +5,22 @@ import { parseArgs } from 'node:util';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
 import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { startSelfManagedCerts, type SelfManagedCerts } from '../certs/manager.ts';
 import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
+import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
-import { loadConfig } from '../config/load.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { PromRecorder } from '../metrics/recorder.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
+import { startReconciler, type ReconcilerHandle } from '../reconciler/index.ts';
 import { createAuditSink } from '../server/audit-sink.ts';
+import type { ReadinessCheck } from '../server/health.ts';
+import { drainAndClose } from '../server/shutdown.ts';
 import { secureContextOptions } from '../server/tls-options.ts';
-import { EXIT, type Io } from './args.ts';
+import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
 
@@ -36,6 +42,16 @@ Flags (environment variable in brackets; flags win over environment, both over t
                                                                  [MESHGUARD_KUBECONFIG]
   --in-cluster        the same with the pod's service account    [MESHGUARD_IN_CLUSTER]
                       (neither: no cluster; namespaces are unknown, see unknownNamespace)
+  --reconcile         keep the hardening resources (REGISTRY_ONLY Sidecar, STRICT
+                      PeerAuthentication, default-deny AuthorizationPolicy, configured
+                      ServiceEntries) in every meshed namespace; one replica leads
+                      through a Lease (needs a cluster)          [MESHGUARD_RECONCILE]
+  --no-reconcile      turn the reconciler off (wins over the file and the environment)
+  --reconcile-dry-run log what the reconciler would create, change or delete; change
+                      nothing                                     [MESHGUARD_RECONCILE_DRY_RUN]
+  --scan-interval S   scan existing objects every S seconds and expose the violations
+                      as metrics (0: off, the default; needs a cluster)
+                                                                 [MESHGUARD_SCAN_INTERVAL]
   -h, --help          this help
 `;
 
@@ -52,9 +68,12 @@ const FLAGS = {
   'audit-log': ['MESHGUARD_AUDIT_LOG', 'auditLogFile'],
   kubeconfig: ['MESHGUARD_KUBECONFIG', 'cluster.kubeconfig'],
   'in-cluster': ['MESHGUARD_IN_CLUSTER', 'cluster.inCluster'],
+  reconcile: ['MESHGUARD_RECONCILE', 'reconciler.enabled'],
+  'reconcile-dry-run': ['MESHGUARD_RECONCILE_DRY_RUN', 'reconciler.dryRun'],
+  'scan-interval': ['MESHGUARD_SCAN_INTERVAL', 'scan.intervalSeconds'],
 } as const;
 
-const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster']);
+const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster', 'reconcile', 'reconcile-dry-run']);
 
 type FlagName = keyof typeof FLAGS;
 
@@ -91,10 +110,27 @@ function cacheLog(config: Config): ListWatchLog {
   return { info: (o, m) => line('info', o, m), warn: (o, m) => line('warn', o, m) };
 }
 
-function clusterState(config: Config, log: ListWatchLog): ClusterState {
+function kubeConfigOf(config: Config): KubeConfig | undefined {
   const c = config.cluster;
-  if (c.kubeconfig === null && !c.inCluster) return new StaticClusterState([], config.revisions);
-  const kc = loadKubeConfig({ kubeconfig: c.kubeconfig, inCluster: c.inCluster });
+  if (c.kubeconfig === null && !c.inCluster) return undefined;
+  return loadKubeConfig({ kubeconfig: c.kubeconfig, inCluster: c.inCluster });
+}
+
+/** What needs the Kubernetes API refuses to start without it, instead of silently doing nothing. */
+function requireCluster(config: Config, kc: KubeConfig | undefined): void {
+  if (kc !== undefined) return;
+  const needs: [boolean, string][] = [
+    [config.reconciler.enabled, 'reconciler.enabled (--reconcile)'],
+    [config.scan.intervalSeconds > 0, 'scan.intervalSeconds (--scan-interval)'],
+    [config.selfManagedCerts.enabled, 'selfManagedCerts.enabled'],
+  ];
+  const missing = needs.filter(([on]) => on).map(([, what]) => what);
+  if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
+}
+
+function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterState {
+  const c = config.cluster;
+  if (kc === undefined) return new StaticClusterState([], config.revisions);
   return new ClusterCache(kc, {
     resyncMs: c.resyncSeconds * 1000,
     staleAfterMs: c.staleAfterSeconds * 1000,
@@ -109,6 +145,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     args: [...argv],
     options: {
       ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: BOOLEAN_FLAGS.has(k) ? ('boolean' as const) : ('string' as const) }])),
+      'no-reconcile': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -117,14 +154,56 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     io.out(SERVE_HELP);
     return EXIT.OK;
   }
-  const config = configFromFlags(values, io.env, Object.keys(FLAGS) as FlagName[]);
-  const paths = await certPaths(config, io);
+  const flags: Record<string, string | boolean | undefined> = { ...values };
+  let env = io.env;
+  if (flags['no-reconcile'] === true) {
+    if (flags['reconcile'] === true) throw new UsageError('--reconcile and --no-reconcile contradict each other');
+    env = { ...io.env, MESHGUARD_RECONCILE: 'false' };
+  }
+  const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
+  const log = cacheLog(config);
+  const kc = kubeConfigOf(config);
+  requireCluster(config, kc);
+
+  // Self-managed certificates: the Secret is the source; serve loads the files it writes.
+  let managed: SelfManagedCerts | undefined;
+  if (config.selfManagedCerts.enabled) managed = await startSelfManagedCerts(config, kc, log);
+  const paths = managed?.paths ?? (await certPaths(config, io));
   const certs = new FileCertSource(paths);
   const recorder = new PromRecorder();
   const audit = createAuditSink(config.auditLogFile);
   const lifecycle = { draining: false };
-  const cluster = clusterState(config, cacheLog(config));
+  const cluster = clusterState(config, kc, log);
   if (cluster instanceof ClusterCache) cluster.start();
+
+  let reconciler: ReconcilerHandle | undefined;
+  if (config.reconciler.enabled && kc !== undefined) {
+    reconciler = startReconciler({
+      config,
+      kc,
+      log,
+      knownRevisions: () => cluster.knownRevisions?.() ?? new Set(config.revisions),
+      onAction: (a, outcome) => recorder.reconcilerAction(a.type, a.type === 'delete' ? a.observed.kind : a.desired.kind, outcome),
+      onLeadingChange: (leading) => recorder.reconcilerLeader(leading),
+    });
+  }
+  let scan: PeriodicScan | undefined;
+  if (kc !== undefined) {
+    scan = startPeriodicScan({
+      config,
+      source: kubeScanSource(kc),
+      rules: BUILTIN_RULES,
+      log,
+      onResult: (m) => recorder.scanCompleted(m.counts, m.completedAtSeconds),
+      // With a reconciler, only its leader scans: one replica's numbers, not one per replica.
+      ...(reconciler !== undefined ? { shouldRun: () => reconciler.isLeader() } : {}),
+    });
+  }
+
+  const readiness: ReadinessCheck[] = [{ name: 'certificates', check: () => (certs.material.cert === '' ? 'no certificate loaded' : undefined) }];
+  // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
+  // degraded and readiness stays 200.
+  if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
   const app = await buildApp(config, {
     cluster,
     rules: BUILTIN_RULES,
@@ -133,7 +212,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     lifecycle,
     https: secureContextOptions(certs.material, config.server.tlsMinVersion),
     logger: { level: config.logLevel },
-    readiness: [{ name: 'certificates', check: () => (certs.material.cert === '' ? 'no certificate loaded' : undefined) }],
+    readiness,
   });
   const exposeExpiry = (): void => {
     recorder.certExpiry('leaf', certs.info.leafNotAfter.getTime() / 1000);
@@ -141,7 +220,12 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   };
   exposeExpiry();
   const address = await app.listen({ host: config.server.host, port: config.server.port });
-  io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile})\n`);
+  const extras = [
+    reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
+    scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
+    managed !== undefined ? 'self-managed certificates' : undefined,
+  ].filter((x) => x !== undefined);
+  io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile}${extras.length > 0 ? `; ${extras.join(', ')}` : ''})\n`);
 
   certs.watch(
     {
@@ -165,16 +249,25 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      lifecycle.draining = true;
       app.log.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
-      setTimeout(() => {
+      // Readiness false and Connection: close at once; keep answering for drainSeconds (the
+      // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
+      // (at most requestTimeoutMs) and close.
+      const background = async (): Promise<void> => {
+        // The Lease is released first, so another replica takes over reconciling at once.
+        await Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
         certs.close();
-        if (cluster instanceof ClusterCache) void cluster.stop();
-        void app
-          .close()
-          .then(() => audit.close())
-          .then(() => done(EXIT.OK));
-      }, config.server.drainSeconds * 1000);
+        if (cluster instanceof ClusterCache) await cluster.stop();
+      };
+      lifecycle.draining = true;
+      const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));
+      void Promise.all([drained.then(() => drainAndClose(app, { lifecycle, drainMs: 0, graceMs: config.server.requestTimeoutMs })), drained.then(background)])
+        .then(([clean]) => {
+          if (!clean) app.log.warn('shutdown: connections still open after the grace period were closed');
+        })
+        .catch((err: unknown) => app.log.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+        .then(() => audit.close())
+        .then(() => done(EXIT.OK));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -50,6 +50,9 @@ function crossCheck(c: Config, ruleIds: readonly string[]): void {
   if ((c.server.certFile === null) !== (c.server.keyFile === null)) {
     throw new ConfigError(c.server.certFile === null ? 'server.certFile' : 'server.keyFile', 'certFile and keyFile go together');
   }
+  if (c.selfManagedCerts.enabled && c.server.certFile !== null) {
+    throw new ConfigError('selfManagedCerts.enabled', 'cannot be combined with server.certFile: self-managed certificates write their own files into server.certDir');
+  }
   if (c.injection.mode === 'revision' && c.injection.revision === '') {
     throw new ConfigError('injection.revision', 'must be set when injection.mode is revision');
   }

@@ -8,11 +8,21 @@ export interface ReviewLabels {
   readonly verdict: string;
 }
 
+export interface ScanCount {
+  readonly rule: string;
+  readonly namespace: string;
+  readonly count: number;
+}
+
 export interface Recorder {
   observeReview(labels: ReviewLabels, seconds: number): void;
   observeRejected(endpoint: string, code: string): void;
   certReload(ok: boolean): void;
   certExpiry(cert: 'leaf' | 'ca', unixSeconds: number): void;
+  /** A completed periodic scan: replaces every violation series. */
+  scanCompleted(counts: readonly ScanCount[], completedAtSeconds: number): void;
+  reconcilerAction(action: string, kind: string, outcome: string): void;
+  reconcilerLeader(leading: boolean): void;
   /** Prometheus text exposition; empty for the no-op recorder. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -23,6 +33,9 @@ export const noopRecorder: Recorder = {
   observeRejected() {},
   certReload() {},
   certExpiry() {},
+  scanCompleted() {},
+  reconcilerAction() {},
+  reconcilerLeader() {},
   render: async () => '',
   contentType: 'text/plain',
 };
@@ -36,6 +49,10 @@ export class PromRecorder implements Recorder {
   readonly #reloads: Counter<'result'>;
   readonly #reloadFailing: Gauge;
   readonly #expiry: Gauge<'cert'>;
+  readonly #scanViolations: Gauge<'rule' | 'namespace'>;
+  readonly #scanCompleted: Gauge;
+  readonly #reconcilerActions: Counter<'action' | 'kind' | 'outcome'>;
+  readonly #reconcilerLeader: Gauge;
 
   constructor() {
     this.contentType = this.registry.contentType;
@@ -76,6 +93,43 @@ export class PromRecorder implements Recorder {
       labelNames: ['cert'],
       registers,
     });
+    this.#scanViolations = new Gauge({
+      name: 'meshguard_scan_violations',
+      help: 'Existing objects that violate a rule, by rule and namespace, at the last completed scan',
+      labelNames: ['rule', 'namespace'],
+      registers,
+    });
+    this.#scanCompleted = new Gauge({
+      name: 'meshguard_scan_last_completed_timestamp_seconds',
+      help: 'Unix time of the last completed scan',
+      registers,
+    });
+    this.#reconcilerActions = new Counter({
+      name: 'meshguard_reconciler_actions_total',
+      help: 'Reconciler actions by action (create, update, delete, conflict), kind and outcome (applied, failed, dry-run, skipped)',
+      labelNames: ['action', 'kind', 'outcome'],
+      registers,
+    });
+    this.#reconcilerLeader = new Gauge({
+      name: 'meshguard_reconciler_leader',
+      help: '1 while this replica holds the reconciler Lease',
+      registers,
+    });
+  }
+
+  scanCompleted(counts: readonly ScanCount[], completedAtSeconds: number): void {
+    // A (rule, namespace) pair that is clean now disappears.
+    this.#scanViolations.reset();
+    for (const c of counts) this.#scanViolations.set({ rule: c.rule, namespace: c.namespace }, c.count);
+    this.#scanCompleted.set(completedAtSeconds);
+  }
+
+  reconcilerAction(action: string, kind: string, outcome: string): void {
+    this.#reconcilerActions.inc({ action, kind, outcome });
+  }
+
+  reconcilerLeader(leading: boolean): void {
+    this.#reconcilerLeader.set(leading ? 1 : 0);
   }
 
   observeReview(l: ReviewLabels, seconds: number): void {

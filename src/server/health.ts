@@ -7,6 +7,9 @@ import type { Recorder } from '../metrics/recorder.ts';
 export interface ReadinessCheck {
   readonly name: string;
   check(): string | undefined;
+  /** A degraded check is reported under `degraded` but keeps /readyz at 200: admission still
+   * works (e.g. the reconciler without Istio's CRDs). */
+  readonly degraded?: boolean;
 }
 
 export interface HealthDeps {
@@ -20,13 +23,15 @@ export function registerHealthRoutes(app: FastifyInstance, deps: HealthDeps): vo
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const failing: Record<string, string> = {};
+    const degraded: Record<string, string> = {};
     if (deps.state.closing || deps.state.draining === true) failing['shutdown'] = 'shutting down';
     for (const c of deps.checks) {
       const problem = c.check();
-      if (problem !== undefined) failing[c.name] = problem;
+      if (problem !== undefined) (c.degraded === true ? degraded : failing)[c.name] = problem;
     }
     const ok = Object.keys(failing).length === 0;
-    return reply.code(ok ? 200 : 503).send(ok ? { status: 'ready' } : { status: 'not ready', failing });
+    const extra = Object.keys(degraded).length > 0 ? { degraded } : {};
+    return reply.code(ok ? 200 : 503).send(ok ? { status: 'ready', ...extra } : { status: 'not ready', failing, ...extra });
   });
   if (deps.config.metricsEnabled) {
     app.get('/metrics', async (_req, reply) => reply.type(deps.recorder.contentType).send(await deps.recorder.render()));
