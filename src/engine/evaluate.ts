@@ -33,8 +33,16 @@ export interface MutationOutcome {
 
 /** Run mutating rules over one draft copy of the request object. A rule that throws leaves the
  * draft as it was before that rule (its partial edits are discarded). */
+/** A draft for mutating rules: metadata copied, the rest shared with the object (rules edit
+ * metadata only; see MutatingRule). */
+function metadataDraft(object: KObject): KObject {
+  const draft: Record<string, unknown> = { ...(object as Record<string, unknown>) };
+  if ('metadata' in draft) draft['metadata'] = structuredClone(draft['metadata']);
+  return draft as KObject;
+}
+
 export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object: KObject): MutationOutcome {
-  let draft = structuredClone(object);
+  let draft = metadataDraft(object);
   const changes: { ruleId: string; description: string }[] = [];
   const out: Result[] = [];
   for (const rule of rules) {
@@ -43,8 +51,9 @@ export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object:
       out.push(results.skip(rule.id, reason));
       continue;
     }
-    const attempt = structuredClone(draft);
+    let attempt: KObject;
     try {
+      attempt = metadataDraft(draft);
       const done = rule.mutate(ctx, attempt);
       if (isSkip(done)) {
         out.push(results.skip(rule.id, done.skip));

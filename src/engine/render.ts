@@ -10,8 +10,14 @@ export const WARNINGS_TOTAL_MAX = 4096;
 export const AUDIT_KEY = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const AUDIT_VALUE_MAX = 1024;
 
-function truncate(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+/** At most `max` UTF-16 units, ending in "…" when cut; never cuts a surrogate pair in half (the
+ * apiserver's decoder would turn the lone half into U+FFFD). */
+export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let end = max - 1;
+  const last = s.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--; // a high surrogate whose low half would be cut off
+  return `${s.slice(0, end)}…`;
 }
 
 export type RuleLookup = (id: string) => Rule | undefined;

@@ -1,7 +1,7 @@
 // The pure decision path for one request: evaluate, decide by mode, render. The shell (server,
 // check, scan) only decodes, calls this, writes the audit record and sends the answer.
 import fastJsonPatch from 'fast-json-patch';
-import type { AdmissionRequest, AdmissionReviewV1Response } from '../admission/types.ts';
+import type { AdmissionRequest, AdmissionReviewV1Response, KObject } from '../admission/types.ts';
 import { allowed, denied, patched } from '../admission/response.ts';
 import type { ClusterState } from '../cluster/state.ts';
 import type { Config, Mode } from '../config/types.ts';
@@ -124,6 +124,11 @@ function labelsFirst(ops: fastJsonPatch.Operation[]): fastJsonPatch.Operation[] 
   return [...ops.filter(isLabel), ...ops.filter((op) => !isLabel(op))];
 }
 
+function metadataOnly(o: KObject): Record<string, unknown> {
+  const m = (o as Record<string, unknown>)['metadata'];
+  return m === undefined ? {} : { metadata: m };
+}
+
 export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
@@ -132,7 +137,8 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
   const applied = mutate(enforced, ctx, req.object);
   const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
-  const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(req.object, applied.draft)) : [];
+  // Mutating rules edit metadata only: the diff of metadata alone is the whole patch.
+  const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(metadataOnly(req.object), metadataOnly(applied.draft))) : [];
 
   const notes: { result: Result; text: string }[] = [];
   for (const c of reported?.changes ?? []) {

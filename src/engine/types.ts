@@ -79,6 +79,9 @@ export interface ValidatingRule extends RuleBase {
 /** A mutating rule edits the draft in place and returns one description per change. */
 export interface MutatingRule extends RuleBase {
   readonly type: 'mutating';
+  /** Edit `draft.metadata` only (labels and annotations): the draft shares everything else with
+   * the request object, and the patch is computed over metadata alone, so a huge or deeply nested
+   * spec is never copied or walked. */
   mutate(ctx: RuleContext, draft: KObject): readonly string[] | Skip;
 }
 

@@ -26,8 +26,8 @@ export const namespaceHardeningDefaults: MutatingRule = {
 
     const labels = (meta.labels ?? {}) as Record<string, unknown>;
     const additions: [string, string][] = [];
-    if (!MESH_LABELS.some((k) => k in labels)) additions.push([...injectionLabel(ctx.config)]);
-    for (const [k, v] of Object.entries(ctx.config.hardening.labels)) if (!(k in labels)) additions.push([k, v]);
+    if (!MESH_LABELS.some((k) => Object.hasOwn(labels, k))) additions.push([...injectionLabel(ctx.config)]);
+    for (const [k, v] of Object.entries(ctx.config.hardening.labels)) if (!Object.hasOwn(labels, k)) additions.push([k, v]);
     if (additions.length > 0) {
       // The injection label goes first; existing labels keep their values.
       meta.labels = Object.fromEntries([...additions, ...Object.entries(labels)]) as Record<string, string>;
@@ -36,7 +36,7 @@ export const namespaceHardeningDefaults: MutatingRule = {
 
     if (meta.annotations !== undefined && !isRecord(meta.annotations)) return changes;
     const annotations = (meta.annotations ?? {}) as Record<string, unknown>;
-    const missing = stringEntries(ctx.config.hardening.annotations).filter(([k]) => !(k in annotations));
+    const missing = stringEntries(ctx.config.hardening.annotations).filter(([k]) => !Object.hasOwn(annotations, k));
     if (missing.length > 0) {
       meta.annotations = { ...(annotations as Record<string, string>), ...Object.fromEntries(missing) };
       for (const [k, v] of missing) changes.push(`annotation ${k}=${v}`);

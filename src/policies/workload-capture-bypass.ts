@@ -50,12 +50,14 @@ export const FULL_CAPTURE: Readonly<Record<string, readonly string[]>> = {
 
 /** What the annotation does, or undefined when it is not a capture bypass. */
 export function bypassEffect(key: string, value: unknown): string | undefined {
-  if (typeof value === 'string' && FULL_CAPTURE[key]?.includes(value) === true) return undefined;
+  // Keys come from the object: look them up as own properties only ("constructor" is a key too).
+  if (typeof value === 'string' && Object.hasOwn(FULL_CAPTURE, key) && FULL_CAPTURE[key]?.includes(value) === true) return undefined;
   if (key.startsWith(TRAFFIC_PREFIX)) return CAPTURE;
-  return BYPASS_ANNOTATIONS[key];
+  return Object.hasOwn(BYPASS_ANNOTATIONS, key) ? BYPASS_ANNOTATIONS[key] : undefined;
 }
 
 function allowListed(config: Config, key: string, value: unknown): boolean {
+  if (!Object.hasOwn(config.captureBypass.allow, key)) return false;
   const allowed = config.captureBypass.allow[key];
   if (allowed === undefined) return false;
   return allowed.includes('*') || (typeof value === 'string' && allowed.includes(value));
