@@ -81,7 +81,7 @@ metadata:
   name: meshguard-e2e-tenant
 rules:
   - apiGroups: [""]
-    resources: [namespaces, pods, pods/ephemeralcontainers, configmaps, services, serviceaccounts, secrets]
+    resources: [namespaces, pods, pods/ephemeralcontainers, replicationcontrollers, configmaps, services, serviceaccounts, secrets]
     verbs: [get, list, watch, create, update, patch, delete, deletecollection]
   - apiGroups: [""]
     resources: [pods/log, events]
@@ -92,7 +92,7 @@ rules:
   - apiGroups: [batch]
     resources: [jobs, cronjobs]
     verbs: [get, list, watch, create, update, patch, delete, deletecollection]
-  - apiGroups: [networking.istio.io, security.istio.io]
+  - apiGroups: [networking.istio.io, security.istio.io, extensions.istio.io, install.istio.io]
     resources: ["*"]
     verbs: [get, list, watch, create, update, patch, delete, deletecollection]
 ---
