@@ -91,6 +91,9 @@ t.test('chart metadata and values.yaml agree with the code', async (t) => {
   t.equal(v.config.cluster.discoverRevisions, defaults.cluster.discoverRevisions);
   t.equal(v.config.scan.intervalSeconds, defaults.scan.intervalSeconds);
   t.equal(v.config.server.port, defaults.server.port);
+  for (const k of ['maxInFlight', 'maxInFlightBytes', 'maxEventLoopDelayMs', 'deadlineMarginPercent'] as const) {
+    t.equal(v.config.server[k], defaults.server[k], `config.server.${k} is the built-in default`);
+  }
   const text = readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8');
   const undocumented: string[] = [];
   const walk = (o: Obj, path: string): void => {
