@@ -88,7 +88,9 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const verdict = decide(results, config, mode);
   const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
   if (!verdict.allowed) {
-    const message = denialMessage(subjectOf(req.kind.kind, req.namespace, displayName(req)), verdict.denials, rules.lookup);
+    // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
+    const isNamespace = req.kind.group === '' && req.kind.kind === 'Namespace';
+    const message = denialMessage(subjectOf(req.kind.kind, isNamespace ? '' : req.namespace, displayName(req)), verdict.denials, rules.lookup);
     const all = [...verdict.denials, ...verdict.warnings];
     return {
       response: denied(req.uid, message, extras),
