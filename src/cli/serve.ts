@@ -47,8 +47,9 @@ Flags (environment variable in brackets; flags win over environment, both over t
                       ServiceEntries) in every meshed namespace; one replica leads
                       through a Lease (needs a cluster)          [MESHGUARD_RECONCILE]
   --no-reconcile      turn the reconciler off (wins over the file and the environment)
-  --reconcile-dry-run log what the reconciler would create, change or delete; change
-                      nothing                                     [MESHGUARD_RECONCILE_DRY_RUN]
+  --reconcile-dry-run run the reconciler (implies --reconcile) but only log what it
+                      would create, change or delete; change nothing
+                                                                 [MESHGUARD_RECONCILE_DRY_RUN]
   --scan-interval S   scan existing objects every S seconds and expose the violations
                       as metrics (0: off, the default; needs a cluster)
                                                                  [MESHGUARD_SCAN_INTERVAL]
@@ -157,9 +158,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   const flags: Record<string, string | boolean | undefined> = { ...values };
   let env = io.env;
   if (flags['no-reconcile'] === true) {
-    if (flags['reconcile'] === true) throw new UsageError('--reconcile and --no-reconcile contradict each other');
+    if (flags['reconcile'] === true || flags['reconcile-dry-run'] === true) throw new UsageError('--no-reconcile contradicts --reconcile and --reconcile-dry-run');
     env = { ...io.env, MESHGUARD_RECONCILE: 'false' };
   }
+  // --reconcile-dry-run runs the reconciler, in dry-run: the flag alone must not be a silent no-op.
+  if (flags['reconcile-dry-run'] === true) flags['reconcile'] = true;
   const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
   const log = cacheLog(config);
   const kc = kubeConfigOf(config);
@@ -253,15 +256,18 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // Readiness false and Connection: close at once; keep answering for drainSeconds (the
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close.
-      const background = async (): Promise<void> => {
-        // The Lease is released first, so another replica takes over reconciling at once.
-        await Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Background work stops at once: the Lease is released now, so another replica takes over
+      // reconciling while this one still drains admission traffic.
+      const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Admission keeps its certificate and namespace cache until the listener is closed.
+      const released = async (): Promise<void> => {
+        await background;
         certs.close();
         if (cluster instanceof ClusterCache) await cluster.stop();
       };
       lifecycle.draining = true;
       const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));
-      void Promise.all([drained.then(() => drainAndClose(app, { lifecycle, drainMs: 0, graceMs: config.server.requestTimeoutMs })), drained.then(background)])
+      void Promise.all([drained.then(() => drainAndClose(app, { lifecycle, drainMs: 0, graceMs: config.server.requestTimeoutMs })), drained.then(released)])
         .then(([clean]) => {
           if (!clean) app.log.warn('shutdown: connections still open after the grace period were closed');
         })
