@@ -39,8 +39,26 @@ function whole(template: PodTemplate): Workload {
   return { template, scope: 'all', containers: template.containers, labels: template.labels, annotations: template.annotations };
 }
 
+/**
+ * One answer per request: six workload rules ask in turn for the same request, and a controller
+ * UPDATE compares two whole pod templates. The answer depends on the request alone (rules never
+ * edit it) and rules run synchronously one request at a time, so the last answer is kept for the
+ * next rule. (A WeakMap per request costs more than it saves: every entry is an ephemeron the
+ * scavenger has to process.)
+ */
+let lastRequest: AdmissionRequest | undefined;
+let lastAnswer: Workload | Skip | undefined;
+
 /** The workload under review, or why there is nothing to judge. */
 export function reviewedWorkload(req: AdmissionRequest): Workload | Skip {
+  if (req !== lastRequest || lastAnswer === undefined) {
+    lastAnswer = judgedWorkload(req);
+    lastRequest = req;
+  }
+  return lastAnswer;
+}
+
+function judgedWorkload(req: AdmissionRequest): Workload | Skip {
   const kind = workloadKind(req.kind.group, req.kind.kind);
   if (kind === undefined) return skip(`${req.kind.kind} is not a workload kind`);
   if (isTerminating(req.object)) return skip(`the ${kind.kind} is being deleted`);
