@@ -1,0 +1,25 @@
+// The hand-assembled answer is byte for byte what JSON.stringify makes of every constructor's
+// output, including uids that need escaping.
+import t from 'tap';
+import { allowed, denied, encodeReview, errored, patched } from '../../src/admission/response.ts';
+
+const uids = ['705ab4f5-6393-11e8-b7cc-42010a800002', '', 'quote " backslash \\ newline \n', 'ünïcödé 𝐭 \u2028', '<script>'];
+
+t.test('encodeReview(x) === JSON.stringify(x) for every answer shape', async (t) => {
+  for (const uid of uids) {
+    const answers = {
+      'allowed': allowed(uid),
+      'allowed with warnings': allowed(uid, { warnings: ['policy x: y'] }),
+      'allowed with audit annotations': allowed(uid, { auditAnnotations: { a: 'b' } }),
+      'denied': denied(uid, 'no'),
+      'patched': patched(uid, [{ op: 'add', path: '/metadata/labels', value: {} }]),
+      'patched, empty patch': patched(uid, []),
+      'errored': errored(uid, 'boom'),
+    };
+    for (const [name, a] of Object.entries(answers)) t.equal(encodeReview(a), JSON.stringify(a), `${name}, uid ${JSON.stringify(uid)}`);
+  }
+  // An answer object with an extra field (a future constructor) is not mistaken for a plain allow.
+  const odd = allowed('u');
+  (odd.response as unknown as Record<string, unknown>)['extra'] = 1;
+  t.equal(encodeReview(odd), JSON.stringify(odd), 'an extra response field is serialized, not dropped');
+});
