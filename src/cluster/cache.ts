@@ -29,6 +29,13 @@ function namespaceInfo(ns: V1Namespace): NamespaceInfo | undefined {
   return { name, labels: Object.freeze({ ...(ns.metadata?.labels ?? {}) }) };
 }
 
+/** What the cache needs of a listed namespace: its name and labels. */
+function compactNamespace(ns: V1Namespace): V1Namespace {
+  const name = ns.metadata?.name;
+  const labels = ns.metadata?.labels;
+  return { metadata: { ...(name !== undefined ? { name } : {}), ...(labels !== undefined ? { labels } : {}) } };
+}
+
 export class ClusterCache implements ClusterState {
   readonly source = 'cluster' as const;
   readonly #namespaces = new Map<string, NamespaceInfo>();
@@ -46,7 +53,13 @@ export class ClusterCache implements ClusterState {
     const nsWatch = new ListWatch<V1Namespace>({
       ...common,
       name: 'namespaces',
-      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
+      // Each page is cut down to name and labels as it arrives: a full list keeps every page
+      // until the last one, and client-node's objects (managedFields, timestamps as Dates) are
+      // several KiB each, so 50 000 namespaces would otherwise peak at hundreds of MiB.
+      list: async (p) => {
+        const page = await core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) });
+        return { items: page.items.map(compactNamespace), metadata: page.metadata };
+      },
       watchPath: '/api/v1/namespaces',
       replace: (items) => {
         this.#namespaces.clear();
