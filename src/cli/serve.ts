@@ -162,7 +162,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     env = { ...io.env, MESHGUARD_RECONCILE: 'false' };
   }
   // --reconcile-dry-run runs the reconciler, in dry-run: the flag alone must not be a silent no-op.
-  if (flags['reconcile-dry-run'] === true) flags['reconcile'] = true;
+  if (flags['reconcile-dry-run'] === true || (flags['reconcile-dry-run'] === undefined && env['MESHGUARD_RECONCILE_DRY_RUN'] === 'true' && env['MESHGUARD_RECONCILE'] === undefined)) {
+    flags['reconcile'] = true;
+  }
   const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
   const log = cacheLog(config);
   const kc = kubeConfigOf(config);

@@ -50,7 +50,9 @@ export class PromRecorder implements Recorder {
   readonly #reloadFailing: Gauge;
   readonly #expiry: Gauge<'cert'>;
   readonly #scanViolations: Gauge<'rule' | 'namespace'>;
-  readonly #scanCompleted: Gauge;
+  /** Created by the first completed scan: a 0 before it (or with the scan off) would look like a
+   * scan from 1970 to a "scan too old" alert. */
+  #scanCompleted: Gauge | undefined;
   readonly #reconcilerActions: Counter<'action' | 'kind' | 'outcome'>;
   readonly #reconcilerLeader: Gauge;
 
@@ -99,11 +101,6 @@ export class PromRecorder implements Recorder {
       labelNames: ['rule', 'namespace'],
       registers,
     });
-    this.#scanCompleted = new Gauge({
-      name: 'meshguard_scan_last_completed_timestamp_seconds',
-      help: 'Unix time of the last completed scan',
-      registers,
-    });
     this.#reconcilerActions = new Counter({
       name: 'meshguard_reconciler_actions_total',
       help: 'Reconciler actions by action (create, update, delete, conflict), kind and outcome (applied, failed, dry-run, skipped)',
@@ -121,6 +118,11 @@ export class PromRecorder implements Recorder {
     // A (rule, namespace) pair that is clean now disappears.
     this.#scanViolations.reset();
     for (const c of counts) this.#scanViolations.set({ rule: c.rule, namespace: c.namespace }, c.count);
+    this.#scanCompleted ??= new Gauge({
+      name: 'meshguard_scan_last_completed_timestamp_seconds',
+      help: 'Unix time of the last completed scan',
+      registers: [this.registry],
+    });
     this.#scanCompleted.set(completedAtSeconds);
   }
 
