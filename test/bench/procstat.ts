@@ -28,11 +28,13 @@ export function cpuMicros(pid: number): number {
   return ((utime + stime) * 1e6) / clockTicks();
 }
 
-/** VmHWM (peak resident set) and VmRSS of a process, in bytes. */
-export function memory(pid: number): { peakRss: number; rss: number } {
+/** VmHWM (peak resident set) and VmRSS of a process, in bytes; RssAnon (heap, private) and
+ * RssFile (mapped files: mostly the node binary's own code, shared between processes) split the
+ * current RSS. */
+export function memory(pid: number): { peakRss: number; rss: number; rssAnon: number; rssFile: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-  return { peakRss: kb('VmHWM'), rss: kb('VmRSS') };
+  return { peakRss: kb('VmHWM'), rss: kb('VmRSS'), rssAnon: kb('RssAnon'), rssFile: kb('RssFile') };
 }
 
 /** Whether per-process CPU and memory can be read here. */

@@ -67,7 +67,7 @@ export function area(cf: CallFrame): string {
     return `node:${['_http_server', '_http_common', '_http_outgoing', '_http_incoming', 'http'].includes(part) ? 'http' : ['tls', '_tls_wrap', 'stream_base_commons', 'net'].includes(part) ? 'tls/net' : part}`;
   }
   if (/(^|\/)floor\.(mjs|ts)$/.test(u)) return 'floor handler (its JSON.parse inlined here)';
-  const own = /^(?:\.cache\/bench\/)?(?:dist|src)\/([^/]+)/.exec(u);
+  const own = /^(?:\.cache\/bench(?:-quick)?\/)?(?:dist|src)\/([^/]+)/.exec(u);
   if (own !== null) {
     const dir = own[1]?.replace(/\.(ts|js)$/, '') ?? '';
     return dir === 'server' ? 'meshguard server (parseJsonBody: JSON.parse inlined here)' : `meshguard ${dir}`;

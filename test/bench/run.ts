@@ -9,7 +9,8 @@
 //          --rounds N --duration SECONDS --out FILE --source dist|ts --no-profile --no-micro
 //
 // What it does (see docs/performance.md for the method and the latest figures):
-//  - builds meshguard like the container image does (tsc into .cache/bench/dist, run with
+//  - builds meshguard like the container image does (tsc into .cache/bench/dist, or
+//    .cache/bench-quick/dist with --quick, run with
 //    NODE_ENV=production) and the floor (test/bench/floor.ts with its types stripped), so neither
 //    pays for Node's type stripping at run time;
 //  - starts `meshguard serve --mode enforce` (all rules, default configuration) and the floor with
@@ -125,7 +126,10 @@ mkdirSync(rsaDir);
 
 // Build: meshguard as the image runs it (tsc output, NODE_ENV=production); the floor with its
 // types stripped. --source ts runs src/main.ts through Node's type stripping instead.
-const BUILD = join(ROOT, '.cache', 'bench');
+// --quick builds into its own folder, so a smoke run (npm test) never deletes the build under a
+// full run going on at the same time.
+const BUILD_REL = QUICK ? '.cache/bench-quick' : '.cache/bench';
+const BUILD = join(ROOT, BUILD_REL);
 let meshguardMain = 'src/main.ts';
 if (flags.source === 'dist') {
   const dist = join(BUILD, 'dist');
@@ -137,14 +141,14 @@ if (flags.source === 'dist') {
     if (!existsSync(join(dist, 'main.js'))) throw e;
     log('tsc reported type errors; benchmarking its output anyway');
   }
-  meshguardMain = '.cache/bench/dist/main.js';
+  meshguardMain = `${BUILD_REL}/dist/main.js`;
 }
 mkdirSync(BUILD, { recursive: true });
 writeFileSync(
   join(BUILD, 'floor.mjs'),
   ts.transpileModule(readFileSync(join(BENCH, 'floor.ts'), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 } }).outputText,
 );
-const FLOOR_MAIN = '.cache/bench/floor.mjs';
+const FLOOR_MAIN = `${BUILD_REL}/floor.mjs`;
 
 // The namespace cache.
 let bc: BenchCluster | undefined;
@@ -458,7 +462,7 @@ const mainMemory = { meshguard: memory(mg.pid), floor: memory(fl.pid) };
 if (bc !== undefined) await namespacePoint(mg, fl, MAIN_NAMESPACES, ROUNDS);
 
 let rss50k: { rssBeforeMiB: number; peakAfterLoadMiB: number } | undefined;
-interface FreshRow { name: string; flags: string; namespaces: number; startSeconds: number; idleRssMiB: number; peakRssMiB: number; cpuUsPerRequest: number; rps: number }
+interface FreshRow { name: string; server: 'meshguard' | 'floor'; flags: string; namespaces: number; startSeconds: number; idleRssMiB: number; peakRssMiB: number; rssAnonMiB: number; rssFileMiB: number; cpuUsPerRequest: number; rps: number }
 const fresh: FreshRow[] = [];
 if (bc !== undefined && NS_STEPS.includes(50_000)) {
   log('growing the namespace cache to 50 000');
@@ -471,31 +475,38 @@ if (bc !== undefined && NS_STEPS.includes(50_000)) {
 
   // Fresh processes that start with 50 000 namespaces: memory without the history of the runs
   // above, under the Pod CREATE load of the throughput target; with V8's default young
-  // generation (sized from this machine's RAM) and with --max-semi-space-size=8, side by side.
-  const variants: [string, string[]][] = [
-    ['meshguard fresh, 50 000 namespaces', []],
-    ['meshguard fresh, 50 000 namespaces, --max-semi-space-size=8', ['--max-semi-space-size=8']],
-    ['meshguard fresh, 50 000 namespaces, --max-heap-size=256', ['--max-heap-size=256']],
+  // generation (sized from this machine's RAM: on a 64-bit machine with several GiB it grows to
+  // 2 x 32 MiB semi-spaces under allocation-heavy load) and with it capped, side by side. Fresh
+  // floors under the same load and flags show what any Node server's RSS is made of here.
+  const variants: [string, 'meshguard' | 'floor', string[]][] = [
+    ['meshguard fresh, 50 000 namespaces', 'meshguard', []],
+    ['meshguard fresh, 50 000 namespaces, --max-semi-space-size=8', 'meshguard', ['--max-semi-space-size=8']],
+    ['meshguard fresh, 50 000 namespaces, --max-heap-size=256', 'meshguard', ['--max-heap-size=256']],
+    ['floor fresh', 'floor', []],
+    ['floor fresh, --max-semi-space-size=8', 'floor', ['--max-semi-space-size=8']],
   ];
-  const started: { name: string; flags: string[]; s: Server; startSeconds: number; idle: number }[] = [];
-  for (const [name, nodeFlags] of variants) {
+  const started: { name: string; server: 'meshguard' | 'floor'; flags: string[]; s: Server; startSeconds: number; idle: number }[] = [];
+  for (const [name, server, nodeFlags] of variants) {
     const t1 = performance.now();
-    const s = await startMeshguard(`fresh-${started.length}`, { cluster: true, nodeFlags });
-    await waitReady(s.port, ecdsaCa, 180_000);
-    await waitForNamespace(s, 49_999, 300_000);
+    const s = server === 'floor' ? await startFloor(`fresh-floor-${started.length}`, 'ecdsa', nodeFlags) : await startMeshguard(`fresh-${started.length}`, { cluster: true, nodeFlags });
+    if (server === 'meshguard') {
+      await waitReady(s.port, ecdsaCa, 180_000);
+      await waitForNamespace(s, 49_999, 300_000);
+    }
     const startSeconds = (performance.now() - t1) / 1000;
     await new Promise((r) => setTimeout(r, 1000));
-    started.push({ name, flags: nodeFlags, s, startSeconds, idle: memory(s.pid).rss / 1048576 });
+    started.push({ name, server, flags: nodeFlags, s, startSeconds, idle: memory(s.pid).rss / 1048576 });
   }
-  for (const v of started) await warmUp(v.s, 'meshguard');
+  for (const v of started) await warmUp(v.s, v.server);
   for (let round = 0; round < 2; round++) {
     for (const v of round % 2 === 0 ? started : [...started].reverse()) {
-      await measure('fresh-50000', v.s, 'meshguard', { variant: v.name, scenario: 'pod-create', requests: scenarios['pod-create'] as BenchRequest[], connections: 50, round });
+      await measure('fresh-50000', v.s, v.server, { variant: v.name, scenario: 'pod-create', requests: scenarios['pod-create'] as BenchRequest[], connections: 50, round });
     }
   }
   for (const v of started) {
     const a = agg((r) => r.section === 'fresh-50000' && r.variant === v.name);
-    fresh.push({ name: v.name, flags: v.flags.join(' '), namespaces: 50_000, startSeconds: v.startSeconds, idleRssMiB: v.idle, peakRssMiB: memory(v.s.pid).peakRss / 1048576, cpuUsPerRequest: a.cpuUsPerRequest, rps: a.rps });
+    const m = memory(v.s.pid);
+    fresh.push({ name: v.name, server: v.server, flags: v.flags.join(' '), namespaces: v.server === 'floor' ? 0 : 50_000, startSeconds: v.startSeconds, idleRssMiB: v.idle, peakRssMiB: m.peakRss / 1048576, rssAnonMiB: m.rssAnon / 1048576, rssFileMiB: m.rssFile / 1048576, cpuUsPerRequest: a.cpuUsPerRequest, rps: a.rps });
     await v.s.stop();
   }
   for (const f of fresh) log(`  ${f.name}: ready in ${f.startSeconds.toFixed(1)} s, idle RSS ${f.idleRssMiB.toFixed(0)} MiB, peak under load ${f.peakRssMiB.toFixed(0)} MiB, ${f.cpuUsPerRequest.toFixed(0)} µs CPU/request`);
@@ -622,6 +633,7 @@ const row = (s: string, c: number): MainRow | undefined => mainRows.find((r) => 
 const pod50 = row('pod-create', 50);
 const pod2 = row('pod-create', 2);
 const rssTarget = fresh[0]?.peakRssMiB ?? rss50k?.peakAfterLoadMiB;
+const floorFreshRss = fresh.find((f) => f.name === 'floor fresh')?.peakRssMiB;
 const targets = [
   { target: 'throughput at 50 connections, Pod CREATE: meshguard/floor >= 0.85', measured: pod50?.rpsRatio ?? 0, pass: (pod50?.rpsRatio ?? 0) >= 0.85 },
   { target: 'server CPU per request, Pod CREATE at 50 connections: meshguard/floor <= 1.2', measured: pod50?.cpuRatio ?? 0, pass: (pod50?.cpuRatio ?? Infinity) <= 1.2 },
@@ -629,6 +641,9 @@ const targets = [
   { target: 'p99 at 2 connections, Pod CREATE: < 2 ms', measured: (pod2?.meshguard.p99Us ?? 0) / 1000, pass: (pod2?.meshguard.p99Us ?? Infinity) < 2000 },
   { target: 'peak RSS under load with 50 000 namespaces cached <= 150 MiB (fresh process, Pod CREATE x50, V8 defaults)', measured: rssTarget ?? Number.NaN, pass: rssTarget === undefined ? null : rssTarget <= 150 },
   { target: 'no request errors in any run', measured: totalErrors, pass: totalErrors === 0 },
+  ...(floorFreshRss !== undefined && rssTarget !== undefined
+    ? [{ target: 'context, not a target: peak RSS of a fresh floor under the same load (V8 defaults), and meshguard minus floor (MiB)', measured: floorFreshRss, pass: null, meshguardMinusFloor: rssTarget - floorFreshRss }]
+    : []),
 ];
 
 const lines: string[] = [];
@@ -669,11 +684,11 @@ if (fresh.length > 0 || rss50k !== undefined) {
   p('## Memory with 50 000 namespaces');
   if (rss50k !== undefined) p(`long-running meshguard (after all runs above): RSS ${rss50k.rssBeforeMiB.toFixed(0)} MiB before the 50 000-namespace runs, peak ${rss50k.peakAfterLoadMiB.toFixed(0)} MiB after them`);
   p();
-  p('| process | ready in | idle RSS | peak RSS under Pod CREATE x50 | CPU/req | req/s |');
-  p('|---|---:|---:|---:|---:|---:|');
+  p('| process | ready in | idle RSS | peak RSS under Pod CREATE x50 | RSS after: anon / file | CPU/req | req/s |');
+  p('|---|---:|---:|---:|---:|---:|---:|');
   const idle10 = nsInfo.find((x) => x.count === 10);
-  if (idle10 !== undefined) p(`| meshguard, 10 namespaces (the main process before any load) | | ${idle10.meshguardRssMiB.toFixed(0)} MiB | ${(nsScaling.find((x) => x.namespaces === 10)?.meshguard.peakRssMiB ?? 0).toFixed(0)} MiB | ${us(nsScaling.find((x) => x.namespaces === 10)?.meshguard.cpuUsPerRequest ?? 0)} | ${(nsScaling.find((x) => x.namespaces === 10)?.meshguard.rps ?? 0).toFixed(0)} |`);
-  for (const f of fresh) p(`| ${f.name} | ${f.startSeconds.toFixed(1)} s | ${f.idleRssMiB.toFixed(0)} MiB | ${f.peakRssMiB.toFixed(0)} MiB | ${us(f.cpuUsPerRequest)} | ${f.rps.toFixed(0)} |`);
+  if (idle10 !== undefined) p(`| meshguard, 10 namespaces (the main process before any load) | | ${idle10.meshguardRssMiB.toFixed(0)} MiB | ${(nsScaling.find((x) => x.namespaces === 10)?.meshguard.peakRssMiB ?? 0).toFixed(0)} MiB | | ${us(nsScaling.find((x) => x.namespaces === 10)?.meshguard.cpuUsPerRequest ?? 0)} | ${(nsScaling.find((x) => x.namespaces === 10)?.meshguard.rps ?? 0).toFixed(0)} |`);
+  for (const f of fresh) p(`| ${f.name} | ${f.startSeconds.toFixed(1)} s | ${f.idleRssMiB.toFixed(0)} MiB | ${f.peakRssMiB.toFixed(0)} MiB | ${f.rssAnonMiB.toFixed(0)} / ${f.rssFileMiB.toFixed(0)} MiB | ${us(f.cpuUsPerRequest)} | ${f.rps.toFixed(0)} |`);
   p();
 }
 p('## Full TLS handshakes (new connection per Pod CREATE request, 4 concurrent, no resumption)');
@@ -711,7 +726,7 @@ if (profiles.length > 0) {
   }
 }
 p('## Targets (issue 7)');
-for (const t of targets) p(`- ${t.pass === null ? 'NOT MEASURED' : t.pass ? 'MET' : 'MISSED'}: ${t.target}; measured ${Number.isFinite(t.measured) ? t.measured.toFixed(2) : 'n/a'}`);
+for (const t of targets) p(`- ${t.target.startsWith('context') ? 'CONTEXT' : t.pass === null ? 'NOT MEASURED' : t.pass ? 'MET' : 'MISSED'}: ${t.target}; measured ${Number.isFinite(t.measured) ? t.measured.toFixed(2) : 'n/a'}${'meshguardMinusFloor' in t ? `, meshguard minus floor ${t.meshguardMinusFloor.toFixed(0)} MiB` : ''}`);
 p();
 p(`total time ${((performance.now() - t0) / 1000).toFixed(0)} s; errors ${totalErrors}`);
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -1,0 +1,70 @@
+// The benchmark harness still works (issue 7): `node test/bench/run.ts --quick` runs end to end
+// against meshguard and the floor, no request fails, and the results file has the shape the docs
+// and the README point at. Structure only: a smoke run's figures mean nothing, and nothing here is
+// timed.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+interface Agg { rps: number; p50Us: number; p99Us: number; cpuUsPerRequest: number; errors: number; rounds: number }
+interface Results {
+  date: string;
+  quick: boolean;
+  machine: { nproc: number; cpuModel: string; node: string };
+  loadAverage: { start: number[]; end: number[] };
+  settings: { connections: number[] };
+  targets: { target: string; measured: number; pass: boolean | null }[];
+  main: { scenario: string; connections: number; meshguard: Agg; floor: Agg; rpsRatio: number; cpuRatio: number; p99Ratio: number }[];
+  sizeScaling: { objectBytes: number; meshguard: Agg; floor: Agg }[];
+  handshakes: Record<string, Agg>;
+  micro: { kinds: { name: string; totalNs: number; verdict: string }[] } | null;
+  profileDiff: { area: string; aUs: number; bUs: number }[];
+  totalErrors: number;
+  runs: { server: string; requests: number; errors: number }[];
+}
+
+t.test('npm run bench -- --quick completes with zero request errors and a well-formed results file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshguard-bench-smoke-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'quick.json');
+  const child = spawn(process.execPath, ['test/bench/run.ts', '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.equal(code, 0, 'run.ts --quick exits 0 (it exits 1 when any request failed)', { stderr: stderr.slice(-4000) });
+  t.match(stdout, /## Targets \(issue 7\)/, 'prints the report with its targets section');
+
+  const r = JSON.parse(readFileSync(out, 'utf8')) as Results;
+  t.equal(r.quick, true, 'marked as a smoke run');
+  t.ok(!Number.isNaN(Date.parse(r.date)), 'dated');
+  t.ok(r.machine.nproc >= 1 && typeof r.machine.cpuModel === 'string' && r.machine.node.startsWith('v'), 'names the machine and the Node version');
+  t.equal(r.loadAverage.start.length, 3, 'records the load average');
+  t.equal(r.totalErrors, 0, 'zero request errors in total');
+  t.ok(r.runs.length > 0 && r.runs.every((x) => x.errors === 0 && x.requests > 0), 'every run answered requests, none failed');
+  t.ok(r.runs.some((x) => x.server === 'meshguard') && r.runs.some((x) => x.server === 'floor'), 'both meshguard and the floor were driven');
+
+  const scenarios = ['pod-create', 'deployment-update', 'namespace-create', 'pod-denied', 'mix'];
+  for (const s of scenarios) {
+    for (const c of r.settings.connections) {
+      const row = r.main.find((x) => x.scenario === s && x.connections === c);
+      t.ok(row !== undefined && row.meshguard.rounds > 0 && row.floor.rounds > 0 && row.meshguard.rps > 0 && row.floor.rps > 0 && row.meshguard.cpuUsPerRequest > 0 && Number.isFinite(row.rpsRatio) && Number.isFinite(row.cpuRatio), `main table: ${s} at ${c} connections, both servers, with ratios`);
+    }
+  }
+  t.equal(r.sizeScaling.length, 4, 'size scaling: four object sizes');
+  t.ok(r.sizeScaling.every((x) => x.meshguard.rps > 0 && x.floor.rps > 0), 'size scaling: both servers answered at every size');
+  t.same(Object.keys(r.handshakes).sort(), ['floor ECDSA P-256', 'floor RSA-2048', 'meshguard ECDSA P-256', 'meshguard RSA-2048'], 'handshakes: ECDSA and RSA for both servers');
+  t.ok(r.micro !== null && r.micro.kinds.length === 4 && r.micro.kinds.every((k) => k.totalNs > 0), 'microbenchmark: one row per request kind');
+  t.ok(r.profileDiff.length > 0 && r.profileDiff.some((d) => d.aUs > 0) && r.profileDiff.some((d) => d.bUs > 0), 'profile: a per-area diff of meshguard against the floor');
+  const names = r.targets.map((x) => x.target);
+  for (const key of ['throughput at 50 connections', 'server CPU per request', 'p99 at 2 connections', 'peak RSS', 'no request errors']) {
+    t.ok(names.some((n) => n.includes(key)), `targets: "${key}" is reported`);
+  }
+  t.ok(r.targets.every((x) => typeof x.target === 'string' && (x.pass === null || typeof x.pass === 'boolean')), 'every target has a pass/miss (or is not measured)');
+});
