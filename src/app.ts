@@ -114,7 +114,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     state.closing = true;
   });
   // Order matters: the deadline clock starts when the headers are read, before the body, and a
-  // shed request is answered without its body being parsed or held.
+  // shed request is answered before its body is read.
   registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
   const load = registerOverload(app, {
     maxInFlight: config.server.maxInFlight,

@@ -60,7 +60,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
     drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 0, 0, 120),
     // Load shedding (src/server/overload.ts): past any bound, new admission requests get 503
-    // MG_OVERLOADED without their body being parsed or held, so memory stays bounded and the apiserver applies
+    // MG_OVERLOADED before their body is read, so memory stays bounded and the apiserver applies
     // the failure policy instead of timing out. Probes and metrics (GET) are never shed.
     maxInFlight: int('most admission requests in flight at once; more get 503 MG_OVERLOADED', 256, 1, 100_000),
     maxInFlightBytes: int('most request body bytes in flight at once (from Content-Length; chunked counts as bodyLimitBytes)', 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024),

@@ -3,8 +3,9 @@
 // failed call and applies the webhook's failure policy (Fail in enforce, Ignore in audit), which is
 // the predictable outcome; a queue that grows until requests time out is not.
 //
-// Three bounds, checked in an onRequest hook (after the headers, before the body is parsed; a shed
-// request's body is drained and discarded, never held, and the 503 follows its last byte):
+// Three bounds, checked in an onRequest hook (after the headers, before the body is read; a shed
+// request whose body is still arriving is answered at once and its connection is closed after a
+// short linger without reading the rest, see lingeringAnswer):
 //  - in-flight requests, counted from the headers until the response is finished or the socket
 //    closes, so requests still receiving their body count too;
 //  - in-flight body bytes, from Content-Length (a chunked body counts as the body limit), so the
@@ -31,6 +32,9 @@ export interface OverloadOptions {
   /** How often the lag is sampled (ms; default 100). */
   readonly sampleIntervalMs?: number;
   readonly recorder?: Recorder;
+  /** How long a shed connection whose body is still arriving stays open, unread, after its 503
+   * was written, so the client reads the answer before the close (default 5000 ms). */
+  readonly lingerMs?: number;
 }
 
 export interface LoadStats {
@@ -117,10 +121,6 @@ export function startLagSampler(intervalMs: number, onSample: (lagMs: number) =>
   return { stop: () => clearInterval(timer) };
 }
 
-function discard(): void {
-  // bytes of a shed request's body: dropped
-}
-
 /** Install the shedding hook on `app`; returns the gauge (for tests and metrics). */
 export function registerOverload(app: FastifyInstance, opts: OverloadOptions): LoadGauge {
   const gauge = new LoadGauge(opts);
@@ -144,21 +144,35 @@ export function registerOverload(app: FastifyInstance, opts: OverloadOptions): L
     }
     const body = errorBody('OVERLOADED', DETAIL[shed]);
     opts.recorder?.observeRejected(req.url.split('?')[0] ?? '', body.code);
-    const answer = (): void => {
-      if (!reply.sent) void reply.code(503).header('retry-after', '1').send(body);
-    };
-    // The body is drained and discarded, never buffered, and the 503 goes out once it has
-    // arrived. Answering earlier makes Node close the connection while the client is still
-    // writing, and the client then sees EPIPE or a reset instead of the 503 (a transport error,
-    // not an answer). The apiserver writes the whole body at once, so for it this costs nothing;
-    // a client trickling its body is cut by requestTimeoutMs as usual.
     const raw = req.raw;
     if (raw.complete) {
-      answer();
+      // The whole body is in: an ordinary answer on a connection that stays usable.
+      void reply.code(503).header('retry-after', '1').send(body);
       return;
     }
-    raw.on('data', discard);
-    raw.once('end', answer);
+    // The body is still arriving. Reading it to the end would cost as much memory churn as the
+    // requests being shed; closing at once makes the kernel reset the connection over the unread
+    // bytes, and the client may lose the 503 with it. So: answer now on the socket, stop reading
+    // it (the rest of the body stays in kernel buffers), and close it after a linger period in
+    // which the client reads the answer (a lingering close, as nginx does).
+    lingeringAnswer(reply, JSON.stringify(body), opts.lingerMs ?? 5000);
   });
   return gauge;
+}
+
+function lingeringAnswer(reply: FastifyReply, payload: string, lingerMs: number): void {
+  const socket = reply.raw.socket;
+  reply.hijack();
+  if (socket === null || socket.destroyed) return;
+  socket.pause();
+  const head =
+    'HTTP/1.1 503 Service Unavailable\r\n' +
+    'content-type: application/json; charset=utf-8\r\n' +
+    `content-length: ${Buffer.byteLength(payload)}\r\n` +
+    'retry-after: 1\r\n' +
+    'connection: close\r\n\r\n';
+  socket.write(head + payload);
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
