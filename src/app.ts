@@ -1,7 +1,7 @@
 // buildApp(config, deps): the Fastify app as a plugin-shaped unit. Never listens; main.ts and the
 // tests decide how it is served (real HTTPS, or inject()).
 import Fastify, {
-  LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+  LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { ServerOptions as HttpsOptions } from 'node:https';
 import type { ClusterState } from './cluster/state.ts';
 import type { Config } from './config/types.ts';
@@ -62,9 +62,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const opts: FastifyServerOptions & { https?: HttpsOptions } = {
     logger: deps.logger ?? false,
     logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger: meshguard's request logs carry the review's uid, which is what
-    // the apiserver's audit log shows; Fastify's own request id would add a pino child per request.
-    childLoggerFactory: (logger: FastifyBaseLogger) => logger,
     bodyLimit: config.server.bodyLimitBytes,
     requestTimeout: config.server.requestTimeoutMs,
     keepAliveTimeout: config.server.keepAliveTimeoutMs,

@@ -46,7 +46,6 @@ export class PromRecorder implements Recorder {
   readonly #requests: Counter<'endpoint' | 'kind' | 'operation' | 'verdict'>;
   readonly #latency: Histogram<'endpoint' | 'kind' | 'operation' | 'verdict'>;
   readonly #rejected: Counter<'endpoint' | 'code'>;
-  readonly #bound = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
   readonly #reloads: Counter<'result'>;
   readonly #reloadFailing: Gauge;
   readonly #expiry: Gauge<'cert'>;
@@ -136,17 +135,9 @@ export class PromRecorder implements Recorder {
   }
 
   observeReview(l: ReviewLabels, seconds: number): void {
-    // One pair of label-bound children per label combination (a handful in practice), so a request
-    // does not hash its labels twice.
-    const key = `${l.endpoint}\u0000${l.kind}\u0000${l.operation}\u0000${l.verdict}`;
-    let bound = this.#bound.get(key);
-    if (bound === undefined) {
-      const labels = { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict };
-      bound = { count: this.#requests.labels(labels), latency: this.#latency.labels(labels) };
-      this.#bound.set(key, bound);
-    }
-    bound.count.inc();
-    bound.latency.observe(seconds);
+    const labels = { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict };
+    this.#requests.inc(labels);
+    this.#latency.observe(labels, seconds);
   }
 
   observeRejected(endpoint: string, code: string): void {

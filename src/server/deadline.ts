@@ -62,20 +62,10 @@ export interface RequestDeadline {
 
 /** The deadline for a request received at `receivedAt` with `?timeout=<param>`; undefined without
  * a usable timeout (then nothing is cut short). */
-let lastText: string | undefined;
-let lastMs: number | undefined;
-
 export function deadlineFor(param: unknown, receivedAt: number, marginPercent: number): RequestDeadline | undefined {
   const text = Array.isArray(param) ? param[0] : param;
   if (typeof text !== 'string') return undefined;
-  // The apiserver sends the same value on every call ("10s"): keep the last one parsed.
-  let timeoutMs: number | undefined;
-  if (text === lastText) timeoutMs = lastMs;
-  else {
-    timeoutMs = parseGoDuration(text);
-    lastText = text;
-    lastMs = timeoutMs;
-  }
+  const timeoutMs = parseGoDuration(text);
   if (timeoutMs === undefined || timeoutMs <= 0) return undefined;
   return { receivedAt, timeoutMs, startBy: receivedAt + (timeoutMs * (100 - marginPercent)) / 100 };
 }
