@@ -13,7 +13,7 @@ import { registerAdmissionRoutes } from './server/admission-routes.ts';
 import { parseJsonBody, PoisonedBodyError } from './server/json-body.ts';
 import { registerHealthRoutes, type ReadinessCheck } from './server/health.ts';
 import { registerDeadlines } from './server/deadline.ts';
-import { registerOverload, type LoadGauge } from './server/overload.ts';
+import { registerOverload } from './server/overload.ts';
 import { registerDrainHeaders } from './server/shutdown.ts';
 
 export interface AppDeps {
@@ -49,13 +49,6 @@ function errorName(err: FastifyError): ErrorName {
   if (err.statusCode === 415) return 'CONTENT_TYPE';
   if (err.statusCode === 408) return 'TIMEOUT';
   return 'INTERNAL';
-}
-
-const loadGauges = new WeakMap<FastifyInstance, LoadGauge>();
-
-/** The in-flight gauge of an app built by buildApp (metrics, tests). */
-export function loadGaugeOf(app: FastifyInstance): LoadGauge | undefined {
-  return loadGauges.get(app);
 }
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
@@ -116,14 +109,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // Order matters: the deadline clock starts when the headers are read, before the body, and a
   // shed request is answered before its body is read.
   registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
-  const load = registerOverload(app, {
+  registerOverload(app, {
     maxInFlight: config.server.maxInFlight,
     maxInFlightBytes: config.server.maxInFlightBytes,
     bodyLimitBytes: config.server.bodyLimitBytes,
     maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
     recorder,
   });
-  loadGauges.set(app, load);
   if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
 
   registerAdmissionRoutes(app, {

@@ -187,7 +187,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       config,
       kc,
       log,
-      knownRevisions: () => cluster.knownRevisions?.() ?? new Set(config.revisions),
+      knownRevisions: () => cluster.knownRevisions(),
       onAction: (a, outcome) => recorder.reconcilerAction(a.type, a.type === 'delete' ? a.observed.kind : a.desired.kind, outcome),
       onLeadingChange: (leading) => recorder.reconcilerLeader(leading),
     });
@@ -257,9 +257,8 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       app.log.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
       // Readiness false and Connection: close at once; keep answering for drainSeconds (the
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
-      // (at most requestTimeoutMs) and close.
-      // Background work stops at once: the Lease is released now, so another replica takes over
-      // reconciling while this one still drains admission traffic.
+      // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
+      // released now, so another replica takes over reconciling while this one still drains.
       const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {

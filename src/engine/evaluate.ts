@@ -31,8 +31,6 @@ export interface MutationOutcome {
   readonly results: readonly Result[];
 }
 
-/** Run mutating rules over one draft copy of the request object. A rule that throws leaves the
- * draft as it was before that rule (its partial edits are discarded). */
 /** A draft for mutating rules: metadata copied, the rest shared with the object (rules edit
  * metadata only; see MutatingRule). */
 function metadataDraft(object: KObject): KObject {
@@ -41,6 +39,8 @@ function metadataDraft(object: KObject): KObject {
   return draft as KObject;
 }
 
+/** Run mutating rules over one draft of the request object. A rule that throws leaves the
+ * draft as it was before that rule (its partial edits are discarded). */
 export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object: KObject): MutationOutcome {
   let draft = metadataDraft(object);
   const changes: { ruleId: string; description: string }[] = [];

@@ -1,5 +1,6 @@
 // Instrumentation behind an interface with a no-op default; prom-client implements it.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ViolationCount } from '../cluster/scan.ts';
 
 export interface ReviewLabels {
   readonly endpoint: string;
@@ -8,19 +9,13 @@ export interface ReviewLabels {
   readonly verdict: string;
 }
 
-export interface ScanCount {
-  readonly rule: string;
-  readonly namespace: string;
-  readonly count: number;
-}
-
 export interface Recorder {
   observeReview(labels: ReviewLabels, seconds: number): void;
   observeRejected(endpoint: string, code: string): void;
   certReload(ok: boolean): void;
   certExpiry(cert: 'leaf' | 'ca', unixSeconds: number): void;
   /** A completed periodic scan: replaces every violation series. */
-  scanCompleted(counts: readonly ScanCount[], completedAtSeconds: number): void;
+  scanCompleted(counts: readonly ViolationCount[], completedAtSeconds: number): void;
   reconcilerAction(action: string, kind: string, outcome: string): void;
   reconcilerLeader(leading: boolean): void;
   /** Prometheus text exposition; empty for the no-op recorder. */
@@ -114,7 +109,7 @@ export class PromRecorder implements Recorder {
     });
   }
 
-  scanCompleted(counts: readonly ScanCount[], completedAtSeconds: number): void {
+  scanCompleted(counts: readonly ViolationCount[], completedAtSeconds: number): void {
     // A (rule, namespace) pair that is clean now disappears.
     this.#scanViolations.reset();
     for (const c of counts) this.#scanViolations.set({ rule: c.rule, namespace: c.namespace }, c.count);
