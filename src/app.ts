@@ -106,8 +106,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.addHook('onClose', async () => {
     state.closing = true;
   });
-  // Order matters: the deadline clock starts when the headers are read, before the body, and a
-  // shed request is answered before its body is read.
+  // Order matters: Connection: close while draining is decided first (a shed request's 503 carries
+  // it too), the deadline clock starts when the headers are read, before the body, and a shed
+  // request is answered before its body is read.
+  if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
   registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
   registerOverload(app, {
     maxInFlight: config.server.maxInFlight,
@@ -116,7 +118,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
     recorder,
   });
-  if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
 
   registerAdmissionRoutes(app, {
     config,

@@ -60,12 +60,10 @@ export interface RequestDeadline {
   readonly startBy: number;
 }
 
-/** The deadline for a request received at `receivedAt` with `?timeout=<param>`; undefined without
+/** The deadline for a request received at `receivedAt` with `?timeout=<text>`; undefined without
  * a usable timeout (then nothing is cut short). */
-export function deadlineFor(param: unknown, receivedAt: number, marginPercent: number): RequestDeadline | undefined {
-  const text = Array.isArray(param) ? param[0] : param;
-  if (typeof text !== 'string') return undefined;
-  const timeoutMs = parseGoDuration(text);
+export function deadlineFor(text: string | undefined, receivedAt: number, marginPercent: number): RequestDeadline | undefined {
+  const timeoutMs = text === undefined ? undefined : parseGoDuration(text);
   if (timeoutMs === undefined || timeoutMs <= 0) return undefined;
   return { receivedAt, timeoutMs, startBy: receivedAt + (timeoutMs * (100 - marginPercent)) / 100 };
 }
@@ -82,23 +80,50 @@ interface Tracked {
   readonly now: () => number;
 }
 
-const DEADLINES = new WeakMap<object, Tracked>();
+// Kept on the raw request itself (a symbol-keyed property): a WeakMap entry per request costs the
+// garbage collector an ephemeron per request.
+const DEADLINE = Symbol('meshguard.deadline');
+type WithDeadline = { [DEADLINE]?: Tracked };
+
+/**
+ * The first `timeout` value of a request URL's query ("/validate?timeout=10s" -> "10s"), found
+ * without parsing the whole query into an object; undefined when there is none.
+ */
+export function timeoutParam(url: string): string | undefined {
+  const q = url.indexOf('?');
+  if (q < 0) return undefined;
+  let at = q + 1;
+  while (at < url.length) {
+    let end = url.indexOf('&', at);
+    if (end < 0) end = url.length;
+    if (url.startsWith('timeout=', at)) {
+      const raw = url.slice(at + 8, end);
+      if (!raw.includes('%') && !raw.includes('+')) return raw;
+      try {
+        return decodeURIComponent(raw.replaceAll('+', ' '));
+      } catch {
+        return undefined;
+      }
+    }
+    at = end + 1;
+  }
+  return undefined;
+}
 
 /** Record each request's deadline when its headers are read (before the body is received). */
 export function registerDeadlines(app: FastifyInstance, opts: DeadlineOptions): void {
   if (!(opts.marginPercent >= 0 && opts.marginPercent <= 90)) throw new Error(`deadline marginPercent must be 0-90, got ${opts.marginPercent}`);
   const now = opts.now ?? (() => performance.now());
   app.addHook('onRequest', function meshguardDeadline(req, _reply, done) {
-    const query = req.query as Record<string, unknown> | undefined;
-    const d = deadlineFor(query?.['timeout'], now(), opts.marginPercent);
-    if (d !== undefined) DEADLINES.set(req.raw, { deadline: d, now });
+    const deadline = deadlineFor(timeoutParam(req.url), now(), opts.marginPercent);
+    if (deadline !== undefined) (req.raw as WithDeadline)[DEADLINE] = { deadline, now };
     done();
   });
 }
 
 /** The deadline recorded for a raw request, if any. */
 export function deadlineOf(raw: object): RequestDeadline | undefined {
-  return DEADLINES.get(raw)?.deadline;
+  return (raw as WithDeadline)[DEADLINE]?.deadline;
 }
 
 export interface OverdueAnswer {
@@ -131,7 +156,7 @@ export function overdueAnswer(
   cluster: ClusterState,
   at?: number,
 ): OverdueAnswer | undefined {
-  const tracked = DEADLINES.get(raw);
+  const tracked = (raw as WithDeadline)[DEADLINE];
   if (tracked === undefined) return undefined;
   const d = tracked.deadline;
   const now = at ?? tracked.now();

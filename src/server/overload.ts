@@ -121,9 +121,16 @@ export function startLagSampler(intervalMs: number, onSample: (lagMs: number) =>
   return { stop: () => clearInterval(timer) };
 }
 
+const HELD = Symbol('meshguard.heldBytes');
+type Holding = { [HELD]?: number };
+
 /** Install the shedding hook on `app`; returns the gauge (for tests and metrics). */
 export function registerOverload(app: FastifyInstance, opts: OverloadOptions): LoadGauge {
   const gauge = new LoadGauge(opts);
+  // One listener for every response (no closure per request): the bytes ride on the response.
+  const release = function (this: Holding): void {
+    gauge.release(this[HELD] ?? 0);
+  };
   const sampler = opts.maxEventLoopDelayMs > 0 ? startLagSampler(opts.sampleIntervalMs ?? 100, (ms) => (gauge.lagMs = ms)) : undefined;
   app.addHook('onClose', async function meshguardOverloadStop() {
     sampler?.stop();
@@ -138,7 +145,8 @@ export function registerOverload(app: FastifyInstance, opts: OverloadOptions): L
     if (shed === undefined) {
       // 'close' fires once the response is finished or the socket is gone: every admitted request
       // is released exactly once, including those whose client went away mid-body.
-      reply.raw.once('close', () => gauge.release(bytes));
+      (reply.raw as Holding)[HELD] = bytes;
+      reply.raw.on('close', release);
       done();
       return;
     }

@@ -1,8 +1,8 @@
 // Graceful shutdown. Kubernetes removes a terminating pod from the Service's endpoints while it
 // sends SIGTERM, concurrently, so for a while clients still reach the pod. The sequence:
-//  1. SIGTERM: readiness turns false (lifecycle.draining) and every response carries
-//     `Connection: close`, so each keep-alive connection is closed by the server right after a
-//     complete response, never while a request may be on its way.
+//  1. SIGTERM: readiness turns false (lifecycle.draining) and every request received from then on
+//     is answered with `Connection: close`, so each keep-alive connection is closed by the server
+//     right after a complete response, never while a request may be on its way.
 //  2. After drainSeconds: close the listener (new connections are refused, so clients go to
 //     another replica), let in-flight requests finish, close the idle connections
 //     (forceCloseConnections: 'idle').
@@ -14,11 +14,14 @@ export interface Lifecycle {
   readonly draining: boolean;
 }
 
-/** While draining, every response (including error and 503 answers) says Connection: close. */
+/** While draining, every request (including those answered 400 or 503) is answered with
+ * `Connection: close`: Node writes the header and ends the connection after the response. Set
+ * when the headers are read (an onRequest hook) rather than in onSend, which would put a hook
+ * runner on every response. */
 export function registerDrainHeaders(app: FastifyInstance, lifecycle: Lifecycle): void {
-  app.addHook('onSend', function meshguardDrainConnectionClose(req, reply, payload, done) {
-    if (lifecycle.draining && req.raw.httpVersionMajor === 1) void reply.header('connection', 'close');
-    done(null, payload);
+  app.addHook('onRequest', function meshguardDrainConnectionClose(req, reply, done) {
+    if (lifecycle.draining && req.raw.httpVersionMajor === 1) reply.raw.shouldKeepAlive = false;
+    done();
   });
 }
 

@@ -12,7 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deadlineFor, overdueResponse, parseGoDuration } from '../../src/server/deadline.ts';
+import { deadlineFor, overdueResponse, parseGoDuration, timeoutParam } from '../../src/server/deadline.ts';
 import { LoadGauge } from '../../src/server/overload.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { startServe } from '../helpers/process.ts';
@@ -35,7 +35,21 @@ t.test('Go durations from ?timeout= are parsed like time.ParseDuration', async (
   t.equal(deadlineFor(undefined, 0, 20), undefined, 'no timeout parameter: no deadline');
   t.equal(deadlineFor('nonsense', 0, 20), undefined, 'an unparsable timeout: no deadline');
   t.equal(deadlineFor('0s', 0, 20), undefined, 'a zero timeout: no deadline');
-  t.same(deadlineFor(['3s', '9s'], 0, 0)?.timeoutMs, 3000, 'a repeated parameter: the first one');
+  for (const [url, text] of [
+    ['/validate?timeout=10s', '10s'],
+    ['/validate', undefined],
+    ['/validate?', undefined],
+    ['/mutate?dryRun=true&timeout=2s', '2s'],
+    ['/validate?timeout=3s&timeout=9s', '3s'],
+    ['/validate?timeouts=3s&xtimeout=4s', undefined],
+    ['/validate?timeout=', ''],
+    ['/validate?timeout=1500%C2%B5s', '1500µs'],
+    ['/validate?timeout=%E0%A4%A', undefined],
+  ] as const) {
+    t.equal(timeoutParam(url), text, `${url}: the timeout parameter is ${JSON.stringify(text)}`);
+  }
+  t.same(deadlineFor(timeoutParam('/validate?timeout=3s&timeout=9s'), 0, 0)?.timeoutMs, 3000, 'a repeated parameter: the first one');
+  t.equal(deadlineFor('', 0, 20), undefined, 'an empty timeout: no deadline');
 });
 
 t.test("the overdue answer is the mode's deterministic answer", async (t) => {
