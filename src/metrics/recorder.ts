@@ -1,5 +1,5 @@
 // Instrumentation behind an interface with a no-op default; prom-client implements it.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { ViolationCount } from '../cluster/scan.ts';
 
 export interface ReviewLabels {
@@ -35,11 +35,96 @@ export const noopRecorder: Recorder = {
   contentType: 'text/plain',
 };
 
+const REVIEW_LABELS = ['endpoint', 'kind', 'operation', 'verdict'] as const;
+const LATENCY_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1];
+
+interface ReviewSeries {
+  readonly labels: Readonly<Record<(typeof REVIEW_LABELS)[number], string>>;
+  /** Per bucket, the observations that fell in it (not cumulative; summed when exposed). */
+  readonly inBucket: number[];
+  sum: number;
+  count: number;
+}
+
+interface MetricValue {
+  readonly metricName?: string;
+  readonly labels: Readonly<Record<string, string | number>>;
+  readonly sharedLabels?: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/**
+ * The per-request metrics (reviews answered, and their latency) in plain per-series counters: one
+ * Map lookup and a few increments per request, where prom-client's Counter and Histogram hash the
+ * label object on every call. They are exposed through the same prom-client registry as metric
+ * objects of their own, in prom-client's value format, so the exposition is the same as a prom-client
+ * Counter and Histogram would give.
+ */
+class ReviewMetrics {
+  readonly #series = new Map<string, ReviewSeries>();
+
+  observe(l: ReviewLabels, seconds: number): void {
+    const key = `${l.endpoint}\u0000${l.kind}\u0000${l.operation}\u0000${l.verdict}`;
+    let s = this.#series.get(key);
+    if (s === undefined) {
+      s = { labels: { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict }, inBucket: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[i] ?? Infinity)) i++;
+    if (i < LATENCY_BUCKETS.length) s.inBucket[i] = (s.inBucket[i] ?? 0) + 1;
+    s.sum += seconds;
+    s.count++;
+  }
+
+  /** prom-client metric objects for Registry.registerMetric. */
+  metrics(): { requests: object; latency: object } {
+    const series = (): ReviewSeries[] => [...this.#series.values()];
+    const requests = {
+      name: 'meshguard_admission_requests_total',
+      help: 'Admission reviews answered, by endpoint, kind, operation and verdict',
+      type: 'counter',
+      aggregator: 'sum',
+      labelNames: REVIEW_LABELS,
+      get: async () => ({
+        name: requests.name,
+        help: requests.help,
+        type: requests.type,
+        aggregator: requests.aggregator,
+        values: series().map((s): MetricValue => ({ labels: s.labels, value: s.count })),
+      }),
+      reset: (): void => this.#series.clear(),
+    };
+    const latency = {
+      name: 'meshguard_admission_duration_seconds',
+      help: 'Time from decoded review to encoded answer, by endpoint, kind, operation and verdict',
+      type: 'histogram',
+      aggregator: 'sum',
+      labelNames: REVIEW_LABELS,
+      get: async () => {
+        const values: MetricValue[] = [];
+        for (const s of series()) {
+          let acc = 0;
+          LATENCY_BUCKETS.forEach((le, i) => {
+            acc += s.inBucket[i] ?? 0;
+            values.push({ metricName: `${latency.name}_bucket`, labels: { le }, sharedLabels: s.labels, value: acc });
+          });
+          values.push({ metricName: `${latency.name}_bucket`, labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count });
+          values.push({ metricName: `${latency.name}_sum`, labels: {}, sharedLabels: s.labels, value: s.sum });
+          values.push({ metricName: `${latency.name}_count`, labels: {}, sharedLabels: s.labels, value: s.count });
+        }
+        return { name: latency.name, help: latency.help, type: latency.type, aggregator: latency.aggregator, values };
+      },
+      reset: (): void => this.#series.clear(),
+    };
+    return { requests, latency };
+  }
+}
+
 export class PromRecorder implements Recorder {
   readonly registry = new Registry();
   readonly contentType: string;
-  readonly #requests: Counter<'endpoint' | 'kind' | 'operation' | 'verdict'>;
-  readonly #latency: Histogram<'endpoint' | 'kind' | 'operation' | 'verdict'>;
+  readonly #reviews = new ReviewMetrics();
   readonly #rejected: Counter<'endpoint' | 'code'>;
   readonly #reloads: Counter<'result'>;
   readonly #reloadFailing: Gauge;
@@ -54,19 +139,10 @@ export class PromRecorder implements Recorder {
   constructor() {
     this.contentType = this.registry.contentType;
     const registers = [this.registry];
-    this.#requests = new Counter({
-      name: 'meshguard_admission_requests_total',
-      help: 'Admission reviews answered, by endpoint, kind, operation and verdict',
-      labelNames: ['endpoint', 'kind', 'operation', 'verdict'],
-      registers,
-    });
-    this.#latency = new Histogram({
-      name: 'meshguard_admission_duration_seconds',
-      help: 'Time from decoded review to encoded answer, by endpoint, kind, operation and verdict',
-      labelNames: ['endpoint', 'kind', 'operation', 'verdict'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1],
-      registers,
-    });
+    const reviews = this.#reviews.metrics();
+    // Registered in this order so /metrics lists them where the prom-client objects were.
+    this.registry.registerMetric(reviews.requests as Parameters<Registry['registerMetric']>[0]);
+    this.registry.registerMetric(reviews.latency as Parameters<Registry['registerMetric']>[0]);
     this.#rejected = new Counter({
       name: 'meshguard_admission_rejected_total',
       help: 'Requests refused before evaluation (bad input, overload), by endpoint and error code',
@@ -130,9 +206,7 @@ export class PromRecorder implements Recorder {
   }
 
   observeReview(l: ReviewLabels, seconds: number): void {
-    const labels = { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict };
-    this.#requests.inc(labels);
-    this.#latency.observe(labels, seconds);
+    this.#reviews.observe(l, seconds);
   }
 
   observeRejected(endpoint: string, code: string): void {
