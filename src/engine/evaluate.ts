@@ -1,12 +1,19 @@
 // Evaluate: run every validating rule against the request; a throwing rule is an error result.
 import type { KObject } from '../admission/types.ts';
-import { skipReason } from './match.ts';
+import { matchPlan, requestSkipReason, skipReason } from './match.ts';
 import { isSkip, results, type MutatingRule, type Result, type RuleContext, type ValidatingRule } from './types.ts';
 
 export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
+  const plan = matchPlan(rules, ctx.request, ctx.config);
   const out: Result[] = [];
-  for (const rule of rules) {
-    const reason = skipReason(rule, ctx.request, ctx.config);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as ValidatingRule;
+    const skipped = plan[i];
+    if (skipped !== undefined) {
+      out.push(skipped);
+      continue;
+    }
+    const reason = requestSkipReason(rule, ctx.request, ctx.config);
     if (reason !== undefined) {
       out.push(results.skip(rule.id, reason));
       continue;

@@ -1,7 +1,7 @@
 // Named skip predicates: whether a rule applies to a request, and if not, why.
 import type { AdmissionRequest } from '../admission/types.ts';
 import type { Config } from '../config/types.ts';
-import type { Rule } from './types.ts';
+import { results, type Result, type Rule } from './types.ts';
 
 /** The namespace a request is about: the Namespace's own name, or the object's namespace. */
 export function subjectNamespace(req: AdmissionRequest): string {
@@ -27,16 +27,69 @@ export function isExempt(config: Config, namespace: string): boolean {
   return namespace !== '' && exemptNamespaces(config).has(namespace);
 }
 
-/** undefined when the rule applies; otherwise the reason it is skipped. */
-export function skipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
+/** The part of skipReason that depends only on the configuration and the request's kind,
+ * operation and subresource. */
+function staticSkipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
   if (config.rules[rule.id]?.enabled === false) return 'rule disabled in configuration';
   const m = rule.match;
   if (!m.kinds.some((k) => k.group === req.kind.group && k.kind === req.kind.kind)) return 'kind not matched';
   if (!m.operations.includes(req.operation)) return 'operation not matched';
   if (!(m.subResources ?? ['']).includes(req.subResource)) return 'subresource not matched';
+  return undefined;
+}
+
+/** The part that depends on the request's object and namespace. */
+function requestSkipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
   if (req.object === null) return 'no object in the request';
-  if ((m.exemptions ?? 'namespaces') === 'namespaces' && isExempt(config, subjectNamespace(req))) {
+  if ((rule.match.exemptions ?? 'namespaces') === 'namespaces' && isExempt(config, subjectNamespace(req))) {
     return `namespace ${subjectNamespace(req)} is exempt`;
   }
   return undefined;
 }
+
+/** undefined when the rule applies; otherwise the reason it is skipped. */
+export function skipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
+  return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, req, config);
+}
+
+/** Per rule, in order: the skip Result when the rule does not apply to requests of this shape
+ * (frozen, shared between requests), undefined when it may apply. */
+export type MatchPlan = readonly (Result | undefined)[];
+
+const PLAN_LIMIT = 256;
+const plans = new WeakMap<readonly Rule[], WeakMap<Config, Map<string, MatchPlan>>>();
+
+/**
+ * The static half of skipReason for every rule at once, memoized per rule list, configuration and
+ * (group, kind, operation, subresource): a request then only pays the object and exemption
+ * checks for the rules that match its kind. At most PLAN_LIMIT shapes are kept per rule list and
+ * configuration (the apiserver sends only the kinds the webhook registered; a client of the
+ * offline paths may send anything).
+ */
+export function matchPlan(rules: readonly Rule[], req: AdmissionRequest, config: Config): MatchPlan {
+  let byConfig = plans.get(rules);
+  if (byConfig === undefined) {
+    byConfig = new WeakMap();
+    plans.set(rules, byConfig);
+  }
+  let byShape = byConfig.get(config);
+  if (byShape === undefined) {
+    byShape = new Map();
+    byConfig.set(config, byShape);
+  }
+  const key = `${req.kind.group}\u0000${req.kind.kind}\u0000${req.operation}\u0000${req.subResource}`;
+  let plan = byShape.get(key);
+  if (plan === undefined) {
+    plan = Object.freeze(
+      rules.map((rule) => {
+        const reason = staticSkipReason(rule, req, config);
+        return reason === undefined ? undefined : Object.freeze(results.skip(rule.id, reason));
+      }),
+    );
+    if (byShape.size < PLAN_LIMIT) byShape.set(key, plan);
+  }
+  return plan;
+}
+
+/** skipReason for a rule whose static half already passed (see matchPlan). */
+export { requestSkipReason };
