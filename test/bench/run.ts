@@ -149,6 +149,11 @@ writeFileSync(
   ts.transpileModule(readFileSync(join(BENCH, 'floor.ts'), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 } }).outputText,
 );
 const FLOOR_MAIN = `${BUILD_REL}/floor.mjs`;
+writeFileSync(
+  join(BUILD, 'fastify-floor.mjs'),
+  ts.transpileModule(readFileSync(join(BENCH, 'fastify-floor.ts'), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 } }).outputText,
+);
+const FASTIFY_FLOOR_MAIN = `${BUILD_REL}/fastify-floor.mjs`;
 
 // The namespace cache.
 let bc: BenchCluster | undefined;
@@ -459,6 +464,32 @@ for (let round = 0; round < ROUNDS; round++) {
   log(`  round ${round + 1}/${ROUNDS} done`);
 }
 const mainMemory = { meshguard: memory(mg.pid), floor: memory(fl.pid) };
+
+// Where the cost above the floor sits: the floor, the Fastify floor (test/bench/fastify-floor.ts:
+// a bare Fastify route with meshguard's body parser and a constant answer) and meshguard, the
+// three alternated round by round on the target cell (Pod CREATE, 50 connections). The Fastify
+// floor minus the floor is the framework's share; meshguard minus the Fastify floor is meshguard's.
+let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }[] | undefined;
+{
+  const ff = await startServer({ name: 'fastify-floor', script: FASTIFY_FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile], cpus: SERVER_CPUS, stdoutFile: join(work, 'fastify-floor.out'), env: ENV });
+  await warmUp(ff, 'floor');
+  const podCreate = scenarios['pod-create'] as BenchRequest[];
+  const three: ['meshguard' | 'floor', string, Server][] = [['meshguard', 'meshguard', mg], ['floor', 'floor', fl], ['floor', 'fastify-floor', ff]];
+  log(`framework split: floor, Fastify floor and meshguard, Pod CREATE x50, ${ROUNDS} rounds`);
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? three : [...three].reverse();
+    for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round });
+  }
+  await ff.stop();
+  const of = (variant: string) => (r: Run): boolean => r.section === 'framework' && r.variant === variant;
+  framework = ['floor', 'fastify-floor', 'meshguard'].map((variant) => ({
+    variant,
+    agg: agg(of(variant)),
+    cpuRatio: variant === 'floor' ? 1 : pairedRatio(of(variant), of('floor'), (r) => r.cpuUsPerRequest),
+    rpsRatio: variant === 'floor' ? 1 : pairedRatio(of(variant), of('floor'), (r) => r.rps),
+  }));
+  for (const f of framework) log(`  ${f.variant}: ${f.agg.cpuUsPerRequest.toFixed(0)} µs CPU/request (x${f.cpuRatio.toFixed(2)} the floor), ${f.agg.rps.toFixed(0)} req/s (x${f.rpsRatio.toFixed(2)})`);
+}
 if (bc !== undefined) await namespacePoint(mg, fl, MAIN_NAMESPACES, ROUNDS);
 
 let rss50k: { rssBeforeMiB: number; peakAfterLoadMiB: number } | undefined;
@@ -699,6 +730,13 @@ for (const [v, a] of Object.entries(hsAgg)) {
   p(`| ${v} | ${a.rps.toFixed(0)} | ${us(a.cpuUsPerRequest)} | ${a.cpuUsPerRequest > 0 ? (1e6 / a.cpuUsPerRequest).toFixed(0) : 'n/a'} | ${us(a.cpuUsPerRequest - keepAlive)} | ${(a.clientCpu * 100).toFixed(0)}%${a.clientCpu >= 0.9 ? ' (client-bound: connections/s is the client\'s limit; CPU per connection is the server figure)' : ''} |`);
 }
 p();
+if (framework !== undefined) {
+  p('## Where the cost above the floor sits (Pod CREATE, 50 connections, the three servers alternated)');
+  p('| server | req/s | CPU/req | CPU ratio to the floor | req/s ratio to the floor | clean rounds |');
+  p('|---|---:|---:|---:|---:|---:|');
+  for (const f of framework) p(`| ${f.variant} | ${f.agg.rps.toFixed(0)} | ${us(f.agg.cpuUsPerRequest)} | ${ratio(f.cpuRatio)} | ${ratio(f.rpsRatio)} | ${f.agg.cleanRounds}/${f.agg.rounds} |`);
+  p();
+}
 if (micro !== undefined) {
   p('## Microbenchmark (in-process, no TLS; median ns/op)');
   p(microTable(micro).trimEnd());
@@ -752,6 +790,7 @@ writeFileSync(
       profileDiff,
       profileDiff2,
       fresh,
+      framework: framework ?? null,
       totalErrors,
       seconds: (performance.now() - t0) / 1000,
       runs,
