@@ -18,16 +18,21 @@ export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Re
       out.push(results.skip(rule.id, reason));
       continue;
     }
-    try {
-      const found = rule.validate(ctx);
-      if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
-      else if (found.length === 0) out.push(results.pass(rule.id));
-      else for (const v of found) out.push(results.fail(rule.id, v));
-    } catch (err) {
-      out.push(results.error(rule.id, err));
-    }
+    runRule(rule, ctx, out);
   }
   return out;
+}
+
+/** Run one rule that applies: its own skip, a pass, a fail per violation, or an error if it throws. */
+export function runRule(rule: ValidatingRule, ctx: RuleContext, out: Result[]): void {
+  try {
+    const found = rule.validate(ctx);
+    if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
+    else if (found.length === 0) out.push(results.pass(rule.id));
+    else for (const v of found) out.push(results.fail(rule.id, v));
+  } catch (err) {
+    out.push(results.error(rule.id, err));
+  }
 }
 
 export interface MutationOutcome {

@@ -38,8 +38,9 @@ function staticSkipReason(rule: Rule, req: AdmissionRequest, config: Config): st
   return undefined;
 }
 
-/** The part that depends on the request's object and namespace. */
-function requestSkipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
+/** The part that depends on the request's object and namespace: what is left of skipReason for a
+ * rule that matchPlan did not skip. */
+export function requestSkipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
   if (req.object === null) return 'no object in the request';
   if ((rule.match.exemptions ?? 'namespaces') === 'namespaces' && isExempt(config, subjectNamespace(req))) {
     return `namespace ${subjectNamespace(req)} is exempt`;
@@ -90,6 +91,3 @@ export function matchPlan(rules: readonly Rule[], req: AdmissionRequest, config:
   }
   return plan;
 }
-
-/** skipReason for a rule whose static half already passed (see matchPlan). */
-export { requestSkipReason };

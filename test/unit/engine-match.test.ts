@@ -3,9 +3,9 @@
 // namespace or object leak into the plan another request gets.
 import t from 'tap';
 import type { KObject, Operation } from '../../src/admission/types.ts';
-import { evaluate } from '../../src/engine/evaluate.ts';
+import { evaluate, runRule } from '../../src/engine/evaluate.ts';
 import { matchPlan, skipReason } from '../../src/engine/match.ts';
-import { isSkip, results, type Result, type RuleContext } from '../../src/engine/types.ts';
+import { results, type Result, type RuleContext } from '../../src/engine/types.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import { config, requestFor, state } from '../helpers/review.ts';
 
@@ -31,18 +31,8 @@ function reference(ctx: RuleContext): Result[] {
   const out: Result[] = [];
   for (const rule of BUILTIN_RULES.validating) {
     const reason = skipReason(rule, ctx.request, ctx.config);
-    if (reason !== undefined) {
-      out.push(results.skip(rule.id, reason));
-      continue;
-    }
-    try {
-      const found = rule.validate(ctx);
-      if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
-      else if (found.length === 0) out.push(results.pass(rule.id));
-      else for (const v of found) out.push(results.fail(rule.id, v));
-    } catch (err) {
-      out.push(results.error(rule.id, err));
-    }
+    if (reason === undefined) runRule(rule, ctx, out);
+    else out.push(results.skip(rule.id, reason));
   }
   return out;
 }
