@@ -33,8 +33,8 @@ ENV NODE_ENV=production
 # 187 MiB and server CPU per request from 207 to 175 us in the benchmark (docs/performance.md).
 ENV NODE_OPTIONS=--max-semi-space-size=8
 # glibc gives every thread that allocates (V8's and libuv's workers) a malloc arena of its own; two
-# arenas cut peak RSS with 50 000 namespaces cached by about 25 MiB (median of five fresh starts
-# each, 208 -> 180 MiB) at the same CPU per request (docs/performance.md).
+# arenas cut peak RSS with 50 000 namespaces cached by about 25 MiB (medians of five fresh starts
+# without and four with it: 208 -> 180.5 MiB) at the same CPU per request (docs/performance.md).
 ENV MALLOC_ARENA_MAX=2
 # package.json carries "type": "module" for dist/*.js.
 COPY --from=deps /app/package.json ./package.json
