@@ -49,8 +49,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.err(`meshguard: ${err.message}\n`);
       return EXIT.USAGE;
     }
-    if (err instanceof Error && 'code' in err && err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      io.err(`meshguard: ${err.message}\n`);
+    // node:util parseArgs: an unknown flag, a stray positional argument ("meshguard check x.yaml"
+    // instead of -f x.yaml), a flag without its value: a usage error, not a crash.
+    if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS_')) {
+      io.err(`meshguard: ${err.message}\nRun 'meshguard ${cmd ?? ''} --help' for its flags.\n`);
       return EXIT.USAGE;
     }
     throw err;

@@ -25,6 +25,17 @@ t.test('help and usage errors', async (t) => {
   const flag = await runCli(['check', '--nope']);
   t.equal(flag.code, 2, 'an unknown flag exits 2');
   t.match(flag.stderr, '--nope');
+  for (const [name, args, want] of [
+    ['a file given without -f', ['check', 'deploy.yaml'], /Unexpected argument 'deploy\.yaml'[^]*meshguard check --help/],
+    ['a stray argument to scan', ['scan', 'extra'], /Unexpected argument 'extra'/],
+    ['a flag without its value', ['serve', '--port'], /Option '--port <value>' argument missing/],
+    ['an unknown flag to review', ['review', '--bogus'], /Unknown option '--bogus'[^]*meshguard review --help/],
+  ] as const) {
+    const r = await runCli([...args]);
+    t.equal(r.code, 2, `${name}: exits 2`);
+    t.match(r.stderr, want, `${name}: says what is wrong and where the flags are`);
+    t.notMatch(r.stderr, /at .*\.ts:\d+|node:internal/, `${name}: no stack trace`);
+  }
 });
 
 t.test('bad configuration stops the process with a message that names the key', async (t) => {
