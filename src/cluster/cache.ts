@@ -61,6 +61,9 @@ export class ClusterCache implements ClusterState {
         return { items: page.items.map(compactNamespace), metadata: page.metadata };
       },
       watchPath: '/api/v1/namespaces',
+      // On apiservers that stream lists, namespaces arrive one at a time and are cut down as they
+      // arrive: the sync of 50 000 never holds a page of full objects.
+      streamingList: { compact: compactNamespace },
       replace: (items) => {
         this.#namespaces.clear();
         for (const ns of items) this.#upsertNamespace(ns);

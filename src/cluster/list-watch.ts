@@ -1,8 +1,8 @@
 // List then watch one resource through @kubernetes/client-node, keeping a local copy current:
-// paged list, watch from the list's resourceVersion, re-watch after a clean end, relist after an
-// error, a 410 Gone or the resync period, exponential backoff between failures. Readiness: synced
-// once the first list completed, and unsynced again while the watch has been down longer than
-// the staleness bound.
+// paged list (or a streaming list, see streamingList), watch from the list's resourceVersion,
+// re-watch after a clean end, relist after an error, a 410 Gone or the resync period, exponential
+// backoff between failures. Readiness: synced once the first list completed, and unsynced again
+// while the watch has been down longer than the staleness bound.
 import type { Watch } from '@kubernetes/client-node';
 
 export interface Listed<T> {
@@ -29,6 +29,16 @@ export interface ListWatchOptions<T> {
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly pageSize?: number;
+  /**
+   * Sync by a streaming list when the server supports it (Kubernetes' WatchList: a watch with
+   * sendInitialEvents=true, on by default in kube-apiserver 1.34 and later): the objects arrive one
+   * event at a time and are cut down by `compact` as they arrive, instead of in pages of hundreds of
+   * full objects, so the initial sync of a large collection holds much less memory. When the server
+   * refuses it (an older apiserver, or the feature gate off: 400 or 422), or does not end the
+   * initial events within `initialEventsTimeoutMs` (default 60 s), this and every later sync use
+   * paged lists.
+   */
+  readonly streamingList?: { compact(item: T): T; readonly initialEventsTimeoutMs?: number };
   readonly log: ListWatchLog;
   readonly now?: () => number;
 }
@@ -49,8 +59,10 @@ export class ListWatch<T> {
   #abort: AbortController | undefined;
   #wake: (() => void) | undefined;
   #done: Promise<void> | undefined;
-  /** Counters for tests and metrics. */
-  readonly stats = { lists: 0, watches: 0, failures: 0 };
+  /** Counters for tests and metrics: paged lists, streaming lists, watches, failures. */
+  readonly stats = { lists: 0, streams: 0, watches: 0, failures: 0 };
+  /** Set once the server refused a streaming list: paged lists from then on. */
+  #streamingOff = false;
 
   constructor(o: ListWatchOptions<T>) {
     this.#o = o;
@@ -94,6 +106,75 @@ export class ListWatch<T> {
     this.#o.replace(items);
     this.stats.lists++;
     return rv;
+  }
+
+  /** The initial sync: a streaming list when configured and not refused, else a paged list. */
+  async #sync(): Promise<string> {
+    if (this.#o.streamingList === undefined || this.#streamingOff) return this.#listAll();
+    const streamed = await this.#streamList(this.#o.streamingList);
+    if (streamed !== undefined) return streamed;
+    return this.#listAll();
+  }
+
+  /**
+   * A watch with sendInitialEvents=true: ADDED events for every existing object, then a bookmark
+   * annotated k8s.io/initial-events-end, whose resourceVersion the regular watch continues from
+   * (this watch is closed there; #watch opens the next one). Resolves the resourceVersion, or
+   * undefined when the server refused streaming lists (paged lists from then on); rejects on any
+   * other failure (the caller backs off and retries).
+   */
+  #streamList(o: { compact(item: T): T; readonly initialEventsTimeoutMs?: number }): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const items: T[] = [];
+      let settled = false;
+      let ac: AbortController | undefined;
+      const settle = (f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        ac?.abort();
+        f();
+      };
+      const refuse = (why: string): void =>
+        settle(() => {
+          this.#streamingOff = true;
+          this.#o.log.info({ resource: this.#o.name, reason: why }, 'streaming list not available; using paged lists');
+          resolve(undefined);
+        });
+      const timeoutMs = o.initialEventsTimeoutMs ?? 60_000;
+      const timer = setTimeout(() => refuse(`no end of the initial events within ${timeoutMs / 1000} s`), timeoutMs);
+      timer.unref();
+      const onEvent = (phase: string, obj: unknown): void => {
+        if (settled) return;
+        if (phase === 'ADDED') items.push(o.compact(obj as T));
+        else if (phase === 'BOOKMARK') {
+          const annotations = (obj as { metadata?: { annotations?: Record<string, unknown> } } | null)?.metadata?.annotations;
+          if (annotations?.['k8s.io/initial-events-end'] !== 'true') return;
+          settle(() => {
+            this.#o.replace(items);
+            this.stats.streams++;
+            resolve(resourceVersionOf(obj) ?? '');
+          });
+        } else if (phase === 'ERROR') {
+          const code = (obj as { code?: unknown } | null)?.code;
+          if (code === 400 || code === 422) refuse(`the server answered ${String(code)}`);
+          else settle(() => reject(new Error(`streaming list error event: ${JSON.stringify(obj)}`)));
+        }
+      };
+      const onDone = (err: unknown): void => {
+        const status = (err as { statusCode?: unknown } | null)?.statusCode;
+        if (status === 400 || status === 422) refuse(`the server answered ${String(status)}`);
+        else settle(() => reject(err instanceof Error ? err : new Error(this.#stopped ? 'stopped' : 'streaming list ended before the initial events did')));
+      };
+      this.#o.watch
+        .watch(this.#o.watchPath, { ...this.#o.watchParams, sendInitialEvents: true, resourceVersionMatch: 'NotOlderThan', allowWatchBookmarks: true }, onEvent, onDone)
+        .then((c) => {
+          ac = c;
+          this.#abort = c;
+          if (settled || this.#stopped) c.abort();
+        })
+        .catch((err: unknown) => onDone(err ?? new Error('streaming list failed')));
+    });
   }
 
   #watch(rv: string): Promise<{ end: WatchEnd; rv: string }> {
@@ -161,7 +242,7 @@ export class ListWatch<T> {
     let backoff = this.#o.backoffInitialMs ?? 500;
     while (!this.#stopped) {
       try {
-        let rv = await this.#listAll();
+        let rv = await this.#sync();
         this.#hasSynced = true;
         this.#downSince = null;
         backoff = this.#o.backoffInitialMs ?? 500;

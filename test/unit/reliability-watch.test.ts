@@ -9,8 +9,9 @@
 import t from 'tap';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, Watch, type V1Namespace } from '@kubernetes/client-node';
 import { ClusterCache } from '../../src/cluster/cache.ts';
+import { ListWatch } from '../../src/cluster/list-watch.ts';
 import { get, post, startServer, testCerts } from '../helpers/server.ts';
 import { reviewBody } from '../helpers/review.ts';
 
@@ -26,7 +27,7 @@ async function eventually(what: () => boolean | Promise<boolean>, ms: number): P
 
 interface Hit {
   readonly atMs: number;
-  readonly kind: 'list' | 'watch';
+  readonly kind: 'list' | 'watch' | 'stream';
   readonly status: number;
 }
 
@@ -35,6 +36,10 @@ class FakeApiserver {
   server!: Server;
   url = '';
   state: 'boot' | 'up' | 'down' = 'boot';
+  /** A watch with sendInitialEvents (a streaming list): refused with 422 like an apiserver without
+   * WatchList (1.33, or the gate off), or ignored like one older than 1.27 (the namespace as a
+   * plain ADDED event, and never the bookmark that ends the initial events). */
+  streaming: 'refuse' | 'ignore' = 'refuse';
   /** Statuses the next lists answer before a good one (boot). */
   readonly bootLists = [429, 500];
   labels: Record<string, string> = { 'istio-injection': 'disabled' };
@@ -62,11 +67,17 @@ class FakeApiserver {
         res.writeHead(404).end();
         return;
       }
+      if (u.searchParams.get('watch') === 'true' && u.searchParams.get('sendInitialEvents') === 'true' && this.streaming === 'refuse') {
+        this.hits.push({ atMs: performance.now() - this.t0, kind: 'stream', status: 422 });
+        res.writeHead(422, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Invalid', code: 422, message: 'sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled' }));
+        return;
+      }
       if (u.searchParams.get('watch') === 'true') {
         if (this.state !== 'up') return this.#fail(res, 500, 'watch');
         this.hits.push({ atMs: performance.now() - this.t0, kind: 'watch', status: 200 });
         res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-        res.write('');
+        res.write(u.searchParams.get('sendInitialEvents') === 'true' ? `${JSON.stringify({ type: 'ADDED', object: this.namespace() })}\n` : '');
         this.watches.add(res);
         res.on('close', () => this.watches.delete(res));
         return;
@@ -137,8 +148,11 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   t.match(booting.json().failing.caches, /namespaces: initial list not completed/, 'and /readyz says which cache and why');
 
   t.ok(await eventually(() => cache.synced(), 10_000), 'the cache syncs once the list succeeds');
-  t.same(fake.hits.slice(0, 3).map((h) => `${h.kind} ${h.status}`), ['list 429', 'list 500', 'list 200'], 'it retried through 429 and 500');
-  const [h429, h500, h200] = fake.hits;
+  t.same(fake.hits[0] && `${fake.hits[0].kind} ${fake.hits[0].status}`, 'stream 422', 'a streaming list first, refused (an apiserver without WatchList)');
+  t.equal(fake.hits.filter((h) => h.kind === 'stream').length, 1, 'and not asked again');
+  const lists = fake.hits.filter((h) => h.kind === 'list');
+  t.same(lists.slice(0, 3).map((h) => `${h.kind} ${h.status}`), ['list 429', 'list 500', 'list 200'], 'paged lists from then on: it retried through 429 and 500');
+  const [h429, h500, h200] = lists;
   t.ok((h500?.atMs ?? 0) - (h429?.atMs ?? 0) >= 400, `waited before the first retry (${Math.round((h500?.atMs ?? 0) - (h429?.atMs ?? 0))} ms)`);
   t.ok((h200?.atMs ?? 0) - (h500?.atMs ?? 0) >= 1.5 * ((h500?.atMs ?? 0) - (h429?.atMs ?? 0)), 'and longer before the second (exponential backoff)');
   t.equal((await get(server, '/readyz')).status, 200, 'ready once synced');
@@ -177,4 +191,49 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   t.ok(await eventually(() => fake.watches.size === 1, 5000), 'a new watch is open');
   fake.modify({ 'istio-injection': 'enabled' });
   t.ok(await eventually(async () => await allowed(), 5000), 'watch events flow again after recovery');
+});
+
+t.test('an apiserver that ignores sendInitialEvents (older than 1.27): no end of the initial events, paged lists after the timeout', async (t) => {
+  const fake = new FakeApiserver();
+  fake.streaming = 'ignore';
+  fake.state = 'up';
+  await fake.start();
+  t.teardown(() => fake.close());
+  const certs = await testCerts();
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: fake.url, caData: Buffer.from(certs.caCert).toString('base64'), skipTLSVerify: false }],
+    users: [{ name: 'meshguard', token: 'not-checked' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'meshguard' }],
+    currentContext: 'fake',
+  });
+  const core = kc.makeApiClient(CoreV1Api);
+  const infos: string[] = [];
+  const names = new Set<string>();
+  const lw = new ListWatch<V1Namespace>({
+    name: 'namespaces',
+    list: (p) => core.listNamespace({ limit: p.limit }),
+    watch: new Watch(kc),
+    watchPath: '/api/v1/namespaces',
+    streamingList: { compact: (ns) => ns, initialEventsTimeoutMs: 1000 },
+    replace: (items) => {
+      names.clear();
+      for (const ns of items) names.add(ns.metadata?.name ?? '');
+    },
+    upsert: (ns) => void names.add(ns.metadata?.name ?? ''),
+    remove: (ns) => void names.delete(ns.metadata?.name ?? ''),
+    resyncMs: 600_000,
+    staleAfterMs: 30_000,
+    log: { info: (o, m) => void infos.push(`${m} ${JSON.stringify(o)}`), warn: () => {} },
+  });
+  t.teardown(() => lw.stop());
+  const started = performance.now();
+  lw.start();
+  t.ok(await eventually(() => lw.synced(), 10_000), 'synced');
+  const seconds = (performance.now() - started) / 1000;
+  t.ok(seconds >= 0.9 && seconds < 5, `after the 1 s wait for the end of the initial events (${seconds.toFixed(1)} s)`);
+  t.match(lw.stats, { streams: 0, lists: 1, failures: 0 }, 'by one paged list, without counting a failure');
+  t.ok(names.has('team-w'), 'with the namespace');
+  t.match(infos, [/streaming list not available; using paged lists .*no end of the initial events within 1 s/], 'the fallback is logged with its reason');
+  t.same(fake.hits.map((h) => h.kind), ['watch', 'list', 'watch'], 'the streaming attempt, the list, then the regular watch');
 });
