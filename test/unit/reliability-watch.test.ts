@@ -115,10 +115,8 @@ class FakeApiserver {
   }
 }
 
-t.test('429 and 500 from the API server: backoff, readiness reflects staleness, fresh labels after recovery', async (t) => {
-  const fake = new FakeApiserver();
-  await fake.start();
-  t.teardown(() => fake.close());
+/** A client-node KubeConfig that trusts the fake and points at it. */
+async function kubeConfigFor(fake: FakeApiserver): Promise<KubeConfig> {
   const certs = await testCerts();
   const kc = new KubeConfig();
   kc.loadFromOptions({
@@ -127,6 +125,14 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
     contexts: [{ name: 'fake', cluster: 'fake', user: 'meshguard' }],
     currentContext: 'fake',
   });
+  return kc;
+}
+
+t.test('429 and 500 from the API server: backoff, readiness reflects staleness, fresh labels after recovery', async (t) => {
+  const fake = new FakeApiserver();
+  await fake.start();
+  t.teardown(() => fake.close());
+  const kc = await kubeConfigFor(fake);
   const warnings: { retryInMs?: number; err?: string }[] = [];
   const cache = new ClusterCache(kc, {
     resyncMs: 600_000,
@@ -199,14 +205,7 @@ t.test('an apiserver that ignores sendInitialEvents (older than 1.27): no end of
   fake.state = 'up';
   await fake.start();
   t.teardown(() => fake.close());
-  const certs = await testCerts();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: fake.url, caData: Buffer.from(certs.caCert).toString('base64'), skipTLSVerify: false }],
-    users: [{ name: 'meshguard', token: 'not-checked' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'meshguard' }],
-    currentContext: 'fake',
-  });
+  const kc = await kubeConfigFor(fake);
   const core = kc.makeApiClient(CoreV1Api);
   const infos: string[] = [];
   const names = new Set<string>();
