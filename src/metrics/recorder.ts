@@ -79,45 +79,34 @@ class ReviewMetrics {
 
   /** prom-client metric objects for Registry.registerMetric. */
   metrics(): { requests: object; latency: object } {
-    const series = (): ReviewSeries[] => [...this.#series.values()];
-    const requests = {
-      name: 'meshguard_admission_requests_total',
-      help: 'Admission reviews answered, by endpoint, kind, operation and verdict',
-      type: 'counter',
+    const metric = (name: string, help: string, type: 'counter' | 'histogram', values: (series: readonly ReviewSeries[]) => MetricValue[]): object => ({
+      name,
+      help,
+      type,
       aggregator: 'sum',
       labelNames: REVIEW_LABELS,
-      get: async () => ({
-        name: requests.name,
-        help: requests.help,
-        type: requests.type,
-        aggregator: requests.aggregator,
-        values: series().map((s): MetricValue => ({ labels: s.labels, value: s.count })),
-      }),
+      get: async () => ({ name, help, type, aggregator: 'sum', values: values([...this.#series.values()]) }),
       reset: (): void => this.#series.clear(),
+    });
+    const latency = 'meshguard_admission_duration_seconds';
+    const histogram = (s: ReviewSeries): MetricValue[] => {
+      let acc = 0;
+      return [
+        ...LATENCY_BUCKETS.map((le, i): MetricValue => {
+          acc += s.inBucket[i] ?? 0;
+          return { metricName: `${latency}_bucket`, labels: { le }, sharedLabels: s.labels, value: acc };
+        }),
+        { metricName: `${latency}_bucket`, labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count },
+        { metricName: `${latency}_sum`, labels: {}, sharedLabels: s.labels, value: s.sum },
+        { metricName: `${latency}_count`, labels: {}, sharedLabels: s.labels, value: s.count },
+      ];
     };
-    const latency = {
-      name: 'meshguard_admission_duration_seconds',
-      help: 'Time from decoded review to encoded answer, by endpoint, kind, operation and verdict',
-      type: 'histogram',
-      aggregator: 'sum',
-      labelNames: REVIEW_LABELS,
-      get: async () => {
-        const values: MetricValue[] = [];
-        for (const s of series()) {
-          let acc = 0;
-          LATENCY_BUCKETS.forEach((le, i) => {
-            acc += s.inBucket[i] ?? 0;
-            values.push({ metricName: `${latency.name}_bucket`, labels: { le }, sharedLabels: s.labels, value: acc });
-          });
-          values.push({ metricName: `${latency.name}_bucket`, labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count });
-          values.push({ metricName: `${latency.name}_sum`, labels: {}, sharedLabels: s.labels, value: s.sum });
-          values.push({ metricName: `${latency.name}_count`, labels: {}, sharedLabels: s.labels, value: s.count });
-        }
-        return { name: latency.name, help: latency.help, type: latency.type, aggregator: latency.aggregator, values };
-      },
-      reset: (): void => this.#series.clear(),
+    return {
+      requests: metric('meshguard_admission_requests_total', 'Admission reviews answered, by endpoint, kind, operation and verdict', 'counter', (all) =>
+        all.map((s) => ({ labels: s.labels, value: s.count })),
+      ),
+      latency: metric(latency, 'Time from decoded review to encoded answer, by endpoint, kind, operation and verdict', 'histogram', (all) => all.flatMap(histogram)),
     };
-    return { requests, latency };
   }
 }
 

@@ -121,11 +121,6 @@ export function registerDeadlines(app: FastifyInstance, opts: DeadlineOptions): 
   });
 }
 
-/** The deadline recorded for a raw request, if any. */
-export function deadlineOf(raw: object): RequestDeadline | undefined {
-  return (raw as WithDeadline)[DEADLINE]?.deadline;
-}
-
 export interface OverdueAnswer {
   readonly response: AdmissionReviewV1Response;
   readonly verdict: 'denied' | 'warned';
