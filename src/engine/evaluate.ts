@@ -1,10 +1,11 @@
 // Evaluate: run every validating rule against the request; a throwing rule is an error result.
 import type { KObject } from '../admission/types.ts';
-import { matchPlan, requestSkipReason, skipReason } from './match.ts';
+import { matchPlan, requestSkipReason, requestSubject, skipReason } from './match.ts';
 import { isSkip, results, type MutatingRule, type Result, type RuleContext, type ValidatingRule } from './types.ts';
 
 export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
   const plan = matchPlan(rules, ctx.request, ctx.config);
+  const subject = requestSubject(ctx.request, ctx.config);
   const out: Result[] = [];
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as ValidatingRule;
@@ -13,7 +14,7 @@ export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Re
       out.push(skipped);
       continue;
     }
-    const reason = requestSkipReason(rule, ctx.request, ctx.config);
+    const reason = requestSkipReason(rule, subject);
     if (reason !== undefined) {
       out.push(results.skip(rule.id, reason));
       continue;

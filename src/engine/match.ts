@@ -38,19 +38,29 @@ function staticSkipReason(rule: Rule, req: AdmissionRequest, config: Config): st
   return undefined;
 }
 
+/** What the request-dependent skips need, worked out once per request. */
+export interface RequestSubject {
+  readonly hasObject: boolean;
+  readonly namespace: string;
+  readonly exempt: boolean;
+}
+
+export function requestSubject(req: AdmissionRequest, config: Config): RequestSubject {
+  const namespace = subjectNamespace(req);
+  return { hasObject: req.object !== null, namespace, exempt: isExempt(config, namespace) };
+}
+
 /** The part that depends on the request's object and namespace: what is left of skipReason for a
  * rule that matchPlan did not skip. */
-export function requestSkipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
-  if (req.object === null) return 'no object in the request';
-  if ((rule.match.exemptions ?? 'namespaces') === 'namespaces' && isExempt(config, subjectNamespace(req))) {
-    return `namespace ${subjectNamespace(req)} is exempt`;
-  }
+export function requestSkipReason(rule: Rule, subject: RequestSubject): string | undefined {
+  if (!subject.hasObject) return 'no object in the request';
+  if (subject.exempt && (rule.match.exemptions ?? 'namespaces') === 'namespaces') return `namespace ${subject.namespace} is exempt`;
   return undefined;
 }
 
 /** undefined when the rule applies; otherwise the reason it is skipped. */
 export function skipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
-  return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, req, config);
+  return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, requestSubject(req, config));
 }
 
 /** Per rule, in order: the skip Result when the rule does not apply to requests of this shape
