@@ -53,17 +53,14 @@ export class ClusterCache implements ClusterState {
     const nsWatch = new ListWatch<V1Namespace>({
       ...common,
       name: 'namespaces',
-      // Each page is cut down to name and labels as it arrives: a full list keeps every page
-      // until the last one, and client-node's objects (managedFields, timestamps as Dates) are
-      // several KiB each, so 50 000 namespaces would otherwise peak at hundreds of MiB.
-      list: async (p) => {
-        const page = await core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) });
-        return { items: page.items.map(compactNamespace), metadata: page.metadata };
-      },
+      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
       watchPath: '/api/v1/namespaces',
-      // On apiservers that stream lists, namespaces arrive one at a time and are cut down as they
-      // arrive: the sync of 50 000 never holds a page of full objects.
-      streamingList: { compact: compactNamespace },
+      // Each namespace is cut down to name and labels as its page or event arrives: client-node's
+      // objects (managedFields, timestamps as Dates) are several KiB each, so a sync of 50 000
+      // would otherwise peak at hundreds of MiB. Where the apiserver streams lists, they arrive
+      // one at a time and no page of full objects is ever held.
+      compact: compactNamespace,
+      streamingList: true,
       replace: (items) => {
         this.#namespaces.clear();
         for (const ns of items) this.#upsertNamespace(ns);

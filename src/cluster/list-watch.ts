@@ -29,16 +29,19 @@ export interface ListWatchOptions<T> {
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly pageSize?: number;
+  /** What the sync keeps of each listed or streamed object (default: all of it): applied as each
+   * page or event arrives, so a large collection is never held in full. */
+  readonly compact?: (item: T) => T;
   /**
    * Sync by a streaming list when the server supports it (Kubernetes' WatchList: a watch with
    * sendInitialEvents=true, on by default in kube-apiserver 1.34 and later): the objects arrive one
-   * event at a time and are cut down by `compact` as they arrive, instead of in pages of hundreds of
-   * full objects, so the initial sync of a large collection holds much less memory. When the server
-   * refuses it (an older apiserver, or the feature gate off: 400 or 422), or does not end the
-   * initial events within `initialEventsTimeoutMs` (default 60 s), this and every later sync use
-   * paged lists.
+   * event at a time instead of in pages of hundreds of full objects, so the initial sync of a large
+   * collection holds much less memory. When the server refuses it (an older apiserver, or the
+   * feature gate off: 400 or 422), or does not end the initial events within
+   * `initialEventsTimeoutMs` (default 60 s), this and every later sync use paged lists.
    */
-  readonly streamingList?: { compact(item: T): T; readonly initialEventsTimeoutMs?: number };
+  readonly streamingList?: boolean;
+  readonly initialEventsTimeoutMs?: number;
   readonly log: ListWatchLog;
   readonly now?: () => number;
 }
@@ -95,11 +98,12 @@ export class ListWatch<T> {
 
   async #listAll(): Promise<string> {
     const items: T[] = [];
+    const compact = this.#o.compact;
     let cont: string | undefined;
     let rv = '';
     do {
       const page = await this.#o.list({ limit: this.#o.pageSize ?? 500, ...(cont !== undefined ? { _continue: cont } : {}) });
-      items.push(...page.items);
+      for (const item of page.items) items.push(compact === undefined ? item : compact(item));
       rv = page.metadata?.resourceVersion ?? rv;
       cont = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
     } while (cont !== undefined);
@@ -110,8 +114,8 @@ export class ListWatch<T> {
 
   /** The initial sync: a streaming list when configured and not refused, else a paged list. */
   async #sync(): Promise<string> {
-    if (this.#o.streamingList === undefined || this.#streamingOff) return this.#listAll();
-    const streamed = await this.#streamList(this.#o.streamingList);
+    if (this.#o.streamingList !== true || this.#streamingOff) return this.#listAll();
+    const streamed = await this.#streamList();
     if (streamed !== undefined) return streamed;
     return this.#listAll();
   }
@@ -123,7 +127,7 @@ export class ListWatch<T> {
    * undefined when the server refused streaming lists (paged lists from then on); rejects on any
    * other failure (the caller backs off and retries).
    */
-  #streamList(o: { compact(item: T): T; readonly initialEventsTimeoutMs?: number }): Promise<string | undefined> {
+  #streamList(): Promise<string | undefined> {
     return new Promise((resolve, reject) => {
       const items: T[] = [];
       let settled = false;
@@ -141,12 +145,13 @@ export class ListWatch<T> {
           this.#o.log.info({ resource: this.#o.name, reason: why }, 'streaming list not available; using paged lists');
           resolve(undefined);
         });
-      const timeoutMs = o.initialEventsTimeoutMs ?? 60_000;
+      const timeoutMs = this.#o.initialEventsTimeoutMs ?? 60_000;
+      const compact = this.#o.compact;
       const timer = setTimeout(() => refuse(`no end of the initial events within ${timeoutMs / 1000} s`), timeoutMs);
       timer.unref();
       const onEvent = (phase: string, obj: unknown): void => {
         if (settled) return;
-        if (phase === 'ADDED') items.push(o.compact(obj as T));
+        if (phase === 'ADDED') items.push(compact === undefined ? (obj as T) : compact(obj as T));
         else if (phase === 'BOOKMARK') {
           const annotations = (obj as { metadata?: { annotations?: Record<string, unknown> } } | null)?.metadata?.annotations;
           if (annotations?.['k8s.io/initial-events-end'] !== 'true') return;

@@ -214,7 +214,8 @@ t.test('an apiserver that ignores sendInitialEvents (older than 1.27): no end of
     list: (p) => core.listNamespace({ limit: p.limit }),
     watch: new Watch(kc),
     watchPath: '/api/v1/namespaces',
-    streamingList: { compact: (ns) => ns, initialEventsTimeoutMs: 1000 },
+    streamingList: true,
+    initialEventsTimeoutMs: 1000,
     replace: (items) => {
       names.clear();
       for (const ns of items) names.add(ns.metadata?.name ?? '');
