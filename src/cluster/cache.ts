@@ -2,7 +2,7 @@
 // Admission reads these maps synchronously; no API call is made per request.
 import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, Watch, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
-import type { ClusterState, NamespaceInfo } from './state.ts';
+import { namespaceLabels, type ClusterState, type NamespaceInfo, type NamespaceLabels } from './state.ts';
 
 export interface CacheOptions {
   readonly resyncMs: number;
@@ -23,22 +23,44 @@ export function loadKubeConfig(opts: { kubeconfig: string | null; inCluster: boo
   return kc;
 }
 
-function namespaceInfo(ns: V1Namespace): NamespaceInfo | undefined {
-  const name = ns.metadata?.name;
-  if (name === undefined) return undefined;
-  return { name, labels: Object.freeze({ ...(ns.metadata?.labels ?? {}) }) };
+/**
+ * Namespaces with the same mesh labels share one frozen labels object (most clusters have a handful
+ * of combinations: injection enabled, a revision or two, ambient, none). The table is bounded: past
+ * SHARED_LABELS_MAX distinct combinations a namespace keeps its own object, so namespaces created
+ * with ever-new revision values cannot grow it without end.
+ */
+const SHARED_LABELS_MAX = 256;
+
+export class SharedLabels {
+  readonly #table = new Map<string, NamespaceLabels>();
+
+  of(labels: unknown): NamespaceLabels {
+    const own = namespaceLabels(labels);
+    let key = '';
+    for (const [k, v] of Object.entries(own)) key += `${k}\u0000${v}\u0000`;
+    const shared = this.#table.get(key);
+    if (shared !== undefined) return shared;
+    const frozen = Object.freeze(own);
+    if (this.#table.size < SHARED_LABELS_MAX) this.#table.set(key, frozen);
+    return frozen;
+  }
+
+  get size(): number {
+    return this.#table.size;
+  }
 }
 
-/** What the cache needs of a listed namespace: its name and labels. */
+/** What the cache needs of a listed namespace: its name and the labels rules read. */
 function compactNamespace(ns: V1Namespace): V1Namespace {
   const name = ns.metadata?.name;
   const labels = ns.metadata?.labels;
-  return { metadata: { ...(name !== undefined ? { name } : {}), ...(labels !== undefined ? { labels } : {}) } };
+  return { metadata: { ...(name !== undefined ? { name } : {}), ...(labels !== undefined ? { labels: namespaceLabels(labels) as Record<string, string> } : {}) } };
 }
 
 export class ClusterCache implements ClusterState {
   readonly source = 'cluster' as const;
   readonly #namespaces = new Map<string, NamespaceInfo>();
+  readonly #labels = new SharedLabels();
   #webhooks = new Map<string, readonly string[]>();
   #revisions: ReadonlySet<string>;
   readonly #configured: readonly string[];
@@ -55,9 +77,9 @@ export class ClusterCache implements ClusterState {
       name: 'namespaces',
       list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
       watchPath: '/api/v1/namespaces',
-      // Each namespace is cut down to name and labels as its page or event arrives: client-node's
-      // objects (managedFields, timestamps as Dates) are several KiB each, so a sync of 50 000
-      // would otherwise peak at hundreds of MiB. Where the apiserver streams lists, they arrive
+      // Each namespace is cut down to its name and the labels rules read as its page or event
+      // arrives: client-node's objects (managedFields, timestamps as Dates) are several KiB each,
+      // so a sync of 50 000 would otherwise peak at hundreds of MiB. Where the apiserver streams lists, they arrive
       // one at a time and no page of full objects is ever held.
       compact: compactNamespace,
       streamingList: true,
@@ -97,8 +119,8 @@ export class ClusterCache implements ClusterState {
   }
 
   #upsertNamespace(ns: V1Namespace): void {
-    const info = namespaceInfo(ns);
-    if (info !== undefined) this.#namespaces.set(info.name, info);
+    const name = ns.metadata?.name;
+    if (name !== undefined) this.#namespaces.set(name, { name, labels: this.#labels.of(ns.metadata?.labels) });
   }
 
   #upsertWebhook(w: V1MutatingWebhookConfiguration): void {

@@ -2,9 +2,30 @@
 // cluster this comes from watch-backed caches; offline (check, or serve without kubeconfig) from
 // the input manifests and the configuration. Rules read it synchronously: never an API call.
 
+/**
+ * The namespace labels rules read from the cluster state: the mesh labels (policies/lib/mesh.ts)
+ * and the per-namespace mode (engine/decide.ts). The cluster cache keeps only these, so 50 000
+ * cached namespaces cost a name and a shared labels object each; NamespaceInfo's type makes
+ * reading any other label a type error (test/unit/namespace-cache.test.ts checks the list).
+ */
+export const NAMESPACE_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode', 'meshguard.dev/mode'] as const;
+export type NamespaceLabel = (typeof NAMESPACE_LABELS)[number];
+export type NamespaceLabels = Readonly<Partial<Record<NamespaceLabel, string>>>;
+
 export interface NamespaceInfo {
   readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
+  readonly labels: NamespaceLabels;
+}
+
+/** The labels of NAMESPACE_LABELS that a namespace carries with a string value, in that order. */
+export function namespaceLabels(labels: unknown): NamespaceLabels {
+  const out: Partial<Record<NamespaceLabel, string>> = {};
+  if (typeof labels !== 'object' || labels === null) return out;
+  for (const k of NAMESPACE_LABELS) {
+    const v = (labels as Record<string, unknown>)[k];
+    if (typeof v === 'string') out[k] = v;
+  }
+  return out;
 }
 
 export interface ClusterState {

@@ -12,7 +12,7 @@
 //   node test/bench/micro.ts [--quick] [--json]
 import { parseArgs } from 'node:util';
 import { decodeReview } from '../../src/admission/decode.ts';
-import { StaticClusterState, type NamespaceInfo } from '../../src/cluster/state.ts';
+import { StaticClusterState, namespaceLabels as cachedLabels, type NamespaceInfo } from '../../src/cluster/state.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewRequest, type Endpoint } from '../../src/engine/review.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
@@ -49,7 +49,7 @@ const median = (xs: number[]): number => {
 
 function cache(n: number): StaticClusterState {
   const list: NamespaceInfo[] = [];
-  for (let i = 0; i < n; i++) list.push({ name: namespaceName(i), labels: Object.freeze({ 'kubernetes.io/metadata.name': namespaceName(i), ...namespaceLabels(i) }) });
+  for (let i = 0; i < n; i++) list.push({ name: namespaceName(i), labels: Object.freeze(cachedLabels({ 'kubernetes.io/metadata.name': namespaceName(i), ...namespaceLabels(i) })) });
   return new StaticClusterState(list);
 }
 
