@@ -2,13 +2,16 @@
 // or area, and inclusive time of chosen functions.
 //
 //   node test/bench/profile.ts FILE.cpuprofile [--top 25]
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 interface CallFrame {
   readonly functionName: string;
   readonly url: string;
   readonly lineNumber: number;
+  readonly columnNumber?: number;
 }
 interface ProfileNode {
   readonly id: number;
@@ -75,13 +78,45 @@ export function area(cf: CallFrame): string {
   return u;
 }
 
+/**
+ * Frames in a bundle (the image's dist/meshguard.mjs) mapped back to their sources through the
+ * bundle's source map, so the areas are the same packages and folders as for an unbundled run.
+ */
+function unbundle(p: CpuProfile): CpuProfile {
+  const maps = new Map<string, SourceMap | undefined>();
+  const mapOf = (url: string): SourceMap | undefined => {
+    if (!maps.has(url)) {
+      let m: SourceMap | undefined;
+      try {
+        const file = `${fileURLToPath(url)}.map`;
+        if (existsSync(file)) m = new SourceMap(JSON.parse(readFileSync(file, 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);
+      } catch {
+        m = undefined;
+      }
+      maps.set(url, m);
+    }
+    return maps.get(url);
+  };
+  const nodes = p.nodes.map((n) => {
+    const cf = n.callFrame;
+    if (!cf.url.startsWith('file:')) return n;
+    const m = mapOf(cf.url);
+    if (m === undefined) return n;
+    const e = m.findEntry(cf.lineNumber, cf.columnNumber ?? 0);
+    if (!('originalSource' in e) || e.originalSource === undefined) return n;
+    const url = new URL(e.originalSource, cf.url).href;
+    return { ...n, callFrame: { ...cf, url, lineNumber: e.originalLine, columnNumber: e.originalColumn } };
+  });
+  return { ...p, nodes };
+}
+
 /** Functions whose inclusive time is reported (by name, when meshguard's or Fastify's). */
 const INCLUSIVE = ['decodeReview', 'reviewRequest', 'reviewValidate', 'reviewMutate', 'evaluate', 'mutate', 'parseJsonBody', 'observeReview', 'write', 'serialize', 'onSendEnd', 'handleRequest', 'runPreParsing', 'rawBody', 'wrapThenable', 'compare'];
 
 /** `window`: only samples taken between these monotonic timestamps (µs, process.hrtime's clock,
  * which V8's profiler shares on Linux); all samples when it would leave none. */
 export function summarize(file: string, top = 25, window?: { fromUs: number; toUs: number }): ProfileSummary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const p = unbundle(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile);
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const collect = (from: number, to: number): Map<number, number> => {
     const self = new Map<number, number>();

@@ -6,11 +6,11 @@
 //                                      exits 1 if any request failed
 //   flags: --cluster auto|on|off       real apiserver for the namespace cache (auto: when the
 //                                      e2e binaries are already built; never builds them)
-//          --rounds N --duration SECONDS --out FILE --source dist|ts --no-profile --no-micro
+//          --rounds N --duration SECONDS --out FILE --source bundle|dist|ts --no-profile --no-micro
 //
 // What it does (see docs/performance.md for the method and the latest figures):
-//  - builds meshguard like the container image does (tsc into .cache/bench/dist, or
-//    .cache/bench-quick/dist with --quick, run with
+//  - builds meshguard like the container image does (npm run bundle's one file, into
+//    .cache/bench/bundle, or .cache/bench-quick/bundle with --quick, run with
 //    NODE_ENV=production) and the floor (test/bench/floor.ts with its types stripped), so neither
 //    pays for Node's type stripping at run time;
 //  - starts `meshguard serve --mode enforce` (all rules, default configuration) and the floor with
@@ -30,11 +30,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { generate } from 'selfsigned';
 import ts from 'typescript';
 import { ensureGenerated } from '../../src/certs/source.ts';
+import { bundle } from '../../src/build/bundle.ts';
 import { defaultSans } from '../../src/certs/generate.ts';
 import { clusterBinariesCached, startBenchCluster, type BenchCluster } from './cluster.ts';
 import { injectedNamespaces, namespaceName } from './namespaces.ts';
@@ -57,7 +58,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     out: { type: 'string' },
-    source: { type: 'string', default: 'dist' },
+    source: { type: 'string', default: 'bundle' },
     'no-profile': { type: 'boolean', default: false },
     'no-micro': { type: 'boolean', default: false },
   },
@@ -124,13 +125,23 @@ mkdirSync(rsaDir);
   writeFileSync(join(rsaDir, 'tls.key'), leaf.private, { mode: 0o600 });
 }
 
-// Build: meshguard as the image runs it (tsc output, NODE_ENV=production); the floor with its
-// types stripped. --source ts runs src/main.ts through Node's type stripping instead.
+// Build: meshguard as the image runs it (the bundle of src/build/bundle.ts, NODE_ENV=production);
+// the floor with its types stripped. --source dist runs tsc's output from node_modules instead
+// (what `npm run build` and the bin launcher run), --source ts src/main.ts through Node's type
+// stripping.
 // --quick builds into its own folder, so a smoke run (npm test) never deletes the build under a
 // full run going on at the same time.
 const BUILD_REL = QUICK ? '.cache/bench-quick' : '.cache/bench';
 const BUILD = join(ROOT, BUILD_REL);
 let meshguardMain = 'src/main.ts';
+if (!['bundle', 'dist', 'ts'].includes(flags.source)) throw new Error(`--source ${flags.source}: bundle, dist or ts`);
+if (flags.source === 'bundle') {
+  const out = join(BUILD, 'bundle', 'meshguard.mjs');
+  rmSync(dirname(out), { recursive: true, force: true });
+  const b = await bundle(out);
+  for (const w of b.warnings) log(`bundle warning: ${w}`);
+  meshguardMain = `${BUILD_REL}/bundle/meshguard.mjs`;
+}
 if (flags.source === 'dist') {
   const dist = join(BUILD, 'dist');
   rmSync(dist, { recursive: true, force: true });

@@ -12,8 +12,8 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-export async function runCli(args: readonly string[], opts: { input?: string; cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const child = spawn(NODE, [MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+export async function runCli(args: readonly string[], opts: { input?: string; cwd?: string; env?: Record<string, string>; main?: string } = {}): Promise<CliResult> {
+  const child = spawn(NODE, [opts.main ?? MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -32,9 +32,9 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start `meshguard serve` and wait for its "serving on" line. */
-export async function startServe(args: readonly string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<ServeProcess> {
-  const child = spawn(NODE, [MAIN, 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Start `meshguard serve` and wait for its "serving on" line. `main`: another build of the CLI (the image's bundle). */
+export async function startServe(args: readonly string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number; main?: string } = {}): Promise<ServeProcess> {
+  const child = spawn(NODE, [opts.main ?? MAIN, 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));

@@ -1,12 +1,14 @@
 // The Dockerfile cannot be built here (no Docker engine), so it is parsed and its properties are
-// asserted: multi-stage, every base image pinned by digest, npm ci + build in a build stage,
-// production dependencies only in a distroless Node 24 nonroot final stage with no RUN (it has no
-// shell), numeric non-root USER, exec-form ENTRYPOINT running `dist/main.js serve`, no
-// HEALTHCHECK. Then the same build is replayed outside Docker (tsc into a temp dir) and the
-// entrypoint's command line is run.
+// asserted: multi-stage, every base image pinned by digest, npm ci + build + bundle in a build
+// stage, only the bundle (dist/meshguard.mjs, its map and the third-party notices) in a distroless
+// Node 24 nonroot final stage with no RUN (it has no shell) and no node_modules, numeric non-root
+// USER, exec-form ENTRYPOINT running `/app/meshguard.mjs serve`, no HEALTHCHECK. Then the same
+// bundle is built outside Docker into a directory with no node_modules and the entrypoint's
+// command line is run there. (test/e2e/bundle.test.ts runs that bundle against the real apiserver.)
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { bundle } from '../../src/build/bundle.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/review.ts';
@@ -73,24 +75,22 @@ t.test('multi-stage, every base image pinned by digest', async (t) => {
   t.ok(names.every((n) => n !== undefined), 'every build stage is named');
 });
 
-t.test('the build stage installs everything and compiles; the dependencies stage omits dev dependencies', async (t) => {
+t.test('the build stage installs everything, compiles and bundles; the final stage gets the bundle and nothing else', async (t) => {
   const runs = stages.slice(0, -1).flatMap((s) => of(s, 'RUN').map((r) => ({ stage: s.name, cmd: (JSON.parse(r.args) as string[]).join(' ') })));
-  t.ok(runs.some((r) => /^npm ci\b/.test(r.cmd) && !r.cmd.includes('--omit=dev')), 'npm ci with dev dependencies (TypeScript) in a build stage');
-  t.ok(runs.some((r) => r.cmd === 'npm run build'), 'npm run build');
-  const prod = runs.find((r) => /^npm ci\b.*--omit=dev/.test(r.cmd));
-  t.ok(prod, 'npm ci --omit=dev in a stage of its own');
-  const nodeModules = of(final, 'COPY').filter((c) => c.args.includes('node_modules'));
-  t.equal(nodeModules.length, 1, 'node_modules copied once into the final stage');
-  t.match(nodeModules[0]?.args ?? '', new RegExp(`--from=${prod?.stage ?? '?'}\\b`), 'from the production-only stage');
-  for (const c of of(final, 'COPY')) {
+  t.ok(runs.some((r) => /^npm ci\b/.test(r.cmd) && !r.cmd.includes('--omit=dev')), 'npm ci with dev dependencies (TypeScript, esbuild) in a build stage');
+  t.ok(runs.some((r) => r.cmd === 'npm run build'), 'npm run build (tsc: a type error fails the image build)');
+  t.ok(runs.some((r) => r.cmd === 'npm run bundle'), 'npm run bundle');
+  const copies = of(final, 'COPY');
+  t.notOk(copies.some((c) => c.args.includes('node_modules')), 'no node_modules in the final stage');
+  for (const c of copies) {
     const from = /--from=(\S+)/.exec(c.args)?.[1];
     t.ok(from !== undefined && stages.some((s) => s.name === from), `COPY ${c.args}: from a named stage, not the build context`);
   }
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { type?: string; scripts?: Record<string, string> };
-  t.equal(pkg.type, 'module', 'package.json (copied into the image) makes dist/*.js ES modules');
+  const copied = copies.flatMap((c) => c.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1));
+  t.same(copied.sort(), ['/app/dist/THIRD-PARTY-NOTICES.txt', '/app/dist/meshguard.mjs', '/app/dist/meshguard.mjs.map'], 'the bundle, its source map and the notices');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
   t.match(pkg.scripts?.['build'] ?? '', /tsc -p tsconfig\.build\.json/, 'npm run build is tsc with tsconfig.build.json');
-  const build = JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
-  t.same([build.compilerOptions.outDir, build.compilerOptions.rootDir], ['dist', 'src'], 'src/main.ts compiles to dist/main.js');
+  t.equal(pkg.scripts?.['bundle'], 'node src/build/bundle.ts', 'npm run bundle writes dist/meshguard.mjs');
 });
 
 t.test('the final stage: distroless Node 24 nonroot, no shell, non-root, exec-form entrypoint, no HEALTHCHECK', async (t) => {
@@ -103,7 +103,7 @@ t.test('the final stage: distroless Node 24 nonroot, no shell, non-root, exec-fo
   const ep = of(final, 'ENTRYPOINT');
   t.equal(ep.length, 1);
   t.ok(isExecForm(ep[0]?.args ?? ''), 'ENTRYPOINT in exec form (signals reach node directly)');
-  t.same(JSON.parse(ep[0]?.args ?? '[]'), ['/nodejs/bin/node', '/app/dist/main.js', 'serve']);
+  t.same(JSON.parse(ep[0]?.args ?? '[]'), ['/nodejs/bin/node', '/app/meshguard.mjs', 'serve']);
   t.notOk(stages.some((s) => of(s, 'HEALTHCHECK').length > 0), 'no HEALTHCHECK: the chart probes /healthz and /readyz');
   t.ok(existsSync(join(ROOT, 'src/main.ts')), 'src/main.ts exists');
 });
@@ -117,17 +117,32 @@ t.test('.dockerignore keeps local state and secrets out of the build context', a
   }
 });
 
-t.test('the build replayed without Docker: tsc to dist/, then the entrypoint command line runs', async (t) => {
+t.test('the build replayed without Docker: the bundle in a directory with no node_modules, then the entrypoint command line runs there with the image settings and prints no warning', async (t) => {
   const app = mkdtempSync(join(tmpdir(), 'mg-image-'));
   t.teardown(() => rmSync(app, { recursive: true, force: true }));
-  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
-  const run = (args: string[], cwd: string): Promise<{ code: number; out: string }> =>
-    new Promise((resolve) => execFile(process.execPath, args, { cwd, maxBuffer: 8 * 1024 * 1024 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: stdout + stderr })));
-  const built = await run([tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(app, 'dist')], ROOT);
-  t.equal(built.code, 0, built.out);
-  copyFileSync(join(ROOT, 'package.json'), join(app, 'package.json'));
-  symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'));
-  const help = await run([join(app, 'dist/main.js'), 'serve', '--help'], app);
-  t.equal(help.code, 0, help.out);
-  t.match(help.out, /Usage: meshguard serve/, 'node /app/dist/main.js serve --help');
+  const r = await bundle(join(app, 'meshguard.mjs'));
+  t.same(r.warnings, [], 'esbuild reports no warning');
+  t.same(readdirSync(app).sort(), ['THIRD-PARTY-NOTICES.txt', 'meshguard.mjs', 'meshguard.mjs.map'], 'what the final stage copies');
+  t.ok(r.packages.some((p) => p.startsWith('@kubernetes/client-node@')) && r.packages.some((p) => p.startsWith('fastify@')), `${r.packages.length} bundled packages, client-node and fastify among them`);
+  const notices = readFileSync(r.noticesFile, 'utf8');
+  for (const p of r.packages) t.ok(notices.includes(`${p} (`), `${p} is in the notices`);
+  const env: Record<string, string> = { ...process.env } as Record<string, string>;
+  for (const m of text.matchAll(/^ENV (\w+)=(.*)$/gm)) env[m[1] as string] = m[2] as string;
+  const help = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [join(app, 'meshguard.mjs'), 'serve', '--help'], { cwd: app, env }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
+  );
+  t.equal(help.code, 0, help.stderr);
+  t.match(help.stdout, /Usage: meshguard serve/, 'node /app/meshguard.mjs serve --help');
+  t.equal(help.stderr, '', 'nothing on stderr (no deprecation warning)');
+  const warn = await new Promise<{ stderr: string }>((resolve) =>
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', `await import(${JSON.stringify(join(app, 'meshguard.mjs'))}); process.emitWarning('silenced', 'DeprecationWarning', 'DEP0169'); process.emitWarning('kept', 'DeprecationWarning', 'DEP9999'); process.emitWarning('kept too', { type: 'DeprecationWarning', code: 'DEP9998' });`],
+      { cwd: app },
+      (_err, _stdout, stderr) => resolve({ stderr }),
+    ),
+  );
+  t.notMatch(warn.stderr, 'silenced', "the bundle drops DEP0169 (url.parse from node-fetch), which Node drops for node_modules' calls");
+  t.match(warn.stderr, /\[DEP9999\] DeprecationWarning: kept/, 'any other warning still prints');
+  t.match(warn.stderr, /\[DEP9998\] DeprecationWarning: kept too/, 'in either calling form');
 });

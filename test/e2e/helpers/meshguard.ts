@@ -1,7 +1,7 @@
 // meshguard as the real apiserver's webhook: the same `meshguard serve` a user runs, in its own
 // process, with a certificate whose SANs cover 127.0.0.1, registered by clientConfig.url.
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { webhookConfigurations, type FailurePolicy } from '../../../src/cluster/webhook-config.ts';
 import { DEFAULT_EXEMPT_NAMESPACES } from '../../../src/config/schema.ts';
 import { RULES } from '../../../src/policies/registry.ts';
@@ -28,6 +28,9 @@ export interface MeshguardOptions {
   /** Reuse this port (to come back where the webhooks point). */
   readonly port?: number;
   readonly name?: string;
+  /** Run this build of the CLI instead of src/main.ts (the image's bundle), from its directory, with these environment variables. */
+  readonly main?: string;
+  readonly env?: Record<string, string>;
 }
 
 export async function startMeshguard(cluster: Cluster, o: MeshguardOptions = {}): Promise<Meshguard> {
@@ -44,7 +47,7 @@ export async function startMeshguard(cluster: Cluster, o: MeshguardOptions = {})
     '--config', configFile,
     '--log-level', 'warn',
     ...(o.args ?? []),
-  ]);
+  ], { ...(o.main !== undefined ? { main: o.main, cwd: dirname(o.main) } : {}), ...(o.env !== undefined ? { env: o.env } : {}) });
   const caPem = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   return {
     process: proc,
