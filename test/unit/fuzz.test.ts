@@ -604,6 +604,10 @@ t.test('poisoning, deep nesting and over-limit bodies are refused without stalli
     ['a __proto__ key at the top', () => attack('{"__proto__":{"polluted":1}}'), [400], [ERRORS.BODY_POISONED.code]],
     ['a __proto__ key inside the object', () => attack(review('{"metadata":{"name":"x","labels":{"__proto__":{"polluted":"1"}}}}')), [400], [ERRORS.BODY_POISONED.code]],
     ['constructor.prototype inside the object', () => attack(review('{"metadata":{"name":"x","constructor":{"prototype":{"polluted":1}}}}')), [400], [ERRORS.BODY_POISONED.code]],
+    // JSON.parse decodes \u escapes in keys: these are the same keys, spelled so that no "__proto__" or "constructor" appears in the text.
+    ['a __proto__ key spelled with \\u escapes', () => attack(review('{"metadata":{"name":"x","labels":{"\\u005f\\u005fproto\\u005f\\u005f":{"polluted":"1"}}}}')), [400], [ERRORS.BODY_POISONED.code]],
+    ['escapes that spell no forbidden key are accepted (Go escapes <, > and & as \\u003c, \\u003e, \\u0026)', () => attack(review('{"metadata":{"name":"x","annotations":{"note":"\\u003cb\\u003e \\u0026","constructor":"a string is no prototype"}}}')), [200], ['']],
+    ['constructor.prototype spelled with \\u escapes', () => attack(review('{"metadata":{"name":"x","\\u0063onstructor":{"prototyp\\u0065":{"polluted":1}}}}')), [400], [ERRORS.BODY_POISONED.code]],
     ['a __proto__ key 100k objects deep', () => attack(deepObject), [400], [ERRORS.BODY_POISONED.code]],
     ['1 MiB of unbalanced [', () => attack('['.repeat(MiB)), [400], [ERRORS.BODY_NOT_JSON.code]],
     ['1 MiB of balanced nested arrays', () => attack(deepArrays), [400], [ERRORS.REVIEW_NOT_OBJECT.code]],
