@@ -55,6 +55,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const opts: FastifyServerOptions & { https?: HttpsOptions } = {
     logger: deps.logger ?? false,
     logController: new LogController({ disableRequestLogging: true }),
+    // Every request logs through the server's logger itself, not a child bound to its reqId:
+    // pino builds a child per request (3 us of a Pod CREATE), and meshguard's request logs carry
+    // the review's uid, which the apiserver's audit log also has.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: config.server.bodyLimitBytes,
     requestTimeout: config.server.requestTimeoutMs,
     keepAliveTimeout: config.server.keepAliveTimeoutMs,
@@ -93,7 +97,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const recorder = deps.recorder ?? noopRecorder;
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const name = errorName(err);
-    if (name === 'INTERNAL') req.log.error({ err }, 'unexpected error');
+    if (name === 'INTERNAL') req.log.error({ err, reqId: req.id, url: req.url }, 'unexpected error');
     recorder.observeRejected(req.url.split('?')[0] ?? '', errorBody(name).code);
     // A coded answer that says what is wrong; never a stack trace.
     void reply.code(errorBody(name).statusCode).send(errorBody(name, name === 'INTERNAL' ? undefined : err.message));
