@@ -29,8 +29,10 @@ WORKDIR /app
 ENV NODE_ENV=production
 # V8 sizes the young generation from the machine, up to 2 x 32 MiB semi-spaces on a large node,
 # whatever the container's limit. 8 MiB cut peak RSS with 50 000 namespaces cached from 321 to
-# 187 MiB and server CPU per request from 207 to 175 us in the benchmark (docs/performance.md).
-ENV NODE_OPTIONS=--max-semi-space-size=8
+# 187 MiB and server CPU per request from 207 to 175 us in the benchmark; with the bundle, 4 MiB
+# cut it by about 7 MiB more (140-142 against 145-151 MiB) at the same CPU per request, side by
+# side (docs/performance.md).
+ENV NODE_OPTIONS=--max-semi-space-size=4
 # glibc gives every thread that allocates (V8's and libuv's workers) a malloc arena of its own; two
 # arenas cut peak RSS with 50 000 namespaces cached by about 25 MiB (medians of five fresh starts
 # without and four with it: 208 -> 180.5 MiB) at the same CPU per request (docs/performance.md).

@@ -5,6 +5,7 @@
 //
 //   node test/soak/run.ts                       # 20 min load + 2 min settle, 100 req/s
 //   node test/soak/run.ts --load-min 2 --settle-min 0.5 --warmup-min 0.5 --rps 200
+//   node test/soak/run.ts --bundle             # the image's server (npm run bundle's one file)
 //
 // Pass: zero errors and growth under --max-growth (5 MiB per 10 min). Exit 0 on pass, 1 on fail.
 // Results: JSON in test/soak/results/ (or --out FILE).
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
+import { bundle } from '../../src/build/bundle.ts';
 import { startServe } from '../helpers/process.ts';
 
 const HERE = new URL('.', import.meta.url).pathname;
@@ -29,6 +31,8 @@ const { values: flags } = parseArgs({
     'max-growth': { type: 'string', default: '5' },
     sockets: { type: 'string', default: '16' },
     out: { type: 'string' },
+    // Run the image's server (npm run bundle's one file) instead of src/main.ts.
+    bundle: { type: 'boolean', default: false },
   },
 });
 
@@ -183,7 +187,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-soak-'));
-  const server = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--log-level', 'warn', '--audit-log', join(dir, 'audit.jsonl')]);
+  const main = flags.bundle === true ? (await bundle(join(dir, 'bundle', 'meshguard.mjs'))).outfile : undefined;
+  const server = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--log-level', 'warn', '--audit-log', join(dir, 'audit.jsonl')], main !== undefined ? { main } : {});
   const pid = server.child.pid ?? 0;
   const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
   const agent = new Agent({ keepAlive: true, maxSockets: num('sockets'), timeout: 90_000 });
@@ -245,7 +250,7 @@ async function main(): Promise<number> {
   const result = {
     when: new Date().toISOString(),
     node: process.version,
-    settings: { loadMin: LOAD_MS / 60_000, settleMin: SETTLE_MS / 60_000, warmupMin: WARMUP_MS / 60_000, rps: RPS, sampleS: SAMPLE_MS / 1000, sockets: num('sockets'), maxGrowthMiBPer10Min: MAX_GROWTH },
+    settings: { loadMin: LOAD_MS / 60_000, settleMin: SETTLE_MS / 60_000, warmupMin: WARMUP_MS / 60_000, rps: RPS, sampleS: SAMPLE_MS / 1000, sockets: num('sockets'), maxGrowthMiBPer10Min: MAX_GROWTH, server: flags.bundle === true ? 'bundle' : 'src/main.ts', nodeOptions: process.env['NODE_OPTIONS'] ?? '', mallocArenaMax: process.env['MALLOC_ARENA_MAX'] ?? '' },
     mix: SHAPES.map((s) => ({ name: s.name, path: s.path, share: round(s.weight / TOTAL_WEIGHT, 3) })),
     requests: { sent, answered, verdicts, achievedRps: round(sent / (LOAD_MS / 1000), 1) },
     errors: { count: errors.length, first: errors.slice(0, 20) },
