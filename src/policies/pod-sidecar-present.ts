@@ -4,10 +4,11 @@
 // istio-proxy container with an allowed Istio image, either in spec.containers or as a native
 // sidecar (spec.initContainers with restartPolicy Always). If not, the injector is missing,
 // failing open (istiod down), or was skipped. Ambient namespaces have no sidecar: skipped.
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isSkip, skip, type ValidatingRule, type Violation } from '../engine/types.ts';
 import { meshStatus } from './lib/mesh.ts';
 import { podTemplate, POD, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { isIstioImage, isInjected, PROXY, STATUS } from './lib/workload-istio.ts';
+import { reviewedWorkload } from './lib/workload-review.ts';
 
 const FIX = "check that istiod's sidecar injector is running and selects this namespace, then recreate the pod (e.g. kubectl rollout restart)";
 
@@ -46,6 +47,9 @@ export const podSidecarPresent: ValidatingRule = {
     const dataplane = meshStatus(ns.labels, config, cluster.knownRevisions()).dataplane;
     if (dataplane === 'ambient') return skip('ambient namespace: pods have no sidecar');
     if (dataplane !== 'sidecar') return skip('the namespace is not sidecar-injected (workload-injection-opt-out judges it)');
-    return problems(podTemplate(req.object, POD), (image) => isIstioImage(image, config));
+    // The workload rules have already read this Pod's template for this request: use theirs.
+    const w = reviewedWorkload(req);
+    const template = !isSkip(w) && w.scope === 'all' && w.template.kind === POD ? w.template : podTemplate(req.object, POD);
+    return problems(template, (image) => isIstioImage(image, config));
   },
 };

@@ -5,7 +5,7 @@
 // workload rule reads the eight shapes the same way. Every reader is defensive: any field may
 // have any type, and a missing part is an empty map.
 import type { KindRef, WebhookResource } from '../../engine/types.ts';
-import { at, mapItems } from './istio.ts';
+import { at } from './istio.ts';
 import { isRecord, stringMap } from './objects.ts';
 
 type Json = Readonly<Record<string, unknown>>;
@@ -103,17 +103,20 @@ function text(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }
 
+/** Every container of the three lists, in order; entries that are not objects are skipped (their
+ * index still counts). Plain loops: this runs once per reviewed workload, on every request. */
 function containersOf(podSpec: Json, specPath: string): ContainerRef[] {
-  return CONTAINER_LISTS.flatMap((list) =>
-    mapItems(podSpec[list]).map(([index, container]): ContainerRef => ({
-      list,
-      index,
-      path: `${specPath}.${list}[${index}]`,
-      name: text(container['name']),
-      image: text(container['image']),
-      container,
-    })),
-  );
+  const out: ContainerRef[] = [];
+  for (const list of CONTAINER_LISTS) {
+    const items = podSpec[list];
+    if (!Array.isArray(items)) continue;
+    for (let index = 0; index < items.length; index++) {
+      const container: unknown = items[index];
+      if (!isRecord(container)) continue;
+      out.push({ list, index, path: `${specPath}.${list}[${index}]`, name: text(container['name']), image: text(container['image']), container });
+    }
+  }
+  return out;
 }
 
 /** The pod template { metadata, spec } of an object of this kind (the object itself for a Pod). */

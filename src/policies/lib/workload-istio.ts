@@ -43,7 +43,10 @@ export function isInjected(t: PodTemplate): boolean {
   return t.isPod && typeof status === 'string' && status !== '';
 }
 
-const imageCache = new WeakMap<Config, readonly RegExp[]>();
+/** Per configuration: the compiled istioProxyImages, and the answers for images already seen
+ * (the same few images come in every request; at most IMAGE_MEMO of them are kept). */
+const imageCache = new WeakMap<Config, { readonly patterns: readonly RegExp[]; readonly seen: Map<string, boolean> }>();
+const IMAGE_MEMO = 1024;
 
 function compile(pattern: string): RegExp | undefined {
   try {
@@ -55,12 +58,19 @@ function compile(pattern: string): RegExp | undefined {
 
 /** The image is one of Istio's proxy images (config.istioProxyImages, matched against the whole image). */
 export function isIstioImage(image: string, config: Config): boolean {
-  let res = imageCache.get(config);
-  if (res === undefined) {
-    res = config.istioProxyImages.map(compile).filter((r): r is RegExp => r !== undefined);
-    imageCache.set(config, res);
+  if (image === '') return false;
+  let c = imageCache.get(config);
+  if (c === undefined) {
+    c = { patterns: config.istioProxyImages.map(compile).filter((r): r is RegExp => r !== undefined), seen: new Map() };
+    imageCache.set(config, c);
   }
-  return image !== '' && res.some((r) => r.test(image));
+  let answer = c.seen.get(image);
+  if (answer === undefined) {
+    answer = c.patterns.some((r) => r.test(image));
+    if (c.seen.size >= IMAGE_MEMO) c.seen.clear();
+    c.seen.set(image, answer);
+  }
+  return answer;
 }
 
 /** Why a container with a reserved name is not Istio's own; undefined when it is. */
