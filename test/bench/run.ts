@@ -36,6 +36,7 @@ import { generate } from 'selfsigned';
 import ts from 'typescript';
 import { ensureGenerated } from '../../src/certs/source.ts';
 import { bundle } from '../../src/build/bundle.ts';
+import { imageEnv } from '../helpers/image.ts';
 import { defaultSans } from '../../src/certs/generate.ts';
 import { clusterBinariesCached, startBenchCluster, type BenchCluster } from './cluster.ts';
 import { injectedNamespaces, namespaceName } from './namespaces.ts';
@@ -186,10 +187,9 @@ const ENV = { NODE_ENV: 'production' };
 /** The runtime settings the image gives meshguard: NODE_OPTIONS and MALLOC_ARENA_MAX from the
  * Dockerfile's ENV lines, so the memory row "as the image runs it" follows the Dockerfile. */
 const IMAGE_RUNTIME = ((): { nodeFlags: string[]; env: Record<string, string>; label: string } => {
-  const env: Record<string, string> = {};
-  for (const m of readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (NODE_OPTIONS|MALLOC_ARENA_MAX)=(\S+)$/gm)) env[m[1] as string] = m[2] as string;
-  const nodeFlags = (env['NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== '');
-  delete env['NODE_OPTIONS'];
+  const image = imageEnv();
+  const nodeFlags = (image['NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== '');
+  const env: Record<string, string> = image['MALLOC_ARENA_MAX'] !== undefined ? { MALLOC_ARENA_MAX: image['MALLOC_ARENA_MAX'] } : {};
   const label = [...nodeFlags, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join(' ') || 'no settings';
   return { nodeFlags, env, label };
 })();

@@ -4,12 +4,13 @@
 // rule fixture; as the real apiserver's webhook, its namespace cache (client-node inside the
 // bundle) must sync and decide, and nothing may appear on stderr (no deprecation warning).
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundle } from '../../src/build/bundle.ts';
+import { imageEnv } from '../helpers/image.ts';
 import { runCli } from '../helpers/process.ts';
-import { FIXTURES, ROOT } from '../helpers/review.ts';
+import { FIXTURES } from '../helpers/review.ts';
 import { get } from '../helpers/server.ts';
 import { startCluster } from './helpers/cluster.ts';
 import { eventually, startMeshguard } from './helpers/meshguard.ts';
@@ -21,22 +22,21 @@ t.teardown(() => rmSync(app, { recursive: true, force: true }));
 const built = await bundle(join(app, 'meshguard.mjs'));
 const MAIN = built.outfile;
 
-/** The environment the image gives the process: its ENV lines (NODE_ENV, NODE_OPTIONS, MALLOC_ARENA_MAX). */
-const imageEnv: Record<string, string> = {};
-for (const m of readFileSync(join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^ENV (\w+)=(.*)$/gm)) imageEnv[m[1] as string] = m[2] as string;
+/** The environment the image gives the process (NODE_ENV, NODE_OPTIONS, MALLOC_ARENA_MAX). */
+const IMAGE_ENV = imageEnv();
 
 t.test('offline: meshguard check over every rule fixture prints exactly what the sources print, in text and JSON', async (t) => {
-  t.ok(imageEnv['NODE_OPTIONS'] !== undefined, `the image's settings: ${JSON.stringify(imageEnv)}`);
+  t.ok(IMAGE_ENV['NODE_OPTIONS'] !== undefined, `the image's settings: ${JSON.stringify(IMAGE_ENV)}`);
   for (const output of ['text', 'json']) {
     const args = ['check', '-f', join(FIXTURES, 'rules'), '-o', output];
-    const fromBundle = await runCli(args, { main: MAIN, cwd: app, env: imageEnv });
+    const fromBundle = await runCli(args, { main: MAIN, cwd: app, env: IMAGE_ENV });
     const fromSources = await runCli(args);
     t.equal(fromBundle.code, 1, `${output}: exit 1 (violations found)`);
     t.equal(fromBundle.code, fromSources.code, `${output}: the same exit code`);
     t.equal(fromBundle.stdout, fromSources.stdout, `${output}: the same ${fromBundle.stdout.length} characters on stdout`);
     t.equal(fromBundle.stderr, '', `${output}: nothing on stderr`);
   }
-  const usage = await runCli(['check', 'deploy.yaml'], { main: MAIN, cwd: app, env: imageEnv });
+  const usage = await runCli(['check', 'deploy.yaml'], { main: MAIN, cwd: app, env: IMAGE_ENV });
   t.equal(usage.code, 2, 'a usage error is still exit 2');
   t.equal(usage.stderr, (await runCli(['check', 'deploy.yaml'])).stderr, 'with the same message');
 });
@@ -44,7 +44,7 @@ t.test('offline: meshguard check over every rule fixture prints exactly what the
 const cluster = await startCluster();
 t.teardown(() => cluster.stop());
 await cluster.applyYaml('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshguard\n');
-const mg = await startMeshguard(cluster, { name: 'bundle', main: MAIN, env: imageEnv, config: { revisions: ['canary'] } });
+const mg = await startMeshguard(cluster, { name: 'bundle', main: MAIN, env: IMAGE_ENV, config: { revisions: ['canary'] } });
 t.teardown(() => mg.stop());
 await mg.register('Fail');
 

@@ -9,6 +9,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { bundle } from '../../src/build/bundle.ts';
+import { imageEnv } from '../helpers/image.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/review.ts';
@@ -126,8 +127,7 @@ t.test('the build replayed without Docker: the bundle in a directory with no nod
   t.ok(r.packages.some((p) => p.startsWith('@kubernetes/client-node@')) && r.packages.some((p) => p.startsWith('fastify@')), `${r.packages.length} bundled packages, client-node and fastify among them`);
   const notices = readFileSync(r.noticesFile, 'utf8');
   for (const p of r.packages) t.ok(notices.includes(`${p} (`), `${p} is in the notices`);
-  const env: Record<string, string> = { ...process.env } as Record<string, string>;
-  for (const m of text.matchAll(/^ENV (\w+)=(.*)$/gm)) env[m[1] as string] = m[2] as string;
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...imageEnv(text) };
   const help = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
     execFile(process.execPath, [join(app, 'meshguard.mjs'), 'serve', '--help'], { cwd: app, env }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
   );
