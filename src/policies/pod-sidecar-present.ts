@@ -47,9 +47,11 @@ export const podSidecarPresent: ValidatingRule = {
     const dataplane = meshStatus(ns.labels, config, cluster.knownRevisions()).dataplane;
     if (dataplane === 'ambient') return skip('ambient namespace: pods have no sidecar');
     if (dataplane !== 'sidecar') return skip('the namespace is not sidecar-injected (workload-injection-opt-out judges it)');
-    // The workload rules have already read this Pod's template for this request: use theirs.
+    // The workload rules have already read this Pod's template for this request: use theirs (for a
+    // Pod CREATE, the only request this rule matches, it is the whole Pod; a Pod being deleted is
+    // skipped there and read here as before).
     const w = reviewedWorkload(req);
-    const template = !isSkip(w) && w.scope === 'all' && w.template.kind === POD ? w.template : podTemplate(req.object, POD);
+    const template = isSkip(w) ? podTemplate(req.object, POD) : w.template;
     return problems(template, (image) => isIstioImage(image, config));
   },
 };
