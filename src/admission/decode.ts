@@ -53,7 +53,8 @@ function decodeUserInfo(v: unknown): UserInfo | null | undefined {
   if (!isRecord(v)) return undefined;
   const username = optionalString(v['username']) ?? '';
   const groups = v['groups'] ?? [];
-  if (username === null || !Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) return undefined;
+  if (username === null || !Array.isArray(groups)) return undefined;
+  for (let i = 0; i < groups.length; i++) if (typeof groups[i] !== 'string') return undefined;
   return { username, groups: groups as string[] };
 }
 

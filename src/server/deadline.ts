@@ -60,10 +60,23 @@ export interface RequestDeadline {
   readonly startBy: number;
 }
 
+/** The apiserver sends the same `?timeout=` on every call of a webhook: the last text and its
+ * value are kept, so a request pays a string comparison instead of the parse. */
+let lastTimeoutText: string | undefined;
+let lastTimeoutMs: number | undefined;
+
+function timeoutMsOf(text: string): number | undefined {
+  if (text !== lastTimeoutText) {
+    lastTimeoutMs = parseGoDuration(text);
+    lastTimeoutText = text;
+  }
+  return lastTimeoutMs;
+}
+
 /** The deadline for a request received at `receivedAt` with `?timeout=<text>`; undefined without
  * a usable timeout (then nothing is cut short). */
 export function deadlineFor(text: string | undefined, receivedAt: number, marginPercent: number): RequestDeadline | undefined {
-  const timeoutMs = text === undefined ? undefined : parseGoDuration(text);
+  const timeoutMs = text === undefined ? undefined : timeoutMsOf(text);
   if (timeoutMs === undefined || timeoutMs <= 0) return undefined;
   return { receivedAt, timeoutMs, startBy: receivedAt + (timeoutMs * (100 - marginPercent)) / 100 };
 }

@@ -24,4 +24,13 @@ t.test('encodeReview(x) === JSON.stringify(x) for every answer shape', async (t)
   const odd = allowed('u');
   (odd.response as unknown as Record<string, unknown>)['extra'] = 1;
   t.equal(encodeReview(odd), JSON.stringify(odd), 'an extra response field is serialized, not dropped');
+  const extraTop = { ...allowed('u'), metadata: {} };
+  t.equal(encodeReview(extraTop), JSON.stringify(extraTop), 'an extra review field is serialized, not dropped');
+  const { response, ...head } = allowed('u');
+  const reordered = { response, ...head };
+  t.equal(encodeReview(reordered), JSON.stringify(reordered), 'review keys in another order keep their order');
+  const swapped = { ...head, response: { allowed: true, uid: 'u' } };
+  t.equal(encodeReview(swapped), JSON.stringify(swapped), 'response keys in another order keep their order');
+  const inherited = { ...head, response: Object.assign(Object.create({ warnings: ['w'] }) as object, { uid: 'u', allowed: true }) } as typeof swapped;
+  t.equal(encodeReview(inherited), JSON.stringify(inherited), 'an inherited enumerable key: the slow path, still JSON.stringify');
 });
