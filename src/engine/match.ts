@@ -68,7 +68,14 @@ export function skipReason(rule: Rule, req: AdmissionRequest, config: Config): s
 export type MatchPlan = readonly (Result | undefined)[];
 
 const PLAN_LIMIT = 256;
-const plans = new WeakMap<readonly Rule[], WeakMap<Config, Map<string, MatchPlan>>>();
+
+/** The plans of one rule list and configuration, by kind, then scanned for (group, operation,
+ * subresource): no key string is built per request. */
+interface Plans {
+  readonly byKind: Map<string, { readonly group: string; readonly operation: string; readonly subResource: string; readonly plan: MatchPlan }[]>;
+  size: number;
+}
+const plans = new WeakMap<readonly Rule[], WeakMap<Config, Plans>>();
 
 /**
  * The static half of skipReason for every rule at once, memoized per rule list, configuration and
@@ -83,21 +90,30 @@ export function matchPlan(rules: readonly Rule[], req: AdmissionRequest, config:
     byConfig = new WeakMap();
     plans.set(rules, byConfig);
   }
-  let byShape = byConfig.get(config);
-  if (byShape === undefined) {
-    byShape = new Map();
-    byConfig.set(config, byShape);
+  let known = byConfig.get(config);
+  if (known === undefined) {
+    known = { byKind: new Map(), size: 0 };
+    byConfig.set(config, known);
   }
-  const key = `${req.kind.group}\u0000${req.kind.kind}\u0000${req.operation}\u0000${req.subResource}`;
-  let plan = byShape.get(key);
-  if (plan === undefined) {
-    plan = Object.freeze(
-      rules.map((rule) => {
-        const reason = staticSkipReason(rule, req, config);
-        return reason === undefined ? undefined : Object.freeze(results.skip(rule.id, reason));
-      }),
-    );
-    if (byShape.size < PLAN_LIMIT) byShape.set(key, plan);
+  const { group, kind } = req.kind;
+  const { operation, subResource } = req;
+  const shapes = known.byKind.get(kind);
+  if (shapes !== undefined) {
+    for (let i = 0; i < shapes.length; i++) {
+      const s = shapes[i] as NonNullable<typeof shapes>[number];
+      if (s.group === group && s.operation === operation && s.subResource === subResource) return s.plan;
+    }
+  }
+  const plan: MatchPlan = Object.freeze(
+    rules.map((rule) => {
+      const reason = staticSkipReason(rule, req, config);
+      return reason === undefined ? undefined : Object.freeze(results.skip(rule.id, reason));
+    }),
+  );
+  if (known.size < PLAN_LIMIT) {
+    known.size++;
+    if (shapes === undefined) known.byKind.set(kind, [{ group, operation, subResource, plan }]);
+    else shapes.push({ group, operation, subResource, plan });
   }
   return plan;
 }

@@ -61,15 +61,30 @@ interface MetricValue {
  * Counter and Histogram would give.
  */
 class ReviewMetrics {
-  readonly #series = new Map<string, ReviewSeries>();
+  /** Every series, in the order first seen (the exposition order). */
+  readonly #series: ReviewSeries[] = [];
+  /** The series of each kind: a request looks up its kind (no key string is built) and scans the
+   * few series of that kind. */
+  readonly #byKind = new Map<string, ReviewSeries[]>();
+
+  #find(l: ReviewLabels): ReviewSeries {
+    let list = this.#byKind.get(l.kind);
+    if (list === undefined) {
+      list = [];
+      this.#byKind.set(l.kind, list);
+    }
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i] as ReviewSeries;
+      if (s.labels.endpoint === l.endpoint && s.labels.operation === l.operation && s.labels.verdict === l.verdict) return s;
+    }
+    const s: ReviewSeries = { labels: { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict }, inBucket: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
+    list.push(s);
+    this.#series.push(s);
+    return s;
+  }
 
   observe(l: ReviewLabels, seconds: number): void {
-    const key = `${l.endpoint}\u0000${l.kind}\u0000${l.operation}\u0000${l.verdict}`;
-    let s = this.#series.get(key);
-    if (s === undefined) {
-      s = { labels: { endpoint: l.endpoint, kind: l.kind, operation: l.operation, verdict: l.verdict }, inBucket: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 };
-      this.#series.set(key, s);
-    }
+    const s = this.#find(l);
     let i = 0;
     while (i < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[i] ?? Infinity)) i++;
     if (i < LATENCY_BUCKETS.length) s.inBucket[i] = (s.inBucket[i] ?? 0) + 1;
@@ -85,8 +100,11 @@ class ReviewMetrics {
       type,
       aggregator: 'sum',
       labelNames: REVIEW_LABELS,
-      get: async () => ({ name, help, type, aggregator: 'sum', values: values([...this.#series.values()]) }),
-      reset: (): void => this.#series.clear(),
+      get: async () => ({ name, help, type, aggregator: 'sum', values: values([...this.#series]) }),
+      reset: (): void => {
+        this.#series.length = 0;
+        this.#byKind.clear();
+      },
     });
     const latency = 'meshguard_admission_duration_seconds';
     const histogram = (s: ReviewSeries): MetricValue[] => {
