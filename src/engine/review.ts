@@ -86,6 +86,8 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const results = evaluate(rules.validating, ctx);
   const mode = namespaceMode(config, req, cluster);
   const verdict = decide(results, config, mode);
+  // Nothing to report: the plain answer, without building empty warnings and annotations.
+  if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
   const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
   if (!verdict.allowed) {
     // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
@@ -101,17 +103,14 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
       warnings: verdict.warnings,
     };
   }
-  if (verdict.warnings.length > 0) {
-    return {
-      response: allowed(req.uid, extras),
-      verdict: 'warned',
-      audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
-      results,
-      denials: NONE,
-      warnings: verdict.warnings,
-    };
-  }
-  return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
+  return {
+    response: allowed(req.uid, extras),
+    verdict: 'warned',
+    audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
+    results,
+    denials: NONE,
+    warnings: verdict.warnings,
+  };
 }
 
 /**

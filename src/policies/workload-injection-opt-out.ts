@@ -92,6 +92,11 @@ export const workloadInjectionOptOut: ValidatingRule = {
   validate(ctx) {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
-    return [...namespaceProblems(ctx, w), ...injectProblems(w), ...dataplaneProblems(w)];
+    const ns = namespaceProblems(ctx, w);
+    const inject = injectProblems(w);
+    const dataplane = dataplaneProblems(w);
+    // Usually all three are empty: no combined array is built for a pass.
+    if (inject.length === 0 && dataplane.length === 0) return ns;
+    return [...ns, ...inject, ...dataplane];
   },
 };

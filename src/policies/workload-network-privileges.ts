@@ -7,8 +7,7 @@
 // NET_RAW, which it needs to set up the redirection; nothing more.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { stringItems } from './lib/istio.ts';
-import { stringMap } from './lib/objects.ts';
+import { isRecord, stringMap } from './lib/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { INIT, isIstioOwn, notIstioOwn, quote, VALIDATION } from './lib/workload-istio.ts';
 import { reviewedWorkload } from './lib/workload-review.ts';
@@ -34,16 +33,23 @@ function reason(c: ContainerRef, t: PodTemplate, config: Config): string {
   return why === undefined ? ` (Istio's ${c.name} may add only NET_ADMIN and NET_RAW)` : ` (it is not Istio's own ${c.name}: ${why})`;
 }
 
-function containerProblems(c: ContainerRef, t: PodTemplate, config: Config): Violation[] {
-  const sc = stringMap(c.container['securityContext']);
-  const out: Violation[] = [];
+function containerProblems(c: ContainerRef, t: PodTemplate, config: Config, out: Violation[]): void {
+  const sc = c.container['securityContext'];
+  if (!isRecord(sc)) return;
   if (sc['privileged'] === true) {
     out.push({ message: `${containerLabel(c)} is privileged: it can rewrite the pod's iptables and bypass the sidecar`, path: `${c.path}.securityContext.privileged`, value: 'true', fix: 'remove privileged: true' });
   }
-  const istioInit = isIstioInit(c, t, config);
-  for (const [i, cap] of stringItems(stringMap(sc['capabilities'])['add'])) {
+  const add = stringMap(sc['capabilities'])['add'];
+  if (!Array.isArray(add) || add.length === 0) return;
+  // Whether this is Istio's own istio-init is asked only of a container that adds capabilities.
+  let istioInit: boolean | undefined;
+  for (let i = 0; i < add.length; i++) {
+    const cap: unknown = add[i];
+    if (typeof cap !== 'string') continue;
     const name = normalizeCapability(cap);
-    if (!NETWORK_CAPABILITIES.has(name) || (istioInit && ISTIO_INIT_CAPABILITIES.has(name))) continue;
+    if (!NETWORK_CAPABILITIES.has(name)) continue;
+    istioInit ??= isIstioInit(c, t, config);
+    if (istioInit && ISTIO_INIT_CAPABILITIES.has(name)) continue;
     out.push({
       message: `${containerLabel(c)} adds capability ${quote(cap)}: it can rewrite the pod's iptables and bypass the sidecar${reason(c, t, config)}`,
       path: `${c.path}.securityContext.capabilities.add[${i}]`,
@@ -51,7 +57,6 @@ function containerProblems(c: ContainerRef, t: PodTemplate, config: Config): Vio
       fix: `remove ${cap} from capabilities.add`,
     });
   }
-  return out;
 }
 
 export const workloadNetworkPrivileges: ValidatingRule = {
@@ -64,6 +69,8 @@ export const workloadNetworkPrivileges: ValidatingRule = {
   validate(ctx) {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
-    return w.containers.flatMap((c) => containerProblems(c, w.template, ctx.config));
+    const out: Violation[] = [];
+    for (const c of w.containers) containerProblems(c, w.template, ctx.config, out);
+    return out;
   },
 };

@@ -6,38 +6,39 @@
 // with the CNI) in an injected Pod with an allowed Istio image.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { stringMap } from './lib/objects.ts';
+import { isRecord } from './lib/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/workload-istio.ts';
 import { reviewedWorkload } from './lib/workload-review.ts';
 
 const WHY = `${PROXY_ID} is the Istio proxy's identity, whose traffic the sidecar lets out uncaptured`;
 
-function entries(v: unknown): [number, unknown][] {
-  return Array.isArray(v) ? v.map((x: unknown, i): [number, unknown] => [i, x]) : [];
+const POD_FIELDS = ['runAsUser', 'runAsGroup', 'fsGroup'] as const;
+const CONTAINER_FIELDS = ['runAsUser', 'runAsGroup'] as const;
+
+function podLevel(t: PodTemplate, out: Violation[]): void {
+  const sc = t.podSpec['securityContext'];
+  if (!isRecord(sc)) return;
+  for (const field of POD_FIELDS) {
+    if (sc[field] === PROXY_ID) out.push({ message: `pod securityContext.${field} is ${PROXY_ID}: ${WHY}`, path: fieldPath(t, `spec.securityContext.${field}`), value: String(PROXY_ID) });
+  }
+  const groups = sc['supplementalGroups'];
+  if (!Array.isArray(groups)) return;
+  for (let i = 0; i < groups.length; i++) {
+    if (groups[i] === PROXY_ID) out.push({ message: `pod securityContext.supplementalGroups contains ${PROXY_ID}: ${WHY}`, path: fieldPath(t, `spec.securityContext.supplementalGroups[${i}]`), value: String(PROXY_ID) });
+  }
 }
 
-function podLevel(t: PodTemplate): Violation[] {
-  const sc = stringMap(t.podSpec['securityContext']);
-  const base = fieldPath(t, 'spec.securityContext');
-  const out: Violation[] = [];
-  for (const field of ['runAsUser', 'runAsGroup', 'fsGroup']) {
-    if (sc[field] === PROXY_ID) out.push({ message: `pod securityContext.${field} is ${PROXY_ID}: ${WHY}`, path: `${base}.${field}`, value: String(PROXY_ID) });
-  }
-  for (const [i, g] of entries(sc['supplementalGroups'])) {
-    if (g === PROXY_ID) out.push({ message: `pod securityContext.supplementalGroups contains ${PROXY_ID}: ${WHY}`, path: `${base}.supplementalGroups[${i}]`, value: String(PROXY_ID) });
-  }
-  return out;
-}
-
-function containerLevel(c: ContainerRef, t: PodTemplate, config: Config): Violation[] {
+function containerLevel(c: ContainerRef, t: PodTemplate, config: Config, out: Violation[]): void {
+  const sc = c.container['securityContext'];
+  if (!isRecord(sc) || (sc['runAsUser'] !== PROXY_ID && sc['runAsGroup'] !== PROXY_ID)) return;
+  // Only a container that runs as 1337 is asked whether it is Istio's own.
   const notOwn = RESERVED_NAMES.includes(c.name) ? notIstioOwn(c, t, config) : '';
-  if (notOwn === undefined) return []; // Istio's own proxy or validation container
+  if (notOwn === undefined) return; // Istio's own proxy or validation container
   const also = notOwn === '' ? '' : ` (it is not Istio's own: ${notOwn})`;
-  const sc = stringMap(c.container['securityContext']);
-  return ['runAsUser', 'runAsGroup']
-    .filter((field) => sc[field] === PROXY_ID)
-    .map((field) => ({ message: `${containerLabel(c)} runs with ${field} ${PROXY_ID}${also}: ${WHY}`, path: `${c.path}.securityContext.${field}`, value: String(PROXY_ID) }));
+  for (const field of CONTAINER_FIELDS) {
+    if (sc[field] === PROXY_ID) out.push({ message: `${containerLabel(c)} runs with ${field} ${PROXY_ID}${also}: ${WHY}`, path: `${c.path}.securityContext.${field}`, value: String(PROXY_ID) });
+  }
 }
 
 export const workloadProxyUid: ValidatingRule = {
@@ -50,7 +51,9 @@ export const workloadProxyUid: ValidatingRule = {
   validate(ctx) {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
-    const pod = w.scope === 'all' ? podLevel(w.template) : [];
-    return [...pod, ...w.containers.flatMap((c) => containerLevel(c, w.template, ctx.config))];
+    const out: Violation[] = [];
+    if (w.scope === 'all') podLevel(w.template, out);
+    for (const c of w.containers) containerLevel(c, w.template, ctx.config, out);
+    return out;
   },
 };
