@@ -46,7 +46,8 @@ function containerProblems(c: ContainerRef, t: PodTemplate, config: Config, out:
   for (let i = 0; i < add.length; i++) {
     const cap: unknown = add[i];
     if (typeof cap !== 'string') continue;
-    const name = normalizeCapability(cap);
+    // Already in canonical form (the usual case): nothing to normalize.
+    const name = NETWORK_CAPABILITIES.has(cap) ? cap : normalizeCapability(cap);
     if (!NETWORK_CAPABILITIES.has(name)) continue;
     istioInit ??= isIstioInit(c, t, config);
     if (istioInit && ISTIO_INIT_CAPABILITIES.has(name)) continue;

@@ -7,6 +7,9 @@
 //   flags: --cluster auto|on|off       real apiserver for the namespace cache (auto: when the
 //                                      e2e binaries are already built; never builds them)
 //          --rounds N --duration SECONDS --out FILE --source bundle|dist|ts --no-profile --no-micro
+//          --runtime image|defaults   runtime settings of the servers (default image: the
+//                                      Dockerfile's NODE_OPTIONS and MALLOC_ARENA_MAX, for meshguard
+//                                      and the floors alike)
 //
 // What it does (see docs/performance.md for the method and the latest figures):
 //  - builds meshguard like the container image does (npm run bundle's one file, into
@@ -62,6 +65,7 @@ const { values: flags } = parseArgs({
     source: { type: 'string', default: 'bundle' },
     'no-profile': { type: 'boolean', default: false },
     'no-micro': { type: 'boolean', default: false },
+    runtime: { type: 'string', default: 'image' },
   },
 });
 const QUICK = flags.quick === true;
@@ -194,6 +198,16 @@ const IMAGE_RUNTIME = ((): { nodeFlags: string[]; env: Record<string, string>; l
   return { nodeFlags, env, label };
 })();
 
+/** The runtime settings of every server (meshguard, the floor and the Fastify floor) unless a run
+ * names its own: the image's (--runtime image, the default: meshguard as it ships, and the floors
+ * with the same settings, which do not change their cost), or V8's defaults (--runtime defaults,
+ * how this bench ran before 2026-12-02). The framework split also runs a meshguard with the other
+ * choice, so both figures are in every full run. */
+if (!['image', 'defaults'].includes(flags.runtime)) throw new Error(`--runtime ${flags.runtime}: image or defaults`);
+const V8_DEFAULTS = { nodeFlags: [] as string[], env: {} as Record<string, string>, label: 'V8 defaults' };
+const RUNTIME = flags.runtime === 'image' ? IMAGE_RUNTIME : V8_DEFAULTS;
+const OTHER_RUNTIME = flags.runtime === 'image' ? V8_DEFAULTS : IMAGE_RUNTIME;
+
 function startMeshguard(name: string, o: { cert?: 'rsa'; cluster: boolean; nodeFlags?: string[]; env?: Record<string, string> }): Promise<Server> {
   const certArgs = o.cert === 'rsa' ? ['--cert-file', join(rsaDir, 'tls.crt'), '--key-file', join(rsaDir, 'tls.key')] : ['--cert-dir', join(work, 'certs')];
   const clusterArgs = o.cluster && bc !== undefined ? ['--kubeconfig', bc.cluster.adminKubeconfig, '--config', configFile] : ['--config', bc === undefined ? configFile : allowConfig];
@@ -201,15 +215,15 @@ function startMeshguard(name: string, o: { cert?: 'rsa'; cluster: boolean; nodeF
     name,
     script: meshguardMain,
     args: ['serve', '--port', '0', '--mode', 'enforce', ...certArgs, ...clusterArgs],
-    nodeFlags: o.nodeFlags ?? [],
+    nodeFlags: o.nodeFlags ?? RUNTIME.nodeFlags,
     cpus: SERVER_CPUS,
     stdoutFile: join(work, `${name}.out`),
-    env: { ...ENV, ...o.env },
+    env: { ...ENV, ...(o.env ?? RUNTIME.env) },
     timeoutMs: 120_000,
   });
 }
 
-function startFloor(name: string, cert: 'ecdsa' | 'rsa', nodeFlags: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+function startFloor(name: string, cert: 'ecdsa' | 'rsa', nodeFlags: string[] = RUNTIME.nodeFlags, env: Record<string, string> = RUNTIME.env): Promise<Server> {
   const files = cert === 'rsa' ? { c: join(rsaDir, 'tls.crt'), k: join(rsaDir, 'tls.key') } : { c: ecdsa.certFile, k: ecdsa.keyFile };
   return startServer({ name, script: FLOOR_MAIN, args: ['--cert', files.c, '--key', files.k], nodeFlags, cpus: SERVER_CPUS, stdoutFile: join(work, `${name}.out`), env: { ...ENV, ...env } });
 }
@@ -493,18 +507,28 @@ const mainMemory = { meshguard: memory(mg.pid), floor: memory(fl.pid) };
 // floor minus the floor is the framework's share; meshguard minus the Fastify floor is meshguard's.
 let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }[] | undefined;
 {
-  const ff = await startServer({ name: 'fastify-floor', script: FASTIFY_FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile], cpus: SERVER_CPUS, stdoutFile: join(work, 'fastify-floor.out'), env: ENV });
+  const ff = await startServer({ name: 'fastify-floor', script: FASTIFY_FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile], nodeFlags: RUNTIME.nodeFlags, cpus: SERVER_CPUS, stdoutFile: join(work, 'fastify-floor.out'), env: { ...ENV, ...RUNTIME.env } });
   await warmUp(ff, 'floor');
+  // A second meshguard with the other runtime settings (not in --quick): what the choice of
+  // settings is worth, side by side.
+  const otherVariant = `meshguard, ${OTHER_RUNTIME.label}`;
+  const other = QUICK ? undefined : await startMeshguard('meshguard-other-runtime', { cluster: true, nodeFlags: OTHER_RUNTIME.nodeFlags, env: OTHER_RUNTIME.env });
+  if (other !== undefined) {
+    await waitReady(other.port, ecdsaCa, 180_000);
+    if (bc !== undefined) await waitForNamespace(other, bc.count - 1, 300_000);
+    await warmUp(other, 'meshguard');
+  }
   const podCreate = scenarios['pod-create'] as BenchRequest[];
-  const three: ['meshguard' | 'floor', string, Server][] = [['meshguard', 'meshguard', mg], ['floor', 'floor', fl], ['floor', 'fastify-floor', ff]];
-  log(`framework split: floor, Fastify floor and meshguard, Pod CREATE x50, ${ROUNDS} rounds`);
+  const three: ['meshguard' | 'floor', string, Server][] = [['meshguard', 'meshguard', mg], ['floor', 'floor', fl], ['floor', 'fastify-floor', ff], ...(other === undefined ? [] : [['meshguard', otherVariant, other] as ['meshguard', string, Server]])];
+  log(`framework split: floor, Fastify floor and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${ROUNDS} rounds`);
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? three : [...three].reverse();
     for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round });
   }
   await ff.stop();
+  await other?.stop();
   const of = (variant: string) => (r: Run): boolean => r.section === 'framework' && r.variant === variant;
-  framework = ['floor', 'fastify-floor', 'meshguard'].map((variant) => ({
+  framework = ['floor', 'fastify-floor', 'meshguard', ...(other === undefined ? [] : [otherVariant])].map((variant) => ({
     variant,
     agg: agg(of(variant)),
     cpuRatio: variant === 'floor' ? 1 : pairedRatio(of(variant), of('floor'), (r) => r.cpuUsPerRequest),
@@ -613,7 +637,7 @@ if (flags['no-profile'] !== true) {
   const durationMs = QUICK ? 500 : 3000;
   const one = async (label: string, kindOf: 'meshguard' | 'floor', scenariosToRun: [string, number][]): Promise<void> => {
     const dir = join(work, `profile-${kindOf}`);
-    const nodeFlags = ['--cpu-prof', '--cpu-prof-dir', dir];
+    const nodeFlags = [...RUNTIME.nodeFlags, '--cpu-prof', '--cpu-prof-dir', dir];
     const s = kindOf === 'meshguard' ? await startMeshguard('meshguard-profile', { cluster: true, nodeFlags }) : await startFloor('floor-profile', 'ecdsa', nodeFlags);
     if (kindOf === 'meshguard') {
       await waitReady(s.port, ecdsaCa, 180_000);
@@ -709,6 +733,7 @@ const p = (s = ''): void => void lines.push(s);
 p(`# meshguard vs floor, ${new Date().toISOString()}${QUICK ? ' (--quick: smoke run, figures not meaningful)' : ''}`);
 p(`load average at start ${loadAtStart.join(' ')}, at end ${loadAverage().join(' ')} (other work on this shared machine shows in the "other load on CPU 0" column)`);
 p(`machine: ${mach.nproc} CPUs, ${mach.cpuModel}, ${mach.memTotalMiB} MiB, ${mach.kernel}, Node ${mach.node}; ${canPin ? 'servers on CPU 0, load generator on CPU 1 (taskset)' : 'not pinned'}`);
+p(`runtime settings of meshguard, the floor and the Fastify floor: ${RUNTIME === IMAGE_RUNTIME ? `the image's (${IMAGE_RUNTIME.label})` : 'V8 defaults'} (--runtime ${flags.runtime}); the framework split adds a meshguard with ${OTHER_RUNTIME.label}; the fresh 50 000-namespace rows name their own`);
 p(`meshguard: ${meshguardMain}, enforce mode, all rules, namespace cache: ${bc === undefined ? 'none (unknownNamespace: allow)' : `real apiserver, ${MAIN_NAMESPACES} namespaces for the main table`}; ${ROUNDS} rounds x ${DURATION_MS / 1000} s per cell, meshguard and floor alternating (medians; ratios are medians of paired per-round ratios; rounds where other processes took >= ${NOISE * 100}% of CPU 0 are left out when clean ones exist)`);
 p();
 p('| scenario | conns | meshguard req/s | floor req/s | ratio | mg p50 | mg p99 | mg p99.9 | floor p50 | floor p99 | floor p99.9 | p99 ratio | mg CPU/req | floor CPU/req | CPU ratio | client CPU | other load on CPU 0 | clean rounds | errors |');
@@ -805,7 +830,7 @@ writeFileSync(
       quick: QUICK,
       machine: mach,
       loadAverage: { start: loadAtStart, end: loadAverage() },
-      settings: { rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, connections: CONNECTIONS, pinned: canPin, meshguard: meshguardMain, cluster: bc !== undefined, mainNamespaces: bc === undefined ? 0 : MAIN_NAMESPACES },
+      settings: { rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, connections: CONNECTIONS, pinned: canPin, meshguard: meshguardMain, runtime: RUNTIME.label, cluster: bc !== undefined, mainNamespaces: bc === undefined ? 0 : MAIN_NAMESPACES },
       targets,
       main: mainRows,
       memory: { afterMain: mainMemory, afterSize: afterSizeMemory, namespaces: nsInfo, with50000: rss50k ?? null },
