@@ -25,6 +25,16 @@ const MAIN = built.outfile;
 /** The environment the image gives the process (NODE_ENV, NODE_OPTIONS, MALLOC_ARENA_MAX). */
 const IMAGE_ENV = imageEnv();
 
+// The cluster and the webhook are started before the first subtest: tap ends the root test as soon
+// as no subtest is pending, and its teardown (which removes the bundle's directory) would then run
+// while a cold first run is still building the cluster binaries.
+const cluster = await startCluster();
+t.teardown(() => cluster.stop());
+await cluster.applyYaml('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshguard\n');
+const mg = await startMeshguard(cluster, { name: 'bundle', main: MAIN, env: IMAGE_ENV, config: { revisions: ['canary'] } });
+t.teardown(() => mg.stop());
+await mg.register('Fail');
+
 t.test('offline: meshguard check over every rule fixture prints exactly what the sources print, in text and JSON', async (t) => {
   t.ok(IMAGE_ENV['NODE_OPTIONS'] !== undefined, `the image's settings: ${JSON.stringify(IMAGE_ENV)}`);
   for (const output of ['text', 'json']) {
@@ -41,12 +51,6 @@ t.test('offline: meshguard check over every rule fixture prints exactly what the
   t.equal(usage.stderr, (await runCli(['check', 'deploy.yaml'])).stderr, 'with the same message');
 });
 
-const cluster = await startCluster();
-t.teardown(() => cluster.stop());
-await cluster.applyYaml('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshguard\n');
-const mg = await startMeshguard(cluster, { name: 'bundle', main: MAIN, env: IMAGE_ENV, config: { revisions: ['canary'] } });
-t.teardown(() => mg.stop());
-await mg.register('Fail');
 
 const DENIED = 'admission webhook "validate.meshguard.dev" denied the request:';
 const server = { url: mg.url, ca: mg.caPem };

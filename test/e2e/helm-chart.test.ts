@@ -74,6 +74,12 @@ const CERT_MANAGER_CRDS = ['Issuer:issuers', 'Certificate:certificates']
     };
   });
 
+// What the later subtests need is awaited before the first subtest: tap ends the root test as soon
+// as no subtest is pending, so a top-level await between subtests could find it ended.
+const rendered = docsOf(await template());
+const chartConfig = JSON.parse((rendered.find((d) => d.kind === 'ConfigMap') as Obj).data['config.json'] as string) as Obj;
+const port = await freePort();
+
 t.test('helm install --create-namespace, label the namespace, RBAC as installed, helm uninstall leaves no webhook behind', async (t) => {
   const t1 = performance.now();
   const install = await cluster.helm(['install', 'meshguard', CHART, '-n', NS, '--create-namespace']);
@@ -171,9 +177,6 @@ function freePort(): Promise<number> {
 }
 
 const quiet = { info: () => undefined, warn: (o: object, m: string) => process.stderr.write(`[certs] ${m} ${JSON.stringify(o)}\n`) };
-const rendered = docsOf(await template());
-const chartConfig = JSON.parse((rendered.find((d) => d.kind === 'ConfigMap') as Obj).data['config.json'] as string) as Obj;
-const port = await freePort();
 const url = `https://127.0.0.1:${port}`;
 const certDir = join(cluster.dir, 'meshguard-certs');
 mkdirSync(certDir, { recursive: true });
