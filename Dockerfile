@@ -31,9 +31,7 @@ ENV NODE_ENV=production
 # whatever the container's limit. 8 MiB cut peak RSS with 50 000 namespaces cached from 321 to
 # 187 MiB and server CPU per request from 207 to 175 us in the benchmark; with the bundle, 4 MiB
 # cut it by about 7 MiB more (140-142 against 145-151 MiB) at the same CPU per request, side by
-# side (docs/performance.md). It is also the cheaper setting in CPU: against V8's defaults, whose
-# young generation grows to 16 MiB semi-spaces under meshguard's allocations, the parse and the TLS
-# write run in memory the caches still hold (1.34x against 1.49x the floor's CPU per Pod CREATE).
+# side (docs/performance.md).
 ENV NODE_OPTIONS=--max-semi-space-size=4
 # glibc gives every thread that allocates (V8's and libuv's workers) a malloc arena of its own; two
 # arenas cut peak RSS with 50 000 namespaces cached by about 25 MiB (medians of five fresh starts
