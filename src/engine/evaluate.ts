@@ -3,23 +3,9 @@ import type { KObject } from '../admission/types.ts';
 import { matchPlan, requestSkipReason, requestSubject, skipReason } from './match.ts';
 import { isSkip, results, type MutatingRule, type Result, type RuleContext, type ValidatingRule } from './types.ts';
 
-/** Per rule list, each rule's pass result, frozen and shared between requests like the skips of
- * a match plan: a request that passes every rule allocates no result objects. */
-const passCache = new WeakMap<readonly ValidatingRule[], readonly Result[]>();
-
-function passesOf(rules: readonly ValidatingRule[]): readonly Result[] {
-  let passes = passCache.get(rules);
-  if (passes === undefined) {
-    passes = Object.freeze(rules.map((r) => Object.freeze(results.pass(r.id))));
-    passCache.set(rules, passes);
-  }
-  return passes;
-}
-
 export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
   const plan = matchPlan(rules, ctx.request, ctx.config);
   const subject = requestSubject(ctx.request, ctx.config);
-  const passes = passesOf(rules);
   const out: Result[] = [];
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as ValidatingRule;
@@ -33,17 +19,17 @@ export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Re
       out.push(results.skip(rule.id, reason));
       continue;
     }
-    runRule(rule, ctx, out, passes[i]);
+    runRule(rule, ctx, out);
   }
   return out;
 }
 
 /** Run one rule that applies: its own skip, a pass, a fail per violation, or an error if it throws. */
-export function runRule(rule: ValidatingRule, ctx: RuleContext, out: Result[], pass?: Result): void {
+export function runRule(rule: ValidatingRule, ctx: RuleContext, out: Result[]): void {
   try {
     const found = rule.validate(ctx);
     if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
-    else if (found.length === 0) out.push(pass ?? results.pass(rule.id));
+    else if (found.length === 0) out.push(results.pass(rule.id));
     else for (const v of found) out.push(results.fail(rule.id, v));
   } catch (err) {
     out.push(results.error(rule.id, err));
