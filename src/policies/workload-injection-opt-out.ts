@@ -92,11 +92,8 @@ export const workloadInjectionOptOut: ValidatingRule = {
   validate(ctx) {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
-    const ns = namespaceProblems(ctx, w);
-    const inject = injectProblems(w);
-    const dataplane = dataplaneProblems(w);
-    // Usually all three are empty: no combined array is built for a pass.
-    if (inject.length === 0 && dataplane.length === 0) return ns;
-    return [...ns, ...inject, ...dataplane];
+    const out = namespaceProblems(ctx, w);
+    out.push(...injectProblems(w), ...dataplaneProblems(w));
+    return out;
   },
 };
