@@ -494,12 +494,14 @@ if (bc !== undefined) {
   await warmUp(fl, 'floor');
 }
 
+/** Which server of the main table runs first in a round: flipped by round and connection count. */
+const mainOrder = (round: number, connections: number): ['meshguard' | 'floor', Server][] =>
+  (round + connections) % 2 === 0 ? [['meshguard', mg], ['floor', fl]] : [['floor', fl], ['meshguard', mg]];
 log(`main matrix: ${Object.keys(scenarios).length} scenarios x ${CONNECTIONS.length} connection counts x ${ROUNDS} rounds x 2 servers, ${DURATION_MS / 1000} s each`);
 for (let round = 0; round < ROUNDS; round++) {
   for (const [scenario, requests] of Object.entries(scenarios)) {
     for (const connections of CONNECTIONS) {
-      const order: ['meshguard' | 'floor', Server][] = (round + connections) % 2 === 0 ? [['meshguard', mg], ['floor', fl]] : [['floor', fl], ['meshguard', mg]];
-      for (const [k, s] of order) await measure('main', s, k, { scenario, requests, connections, round });
+      for (const [k, s] of mainOrder(round, connections)) await measure('main', s, k, { scenario, requests, connections, round });
     }
   }
   log(`  round ${round + 1}/${ROUNDS} done`);
@@ -512,8 +514,7 @@ if (TARGET_EXTRA_ROUNDS > 0) {
   log(`target cells: ${TARGET_EXTRA_ROUNDS} more rounds of Pod CREATE at 2 and 50 connections`);
   for (let round = ROUNDS; round < ROUNDS + TARGET_EXTRA_ROUNDS; round++) {
     for (const connections of [2, 50]) {
-      const order: ['meshguard' | 'floor', Server][] = (round + connections) % 2 === 0 ? [['meshguard', mg], ['floor', fl]] : [['floor', fl], ['meshguard', mg]];
-      for (const [k, s] of order) await measure('main', s, k, { scenario: 'pod-create', requests: scenarios['pod-create'] as BenchRequest[], connections, round });
+      for (const [k, s] of mainOrder(round, connections)) await measure('main', s, k, { scenario: 'pod-create', requests: scenarios['pod-create'] as BenchRequest[], connections, round });
     }
   }
 }
