@@ -2,6 +2,7 @@
 // certificates, drain and close on SIGTERM.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
 import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
@@ -209,6 +210,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
+  // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
+  // runs without a logger (see app.ts).
+  const appLog = pino({ level: config.logLevel });
   const app = await buildApp(config, {
     cluster,
     rules: BUILTIN_RULES,
@@ -216,7 +220,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     audit,
     lifecycle,
     https: secureContextOptions(certs.material, config.server.tlsMinVersion),
-    logger: { level: config.logLevel },
+    log: appLog,
     readiness,
   });
   const exposeExpiry = (): void => {
@@ -239,11 +243,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
         server.setSecureContext(secureContextOptions(m, config.server.tlsMinVersion));
         recorder.certReload(true);
         exposeExpiry();
-        app.log.info({ fingerprint: info.fingerprint256, notAfter: info.leafNotAfter }, 'serving certificate reloaded');
+        appLog.info({ fingerprint: info.fingerprint256, notAfter: info.leafNotAfter }, 'serving certificate reloaded');
       },
       onError(err) {
         recorder.certReload(false);
-        app.log.error({ err: err.message }, 'new certificate files are not usable; keeping the current certificate');
+        appLog.error({ err: err.message }, 'new certificate files are not usable; keeping the current certificate');
       },
     },
     1000,
@@ -254,7 +258,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      app.log.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
+      appLog.info({ signal, drainSeconds: config.server.drainSeconds }, 'shutting down: readiness is now false');
       // Readiness false and Connection: close at once; keep answering for drainSeconds (the
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
@@ -270,9 +274,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));
       void Promise.all([drained.then(() => drainAndClose(app, { lifecycle, drainMs: 0, graceMs: config.server.requestTimeoutMs })), drained.then(released)])
         .then(([clean]) => {
-          if (!clean) app.log.warn('shutdown: connections still open after the grace period were closed');
+          if (!clean) appLog.warn('shutdown: connections still open after the grace period were closed');
         })
-        .catch((err: unknown) => app.log.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+        .catch((err: unknown) => appLog.error({ err: (err as Error).message }, 'shutdown: error while closing'))
         .then(() => audit.close())
         .then(() => done(EXIT.OK));
     };

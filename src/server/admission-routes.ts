@@ -6,6 +6,7 @@ import type { ClusterState } from '../cluster/state.ts';
 import type { Config } from '../config/types.ts';
 import { reviewRequest, type Endpoint, type RuleSet } from '../engine/review.ts';
 import { errorBody } from '../errors.ts';
+import type { AppLog } from '../app.ts';
 import type { Recorder } from '../metrics/recorder.ts';
 import type { AuditSink } from './audit-sink.ts';
 import { overdueAnswer } from './deadline.ts';
@@ -18,13 +19,14 @@ export interface AdmissionDeps {
   readonly rules: RuleSet;
   readonly recorder: Recorder;
   readonly audit: AuditSink;
+  readonly log: AppLog;
   readonly state: { closing: boolean };
 }
 
 export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDeps): void {
   // A synchronous handler: it sends before returning, so Fastify does not wrap a promise per
   // request; a throw still reaches the error handler (a coded 500).
-  const route = (endpoint: Endpoint) => (req: { body: unknown; raw: object; log: FastifyInstance['log'] }, reply: FastifyReply): void => {
+  const route = (endpoint: Endpoint) => (req: { body: unknown; raw: object }, reply: FastifyReply): void => {
     const started = performance.now();
     if (req.body === undefined || req.body === null) {
       deps.recorder.observeRejected(`/${endpoint}`, errorBody('BODY_MISSING').code);
@@ -43,7 +45,7 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
     const late = overdueAnswer(req.raw, r, deps.config, deps.cluster);
     if (late !== undefined) {
       deps.recorder.observeRejected(`/${endpoint}`, errorBody('OVERLOADED').code);
-      req.log.warn({ uid: r.uid, kind: r.kind.kind, mode: late.mode, lateByMs: Math.round(late.lateByMs), verdict: late.verdict }, 'admission: answered unevaluated, past the deadline');
+      deps.log.warn({ uid: r.uid, kind: r.kind.kind, mode: late.mode, lateByMs: Math.round(late.lateByMs), verdict: late.verdict }, 'admission: answered unevaluated, past the deadline');
       void reply.send(late.response);
       return;
     }
@@ -54,7 +56,7 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
       (performance.now() - started) / 1000,
     );
     if (outcome.verdict === 'denied' || outcome.verdict === 'warned') {
-      req.log.info({ uid: r.uid, kind: r.kind.kind, namespace: outcome.audit?.namespace, name: outcome.audit?.name, verdict: outcome.verdict }, 'admission');
+      deps.log.info({ uid: r.uid, kind: r.kind.kind, namespace: outcome.audit?.namespace, name: outcome.audit?.name, verdict: outcome.verdict }, 'admission');
     }
     // Serialized here: Fastify sends a string that already has its JSON content type as it is.
     void reply.header('content-type', JSON_TYPE).send(encodeReview(outcome.response));

@@ -117,13 +117,18 @@ t.test('error answers carry no stack trace or file path, including an internal e
     knownRevisions: () => new Set(),
     synced: () => true,
   };
-  const internal = await startServer({}, { cluster: broken });
+  const logged: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+  const capture = (level: string) => (obj: object, msg: string) => void logged.push({ level, obj: obj as Record<string, unknown>, msg });
+  const internal = await startServer({}, { cluster: broken, log: { info: capture('info'), warn: capture('warn'), error: capture('error') } });
   t.teardown(() => internal.close());
   const r = await post(internal, '/validate', JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'team-a' }, spec: { containers: [{ name: 'a', image: 'a' }] } })));
   t.equal(r.status, 500, 'an internal error is a 500');
   t.same(r.json(), { statusCode: 500, code: ERRORS.INTERNAL.code, error: ERRORS.INTERNAL.summary, message: ERRORS.INTERNAL.summary }, 'with only the coded body');
   t.notMatch(r.text, STACKY, 'no stack, no path');
   t.notMatch(r.text, /boom|s3cr3t/, 'and not the error message either');
+  t.same(logged.map((l) => [l.level, l.msg]), [['error', 'unexpected error']], "the operator's log gets the internal error, once");
+  t.match((logged[0]?.obj['err'] as Error | undefined)?.message, /^boom at/, 'with the error itself');
+  t.equal(logged[0]?.obj['url'], '/validate', 'and the path');
 
   // A rule that throws: an error result, denied in enforce; the message names the rule, not a stack.
   const thrower: ValidatingRule = {

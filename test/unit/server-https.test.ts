@@ -84,6 +84,20 @@ t.test('answers are AdmissionReviews that echo uid, apiVersion and kind', async 
   t.equal(admin.json().response.allowed, false, 'a dry-run request gets the real verdict');
 });
 
+t.test("meshguard's log: one line per denial with the uid and no object, nothing for an allowed review", async (t) => {
+  const logged: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+  const capture = (level: string) => (obj: object, msg: string) => void logged.push({ level, obj: obj as Record<string, unknown>, msg });
+  const s = await startServer({}, { log: { info: capture('info'), warn: capture('warn'), error: capture('error') } });
+  t.teardown(() => s.close());
+  await post(s, '/validate', JSON.stringify(reviewBody(ns({ 'istio-injection': 'enabled' }))));
+  await post(s, '/mutate', JSON.stringify(reviewBody(ns({}))));
+  t.same(logged, [], 'an allowed and a patched review log nothing');
+  const denied = reviewBody(ns({ 'istio-injection': 'disabled' }));
+  await post(s, '/validate', JSON.stringify(denied));
+  t.same(logged, [{ level: 'info', msg: 'admission', obj: { uid: denied.request.uid, kind: 'Namespace', namespace: 'team-a', name: 'team-a', verdict: 'denied' } }], 'a denial logs one line: uid, kind, namespace, name and verdict');
+  t.notMatch(JSON.stringify(logged), /"object"|"labels"|istio-injection/, 'and not the object');
+});
+
 t.test('health, readiness and metrics', async (t) => {
   t.equal((await get(server, '/healthz')).status, 200, 'healthz is 200');
   const ready = await get(server, '/readyz');
