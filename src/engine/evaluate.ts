@@ -44,11 +44,33 @@ export interface MutationOutcome {
   readonly results: readonly Result[];
 }
 
+/** A deep copy of a JSON value, as a decoded review or a parsed manifest holds: plain objects,
+ * arrays and primitives are copied here, anything else (there should be nothing else) by
+ * structuredClone. A few times cheaper than structuredClone on a namespace's metadata (0.3-0.6
+ * against 2-3.5 µs), which a Namespace CREATE copies once per mutating rule. A "__proto__" key
+ * stays an own property of the copy, as JSON.parse made it. */
+export function copyJson<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) {
+    const out: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i] as unknown);
+    return out as T;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return structuredClone(value);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const v = copyJson((value as Record<string, unknown>)[key]);
+    if (key === '__proto__') Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[key] = v;
+  }
+  return out as T;
+}
+
 /** A draft for mutating rules: metadata copied, the rest shared with the object (rules edit
  * metadata only; see MutatingRule). */
 function metadataDraft(object: KObject): KObject {
   const draft: Record<string, unknown> = { ...(object as Record<string, unknown>) };
-  if ('metadata' in draft) draft['metadata'] = structuredClone(draft['metadata']);
+  if ('metadata' in draft) draft['metadata'] = copyJson(draft['metadata']);
   return draft as KObject;
 }
 

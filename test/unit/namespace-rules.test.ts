@@ -1,6 +1,7 @@
 import t from 'tap';
 import fastJsonPatch from 'fast-json-patch';
 import type { KObject } from '../../src/admission/types.ts';
+import { copyJson } from '../../src/engine/evaluate.ts';
 import { runPipeline } from '../../src/engine/offline.ts';
 import { reviewValidate } from '../../src/engine/review.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
@@ -124,6 +125,30 @@ t.test('the mutation: labels first, never overwrites, escapes keys, idempotent (
   t.ok(audit.response.response.warnings?.some((w) => w.startsWith('policy namespace-hardening-defaults: would add label istio-injection=enabled')), 'audit mode reports the mutation');
   t.same(decodePatch(mutate(namespace('k'), { operation: 'UPDATE', oldObject: namespace('k') })), [], 'UPDATE is never mutated');
   t.same(decodePatch(mutate(namespace('l'), { dryRun: true })), decodePatch(mutate(namespace('l'))), 'dry-run gets the same patch');
+});
+
+t.test('the mutation edits a copy: the received object is never changed, whatever its metadata holds', async (t) => {
+  const cases: [string, KObject][] = [
+    ['plain labels and annotations', namespace('m', { foo: 'bar' }, { a: 'b' })],
+    ['nested values, arrays and nulls in metadata', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'n', labels: { x: 'y' }, finalizers: ['a', 'b'], ownerReferences: [{ kind: 'X', name: 'x', controller: true }], deletionGracePeriodSeconds: null } } as KObject],
+    ['a "__proto__" key, as JSON.parse makes it (an own property)', JSON.parse('{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"p","labels":{"__proto__":{"polluted":"yes"},"q":"r"}}}') as KObject],
+  ];
+  for (const [name, obj] of cases) {
+    const before = JSON.stringify(obj);
+    const o = mutate(obj);
+    t.equal(JSON.stringify(obj), before, `${name}: the request object is unchanged`);
+    t.ok(decodePatch(o).length > 0, `${name}: and still patched`);
+    t.same(decodePatch(mutate(applied(obj, decodePatch(o)))), [], `${name}: the patched object needs nothing more`);
+  }
+  const src = JSON.parse('{"a":[1,{"b":null}],"__proto__":{"polluted":"yes"},"c":"d"}') as Record<string, unknown>;
+  const copy = copyJson(src);
+  t.same(copy, src, 'copyJson: an equal value');
+  t.not(copy['a'], src['a'], 'copyJson: arrays are copied, not shared');
+  t.ok(Object.hasOwn(copy, '__proto__'), 'copyJson: "__proto__" stays an own key');
+  t.equal(Object.getPrototypeOf(copy), Object.prototype, 'copyJson: and never becomes the prototype');
+  t.equal(({} as Record<string, unknown>)['polluted'], undefined, 'copyJson: nothing is polluted');
+  const when = new Date(0);
+  t.not(copyJson({ when })['when'], when, 'copyJson: a value that is not JSON is copied by structuredClone');
 });
 
 t.test("meshguard's own labels are admin-only", async (t) => {
