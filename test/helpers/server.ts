@@ -47,6 +47,13 @@ export async function startServer(overrides: Record<string, unknown> = {}, deps:
   return { app, url: `https://127.0.0.1:${port}`, port, ca: certs.caCert, audit, recorder, config, close: () => app.close() };
 }
 
+/** A log that keeps what the app writes (AppDeps.log), for assertions. */
+export function captureLog(): { lines: { level: string; obj: Record<string, unknown>; msg: string }[]; log: NonNullable<AppDeps['log']> } {
+  const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+  const at = (level: string) => (obj: object, msg: string): void => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error') } };
+}
+
 export interface HttpResult {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;

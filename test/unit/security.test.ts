@@ -14,7 +14,7 @@ import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/engine/types.ts';
 import { startServe } from '../helpers/process.ts';
 import { reviewBody } from '../helpers/review.ts';
-import { post, startServer } from '../helpers/server.ts';
+import { captureLog, post, startServer } from '../helpers/server.ts';
 
 const server = await startServer();
 t.teardown(() => server.close());
@@ -117,9 +117,8 @@ t.test('error answers carry no stack trace or file path, including an internal e
     knownRevisions: () => new Set(),
     synced: () => true,
   };
-  const logged: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
-  const capture = (level: string) => (obj: object, msg: string) => void logged.push({ level, obj: obj as Record<string, unknown>, msg });
-  const internal = await startServer({}, { cluster: broken, log: { info: capture('info'), warn: capture('warn'), error: capture('error') } });
+  const { lines: logged, log } = captureLog();
+  const internal = await startServer({}, { cluster: broken, log });
   t.teardown(() => internal.close());
   const r = await post(internal, '/validate', JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace: 'team-a' }, spec: { containers: [{ name: 'a', image: 'a' }] } })));
   t.equal(r.status, 500, 'an internal error is a 500');

@@ -2,7 +2,7 @@ import t from 'tap';
 import { connect } from 'node:tls';
 import { ERRORS } from '../../src/errors.ts';
 import { ADMIN, reviewBody } from '../helpers/review.ts';
-import { get, post, startServer } from '../helpers/server.ts';
+import { captureLog, get, post, startServer } from '../helpers/server.ts';
 
 const server = await startServer();
 t.teardown(() => server.close());
@@ -85,9 +85,8 @@ t.test('answers are AdmissionReviews that echo uid, apiVersion and kind', async 
 });
 
 t.test("meshguard's log: one line per denial with the uid and no object, nothing for an allowed review", async (t) => {
-  const logged: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
-  const capture = (level: string) => (obj: object, msg: string) => void logged.push({ level, obj: obj as Record<string, unknown>, msg });
-  const s = await startServer({}, { log: { info: capture('info'), warn: capture('warn'), error: capture('error') } });
+  const { lines: logged, log } = captureLog();
+  const s = await startServer({}, { log });
   t.teardown(() => s.close());
   await post(s, '/validate', JSON.stringify(reviewBody(ns({ 'istio-injection': 'enabled' }))));
   await post(s, '/mutate', JSON.stringify(reviewBody(ns({}))));
