@@ -56,7 +56,8 @@ export function copyJson<T>(value: T): T {
     for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i] as unknown);
     return out as T;
   }
-  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return structuredClone(value);
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return structuredClone(value);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     const v = copyJson((value as Record<string, unknown>)[key]);
