@@ -87,9 +87,11 @@ function notices(roots: readonly string[]): { text: string; packages: string[] }
   return { text: `Third-party software bundled into meshguard.mjs\n${line}\n${parts.join(`\n${line}\n`)}\n`, packages };
 }
 
-export async function bundle(outfile = `${ROOT}dist/meshguard.mjs`): Promise<BundleResult> {
+/** Bundle src/main.ts (or another entry point: the benchmark bundles its decision-path floor the
+ * same way) into `outfile`. */
+export async function bundle(outfile = `${ROOT}dist/meshguard.mjs`, entry = `${ROOT}src/main.ts`): Promise<BundleResult> {
   const r = await build({
-    entryPoints: [`${ROOT}src/main.ts`],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',

@@ -3,7 +3,11 @@
 // AdmissionReview with the request's uid echoed (the apiserver rejects an answer whose uid does
 // not match, so echoing it is part of the floor). No framework, no validation, no logging.
 //
-//   node test/bench/floor.ts --cert FILE --key FILE [--port 0] [--host 127.0.0.1]
+//   node test/bench/floor.ts --cert FILE --key FILE [--spin-us N] [--port 0] [--host 127.0.0.1]
+//
+// --spin-us N: busy-wait N microseconds per request after the parse (default 0). The framework
+// split runs such a floor to show what a known amount of work per request adds to the CPU per
+// request on this machine (more than N: see docs/performance.md).
 //
 // Prints "floor: serving on https://HOST:PORT" on stderr, like meshguard serve.
 import { readFileSync } from 'node:fs';
@@ -12,10 +16,11 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
-  options: { cert: { type: 'string' }, key: { type: 'string' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' } },
+  options: { cert: { type: 'string' }, key: { type: 'string' }, 'spin-us': { type: 'string', default: '0' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' } },
 });
-if (values.cert === undefined || values.key === undefined) {
-  process.stderr.write('usage: floor.ts --cert FILE --key FILE [--port N] [--host ADDR]\n');
+const spinMs = Number(values['spin-us']) / 1000;
+if (values.cert === undefined || values.key === undefined || !(spinMs >= 0)) {
+  process.stderr.write('usage: floor.ts --cert FILE --key FILE [--spin-us N] [--port N] [--host ADDR]\n');
   process.exit(2);
 }
 
@@ -35,6 +40,10 @@ const server = createServer({ cert: readFileSync(values.cert, 'utf8'), key: read
     } catch {
       res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"not JSON"}');
       return;
+    }
+    if (spinMs > 0) {
+      const t0 = performance.now();
+      while (performance.now() - t0 < spinMs);
     }
     const body = HEAD + JSON.stringify(uid) + TAIL;
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);

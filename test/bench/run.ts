@@ -175,6 +175,11 @@ writeFileSync(
   ts.transpileModule(readFileSync(join(BENCH, 'fastify-floor.ts'), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 } }).outputText,
 );
 const FASTIFY_FLOOR_MAIN = `${BUILD_REL}/fastify-floor.mjs`;
+// The decision-path floor imports meshguard's modules: bundled like meshguard.
+await bundle(join(BUILD, 'path-floor', 'path-floor.mjs'), join(BENCH, 'path-floor.ts'));
+const PATH_FLOOR_MAIN = `${BUILD_REL}/path-floor/path-floor.mjs`;
+/** The busy-wait of the framework split's calibration floor, in µs per request. */
+const SPIN_US = 10;
 
 // The namespace cache.
 let bc: BenchCluster | undefined;
@@ -524,10 +529,21 @@ const mainMemory = { meshguard: memory(mg.pid), floor: memory(fl.pid) };
 // a bare Fastify route with meshguard's body parser and a constant answer) and meshguard, the
 // three alternated round by round on the target cell (Pod CREATE, 50 connections). The Fastify
 // floor minus the floor is the framework's share; meshguard minus the Fastify floor is meshguard's.
+// Two more servers in the same rounds: the decision-path floor (test/bench/path-floor.ts:
+// meshguard's parser, decode, review, recorder and encode in a bare node:https handler, with the
+// main table's namespace cache), what meshguard's decision costs with no framework around it; and
+// the floor with a busy-wait of SPIN_US µs per request, what a known amount of work per request
+// shows as on this machine.
 let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }[] | undefined;
 {
   const ff = await startServer({ name: 'fastify-floor', script: FASTIFY_FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile], nodeFlags: RUNTIME.nodeFlags, cpus: SERVER_CPUS, stdoutFile: join(work, 'fastify-floor.out'), env: { ...ENV, ...RUNTIME.env } });
   await warmUp(ff, 'floor');
+  const pathFloor = await startServer({ name: 'path-floor', script: PATH_FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile, '--namespaces', String(bc === undefined ? 0 : MAIN_NAMESPACES)], nodeFlags: RUNTIME.nodeFlags, cpus: SERVER_CPUS, stdoutFile: join(work, 'path-floor.out'), env: { ...ENV, ...RUNTIME.env } });
+  await warmUp(pathFloor, 'meshguard');
+  const spinFloor = await startServer({ name: 'spin-floor', script: FLOOR_MAIN, args: ['--cert', ecdsa.certFile, '--key', ecdsa.keyFile, '--spin-us', String(SPIN_US)], nodeFlags: RUNTIME.nodeFlags, cpus: SERVER_CPUS, stdoutFile: join(work, 'spin-floor.out'), env: { ...ENV, ...RUNTIME.env } });
+  await warmUp(spinFloor, 'floor');
+  const pathVariant = 'decision path on node:https';
+  const spinVariant = `floor + ${SPIN_US} µs busy-wait`;
   // A second meshguard with the other runtime settings (not in --quick): what the choice of
   // settings is worth, side by side.
   const otherVariant = `meshguard, ${OTHER_RUNTIME.label}`;
@@ -538,16 +554,25 @@ let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }
     await warmUp(other, 'meshguard');
   }
   const podCreate = scenarios['pod-create'] as BenchRequest[];
-  const three: ['meshguard' | 'floor', string, Server][] = [['meshguard', 'meshguard', mg], ['floor', 'floor', fl], ['floor', 'fastify-floor', ff], ...(other === undefined ? [] : [['meshguard', otherVariant, other] as ['meshguard', string, Server]])];
-  log(`framework split: floor, Fastify floor and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${ROUNDS} rounds`);
+  const three: ['meshguard' | 'floor', string, Server][] = [
+    ['meshguard', 'meshguard', mg],
+    ['floor', 'floor', fl],
+    ['floor', 'fastify-floor', ff],
+    ['meshguard', pathVariant, pathFloor],
+    ['floor', spinVariant, spinFloor],
+    ...(other === undefined ? [] : [['meshguard', otherVariant, other] as ['meshguard', string, Server]]),
+  ];
+  log(`framework split: floor, Fastify floor, ${pathVariant}, ${spinVariant} and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${ROUNDS} rounds`);
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? three : [...three].reverse();
     for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round });
   }
   await ff.stop();
+  await pathFloor.stop();
+  await spinFloor.stop();
   await other?.stop();
   const of = (variant: string) => (r: Run): boolean => r.section === 'framework' && r.variant === variant;
-  framework = ['floor', 'fastify-floor', 'meshguard', ...(other === undefined ? [] : [otherVariant])].map((variant) => ({
+  framework = ['floor', spinVariant, 'fastify-floor', pathVariant, 'meshguard', ...(other === undefined ? [] : [otherVariant])].map((variant) => ({
     variant,
     agg: agg(of(variant)),
     cpuRatio: variant === 'floor' ? 1 : pairedRatio(of(variant), of('floor'), (r) => r.cpuUsPerRequest),
@@ -802,7 +827,7 @@ for (const [v, a] of Object.entries(hsAgg)) {
 }
 p();
 if (framework !== undefined) {
-  p('## Where the cost above the floor sits (Pod CREATE, 50 connections, the three servers alternated)');
+  p('## Where the cost above the floor sits (Pod CREATE, 50 connections, the servers alternated)');
   p('| server | req/s | CPU/req | CPU ratio to the floor | req/s ratio to the floor | clean rounds |');
   p('|---|---:|---:|---:|---:|---:|');
   for (const f of framework) p(`| ${f.variant} | ${f.agg.rps.toFixed(0)} | ${us(f.agg.cpuUsPerRequest)} | ${ratio(f.cpuRatio)} | ${ratio(f.rpsRatio)} | ${f.agg.cleanRounds}/${f.agg.rounds} |`);

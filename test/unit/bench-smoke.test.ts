@@ -24,6 +24,7 @@ interface Results {
   handshakes: Record<string, Agg>;
   micro: { kinds: { name: string; totalNs: number; verdict: string }[] } | null;
   profileDiff: { area: string; aUs: number; bUs: number }[];
+  framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }[] | null;
   totalErrors: number;
   runs: { server: string; requests: number; errors: number }[];
 }
@@ -62,6 +63,9 @@ t.test('npm run bench -- --quick completes with zero request errors and a well-f
   t.same(Object.keys(r.handshakes).sort(), ['floor ECDSA P-256', 'floor RSA-2048', 'meshguard ECDSA P-256', 'meshguard RSA-2048'], 'handshakes: ECDSA and RSA for both servers');
   t.ok(r.micro !== null && r.micro.kinds.length === 4 && r.micro.kinds.every((k) => k.totalNs > 0), 'microbenchmark: one row per request kind');
   t.ok(r.profileDiff.length > 0 && r.profileDiff.some((d) => d.aUs > 0) && r.profileDiff.some((d) => d.bUs > 0), 'profile: a per-area diff of meshguard against the floor');
+  const split = r.framework ?? [];
+  t.same(split.map((f) => f.variant), ['floor', 'floor + 10 µs busy-wait', 'fastify-floor', 'decision path on node:https', 'meshguard'], 'framework split: the floor, the busy-wait floor, the Fastify floor, the decision-path floor and meshguard');
+  t.ok(split.every((f) => f.agg.rps > 0 && f.agg.cpuUsPerRequest > 0 && Number.isFinite(f.cpuRatio) && Number.isFinite(f.rpsRatio)), 'framework split: every server answered, with ratios to the floor');
   const names = r.targets.map((x) => x.target);
   for (const key of ['throughput at 50 connections', 'server CPU per request', 'p99 at 2 connections', 'peak RSS', 'no request errors']) {
     t.ok(names.some((n) => n.includes(key)), `targets: "${key}" is reported`);
