@@ -29,8 +29,10 @@
 //  - measures per run: req/s, latency percentiles, server CPU per request (/proc utime+stime over
 //    the measured window), peak RSS (VmHWM), the load generator's own CPU share;
 //  - then: CPU per request as the object grows (1 KB .. 1 MB), full TLS handshakes (ECDSA P-256
-//    against RSA-2048), a --cpu-prof profile of meshguard under the 50-connection Pod CREATE load,
-//    and the in-process microbenchmark (micro.ts).
+//    against RSA-2048), the framework split (the floor, the floor with a 10 µs busy-wait per
+//    request, the Fastify floor, meshguard's decision path on bare node:https and meshguard,
+//    alternated on Pod CREATE x50), a --cpu-prof profile of meshguard under the 50-connection Pod
+//    CREATE load, and the in-process microbenchmark (micro.ts).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -562,10 +564,14 @@ let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }
     ['floor', spinVariant, spinFloor],
     ...(other === undefined ? [] : [['meshguard', otherVariant, other] as ['meshguard', string, Server]]),
   ];
-  log(`framework split: floor, Fastify floor, ${pathVariant}, ${spinVariant} and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${ROUNDS} rounds`);
-  for (let round = 0; round < ROUNDS; round++) {
+  // As many rounds as the target cells, shorter: the servers' differences here are a few
+  // percent, and single rounds on a shared machine move by more.
+  const splitRounds = ROUNDS + TARGET_EXTRA_ROUNDS;
+  const splitMs = Math.min(DURATION_MS, 1000);
+  log(`framework split: floor, Fastify floor, ${pathVariant}, ${spinVariant} and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${splitRounds} rounds x ${splitMs / 1000} s`);
+  for (let round = 0; round < splitRounds; round++) {
     const order = round % 2 === 0 ? three : [...three].reverse();
-    for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round });
+    for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round, durationMs: splitMs });
   }
   await ff.stop();
   await pathFloor.stop();
