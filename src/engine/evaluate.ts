@@ -67,13 +67,25 @@ export function copyJson<T>(value: T): T {
   return out as T;
 }
 
-/** A draft for mutating rules: metadata copied, the rest shared with the object (rules edit
- * metadata only; see MutatingRule). */
+/** The metadata fields a mutating rule may edit: each draft has its own copies. */
+const DRAFT_COPIED = ['labels', 'annotations'] as const;
+
+/** A draft for mutating rules, which edit metadata's labels and annotations only (see
+ * MutatingRule): the object and its metadata copied one level deep, labels and annotations
+ * copied whole, everything else shared with the received object. Nothing else is walked, so
+ * metadata nested as deep as the apiserver decodes (managedFields' fieldsV1 can be) is neither
+ * copied nor recursed into, here or in the diff, which skips what the draft shares. Spreading
+ * keeps a "__proto__" key an own property. */
 function metadataDraft(object: KObject): KObject {
   const draft: Record<string, unknown> = { ...(object as Record<string, unknown>) };
-  if ('metadata' in draft) draft['metadata'] = copyJson(draft['metadata']);
+  const meta = draft['metadata'];
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return draft as KObject;
+  const copy: Record<string, unknown> = { ...(meta as Record<string, unknown>) };
+  for (const key of DRAFT_COPIED) if (Object.hasOwn(copy, key)) copy[key] = copyJson(copy[key]);
+  draft['metadata'] = copy;
   return draft as KObject;
 }
+
 
 /** Run mutating rules over one draft of the request object. A rule that throws leaves the
  * draft as it was before that rule (its partial edits are discarded). */

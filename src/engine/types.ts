@@ -79,9 +79,11 @@ export interface ValidatingRule extends RuleBase {
 /** A mutating rule edits the draft in place and returns one description per change. */
 export interface MutatingRule extends RuleBase {
   readonly type: 'mutating';
-  /** Edit `draft.metadata` only (labels and annotations): the draft shares everything else with
-   * the request object, and the patch is computed over metadata alone, so a huge or deeply nested
-   * spec is never copied or walked. */
+  /** Edit `draft.metadata.labels` and `draft.metadata.annotations` only (or set other metadata
+   * fields to new values; never edit one in place): the draft has its own copies of those two and
+   * of the metadata object, and shares everything else with the request object. The patch is
+   * computed over metadata alone and skips what is shared, so a huge or deeply nested spec or
+   * managedFields is never copied or walked. */
   mutate(ctx: RuleContext, draft: KObject): readonly string[] | Skip;
 }
 

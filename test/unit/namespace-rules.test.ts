@@ -151,6 +151,26 @@ t.test('the mutation edits a copy: the received object is never changed, whateve
   t.not(copyJson({ when })['when'], when, 'copyJson: a value that is not JSON is copied by structuredClone');
 });
 
+t.test('a Namespace whose metadata holds a value nested 100 000 levels deep is patched, and only its labels and annotations are copied', async (t) => {
+  // The apiserver decodes typed metadata (and meshguard drops managedFields), so this comes from
+  // another client; the answer must still be a patch, not a stack overflow.
+  const depth = 100_000;
+  const obj = JSON.parse(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"deep","labels":{"team":"a"},"extra":${'{"a":'.repeat(depth)}{}${'}'.repeat(depth)}}}`) as KObject;
+  const extra = (obj.metadata as Record<string, unknown>)['extra'];
+  const o = mutate(obj);
+  t.equal(o.verdict, 'patched', 'the review completes with a patch (copying the whole metadata overflowed the stack)');
+  t.same(decodePatch(o), [
+    { op: 'add', path: '/metadata/labels/istio-injection', value: 'enabled' },
+    { op: 'add', path: '/metadata/annotations', value: { 'meshguard.dev/hardened': 'true' } },
+  ], 'the patch touches labels and annotations only');
+  t.same(obj.metadata?.labels, { team: 'a' }, 'the request object keeps its labels');
+  t.equal(obj.metadata?.annotations, undefined, 'and gets no annotations');
+  t.equal((obj.metadata as Record<string, unknown>)['extra'], extra, 'the deep value is neither copied nor replaced');
+  let level = 0;
+  for (let v = extra as Record<string, unknown>; Object.hasOwn(v, 'a'); v = v['a'] as Record<string, unknown>) level++;
+  t.equal(level, depth, 'and keeps its whole depth');
+});
+
 t.test("meshguard's own labels are admin-only", async (t) => {
   const withMode = namespace('team-a', { 'istio-injection': 'disabled', 'meshguard.dev/mode': 'audit' });
   const tenant = validate(withMode, { user: TENANT });
