@@ -72,10 +72,10 @@ const DRAFT_COPIED = ['labels', 'annotations'] as const;
 
 /** A draft for mutating rules, which edit metadata's labels and annotations only (see
  * MutatingRule): the object and its metadata copied one level deep, labels and annotations
- * copied whole, everything else shared with the received object. Nothing else is walked, so
- * metadata nested as deep as the apiserver decodes (managedFields' fieldsV1 can be) is neither
- * copied nor recursed into, here or in the diff, which skips what the draft shares. Spreading
- * keeps a "__proto__" key an own property. */
+ * copied whole, everything else shared with the received object. Nothing else is walked, so a
+ * deeply nested value anywhere else in metadata is neither copied nor recursed into, here or in
+ * the diff, which skips what the draft shares. Spreading keeps a "__proto__" key an own
+ * property. */
 function metadataDraft(object: KObject): KObject {
   const draft: Record<string, unknown> = { ...(object as Record<string, unknown>) };
   const meta = draft['metadata'];
@@ -85,7 +85,6 @@ function metadataDraft(object: KObject): KObject {
   draft['metadata'] = copy;
   return draft as KObject;
 }
-
 
 /** Run mutating rules over one draft of the request object. A rule that throws leaves the
  * draft as it was before that rule (its partial edits are discarded). */

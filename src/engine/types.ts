@@ -82,8 +82,8 @@ export interface MutatingRule extends RuleBase {
   /** Edit `draft.metadata.labels` and `draft.metadata.annotations` only (or set other metadata
    * fields to new values; never edit one in place): the draft has its own copies of those two and
    * of the metadata object, and shares everything else with the request object. The patch is
-   * computed over metadata alone and skips what is shared, so a huge or deeply nested spec or
-   * managedFields is never copied or walked. */
+   * computed over metadata alone and skips what is shared, so a huge or deeply nested spec, or
+   * any other metadata field, is never copied or walked. */
   mutate(ctx: RuleContext, draft: KObject): readonly string[] | Skip;
 }
 

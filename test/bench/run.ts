@@ -528,8 +528,8 @@ if (TARGET_EXTRA_ROUNDS > 0) {
 const mainMemory = { meshguard: memory(mg.pid), floor: memory(fl.pid) };
 
 // Where the cost above the floor sits: the floor, the Fastify floor (test/bench/fastify-floor.ts:
-// a bare Fastify route with meshguard's body parser and a constant answer) and meshguard, the
-// three alternated round by round on the target cell (Pod CREATE, 50 connections). The Fastify
+// a bare Fastify route with meshguard's body parser and a constant answer) and meshguard,
+// alternated round by round on the target cell (Pod CREATE, 50 connections). The Fastify
 // floor minus the floor is the framework's share; meshguard minus the Fastify floor is meshguard's.
 // Two more servers in the same rounds: the decision-path floor (test/bench/path-floor.ts:
 // meshguard's parser, decode, review, recorder and encode in a bare node:https handler, with the
@@ -556,7 +556,7 @@ let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }
     await warmUp(other, 'meshguard');
   }
   const podCreate = scenarios['pod-create'] as BenchRequest[];
-  const three: ['meshguard' | 'floor', string, Server][] = [
+  const servers: ['meshguard' | 'floor', string, Server][] = [
     ['meshguard', 'meshguard', mg],
     ['floor', 'floor', fl],
     ['floor', 'fastify-floor', ff],
@@ -570,7 +570,7 @@ let framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }
   const splitMs = Math.min(DURATION_MS, 1000);
   log(`framework split: floor, Fastify floor, ${pathVariant}, ${spinVariant} and meshguard${other === undefined ? '' : ` (and ${otherVariant})`}, Pod CREATE x50, ${splitRounds} rounds x ${splitMs / 1000} s`);
   for (let round = 0; round < splitRounds; round++) {
-    const order = round % 2 === 0 ? three : [...three].reverse();
+    const order = round % 2 === 0 ? servers : [...servers].reverse();
     for (const [k, variant, s] of order) await measure('framework', s, k, { variant, scenario: 'pod-create', requests: podCreate, connections: 50, round, durationMs: splitMs });
   }
   await ff.stop();
