@@ -79,11 +79,11 @@ export interface ValidatingRule extends RuleBase {
 /** A mutating rule edits the draft in place and returns one description per change. */
 export interface MutatingRule extends RuleBase {
   readonly type: 'mutating';
-  /** Edit `draft.metadata.labels` and `draft.metadata.annotations` only (or set other metadata
-   * fields to new values; never edit one in place): the draft has its own copies of those two and
-   * of the metadata object, and shares everything else with the request object. The patch is
-   * computed over metadata alone and skips what is shared, so a huge or deeply nested spec, or
-   * any other metadata field, is never copied or walked. */
+  /** Edit the keys of `draft.metadata.labels` and `draft.metadata.annotations`, or set metadata
+   * fields to new values; never edit a nested value in place. The draft has its own one-level
+   * copies of the metadata object and of those two maps, and shares everything else with the
+   * request object. The patch is computed over metadata alone and skips what is shared, so a
+   * huge or deeply nested spec or metadata value is never copied or walked. */
   mutate(ctx: RuleContext, draft: KObject): readonly string[] | Skip;
 }
 

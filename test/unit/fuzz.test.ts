@@ -615,6 +615,7 @@ t.test('poisoning, deep nesting and over-limit bodies are refused without stalli
     ['nested arrays 200k deep inside a review object (/mutate: a patch is computed)', () => attack(review(`{"metadata":{"name":"deep"},"spec":${'['.repeat(200_000)}${']'.repeat(200_000)}}`), {}, '/mutate'), [200, 400], ['', ERRORS.REQUEST_INVALID.code]],
     ['objects 500 deep inside a review object (/mutate)', () => attack(review(`{"metadata":{"name":"deep"},"spec":${'{"a":'.repeat(500)}1${'}'.repeat(500)}}`), {}, '/mutate'), [200], ['']],
     ['objects 100k deep in a metadata field (/mutate: still patched; the draft copies labels and annotations only)', () => attack(review(`{"metadata":{"name":"deep","extra":${'{"a":'.repeat(100_000)}{}${'}'.repeat(100_000)}}}`), {}, '/mutate'), [200], ['']],
+    ['objects 100k deep in a label value (/mutate: still patched)', () => attack(review(`{"metadata":{"name":"deep","labels":{"x":${'{"a":'.repeat(100_000)}{}${'}'.repeat(100_000)}}}}`), {}, '/mutate'), [200], ['']],
     ['objects 100k deep inside a review object (/mutate)', () => attack(review(`{"metadata":{"name":"deep"},"spec":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`), {}, '/mutate'), [200, 400], ['', ERRORS.REQUEST_INVALID.code]],
     ['6 MiB + 1 byte', () => attack(Buffer.alloc(6 * MiB + 1, 0x20)), [413], [ERRORS.BODY_TOO_LARGE.code]],
     ['a declared 1 GiB body (only headers sent)', () => attack(Buffer.alloc(0), { 'content-length': String(1024 * MiB) }), [413], [ERRORS.BODY_TOO_LARGE.code]],

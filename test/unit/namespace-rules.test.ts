@@ -1,8 +1,7 @@
 import t from 'tap';
 import fastJsonPatch from 'fast-json-patch';
 import type { KObject } from '../../src/admission/types.ts';
-import { copyJson } from '../../src/engine/evaluate.ts';
-import { runPipeline } from '../../src/engine/offline.ts';
+import { copyJson, runPipeline } from '../../src/engine/offline.ts';
 import { reviewValidate } from '../../src/engine/review.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/engine/types.ts';
@@ -169,6 +168,16 @@ t.test('a Namespace whose metadata holds a value nested 100 000 levels deep is p
   let level = 0;
   for (let v = extra as Record<string, unknown>; Object.hasOwn(v, 'a'); v = v['a'] as Record<string, unknown>) level++;
   t.equal(level, depth, 'and keeps its whole depth');
+  // Labels and annotations are copied one level deep (they map strings to strings): a malformed
+  // nested value in them is shared, not walked.
+  const nested = `${'{"a":'.repeat(depth)}{}${'}'.repeat(depth)}`;
+  for (const where of ['labels', 'annotations']) {
+    const bad = JSON.parse(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"deep","${where}":{"team":"a","x":${nested}}}}`) as KObject;
+    const inner = ((bad.metadata as Record<string, Record<string, unknown>>)[where] as Record<string, unknown>)['x'];
+    const b = mutate(bad);
+    t.equal(b.verdict, 'patched', `a value nested ${depth} deep in ${where}: still patched`);
+    t.equal(((bad.metadata as Record<string, Record<string, unknown>>)[where] as Record<string, unknown>)['x'], inner, `a value nested ${depth} deep in ${where}: the request object keeps it`);
+  }
 });
 
 t.test("meshguard's own labels are admin-only", async (t) => {
