@@ -1,6 +1,7 @@
-// Builds (once, cached) the real Kubernetes binaries the end-to-end suite runs:
-// kube-apiserver, etcd and kubectl from the Go module in this folder, and helm
-// from the separate module in ./helm.
+// Builds (once, cached) the real binaries the end-to-end suite runs:
+// kube-apiserver, kube-controller-manager, etcd and kubectl from the Go module
+// in this folder, helm from the module in ./helm, and istioctl and
+// pilot-discovery (istiod) from the istio.io/istio module pinned in ./istio.
 //
 //   node test/e2e/cluster/build.ts        # build if needed, print the paths as JSON
 //
@@ -20,9 +21,12 @@ import { fileURLToPath } from 'node:url';
 
 export interface Binaries {
   kubeApiserver: string;
+  kubeControllerManager: string;
   etcd: string;
   kubectl: string;
   helm: string;
+  istioctl: string;
+  pilotDiscovery: string;
 }
 
 export const KUBERNETES_VERSION = 'v1.37.2';
@@ -31,9 +35,15 @@ export const HELM_VERSION = 'v3.22.0';
 /** client-go minor that helm v3.22.0 is built against (for its default KubeVersion). */
 const HELM_K8S_MAJOR = '1';
 const HELM_K8S_MINOR = '37';
+/** The istio.io/istio module version pinned in ./istio/go.mod (master at that commit). */
+export const ISTIO_MODULE_VERSION = 'v0.0.0-20260827124520-eed52ebb66ad';
+/** What the binaries report and the image tag their injector writes (the module's VERSION file, -dev). */
+export const ISTIO_VERSION = '1.31-dev';
+export const ISTIO_HUB = 'docker.io/istio';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const HELM_MODULE = join(HERE, 'helm');
+const ISTIO_MODULE = join(HERE, 'istio');
 
 const K8S_VERSION_PKG = 'k8s.io/component-base/version';
 const k8sLdflags = [
@@ -53,6 +63,15 @@ const helmLdflags = [
   `-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${HELM_K8S_MAJOR}`,
   `-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${HELM_K8S_MINOR}`,
 ].join(' ');
+const ISTIO_VERSION_PKG = 'istio.io/istio/pkg/version';
+const istioLdflags = [
+  '-s', '-w',
+  `-X ${ISTIO_VERSION_PKG}.buildVersion=${ISTIO_VERSION}`,
+  `-X ${ISTIO_VERSION_PKG}.buildHub=${ISTIO_HUB}`,
+  `-X ${ISTIO_VERSION_PKG}.buildGitRevision=${ISTIO_MODULE_VERSION.split('-').pop()}`,
+  `-X ${ISTIO_VERSION_PKG}.buildStatus=Clean`,
+  `-X ${ISTIO_VERSION_PKG}.buildTag=${ISTIO_VERSION}`,
+].join(' ');
 
 interface Step {
   name: string;
@@ -67,7 +86,7 @@ function steps(outDir: string): Step[] {
       name: 'kube-apiserver, etcd, kubectl',
       cwd: HERE,
       args: ['build', '-trimpath', '-buildvcs=false', `-ldflags=${k8sLdflags}`, '-o', outDir + '/',
-        './cmd/kube-apiserver', './cmd/etcd', './cmd/kubectl'],
+        './cmd/kube-apiserver', './cmd/kube-controller-manager', './cmd/etcd', './cmd/kubectl'],
     },
     {
       name: 'helm',
@@ -75,10 +94,24 @@ function steps(outDir: string): Step[] {
       args: ['build', '-trimpath', '-buildvcs=false', `-ldflags=${helmLdflags}`, '-o', join(outDir, 'helm'),
         'helm.sh/helm/v3/cmd/helm'],
     },
+    {
+      name: 'istioctl, pilot-discovery',
+      cwd: ISTIO_MODULE,
+      args: ['build', '-trimpath', '-buildvcs=false', `-ldflags=${istioLdflags}`, '-o', outDir + '/',
+        'istio.io/istio/istioctl/cmd/istioctl', 'istio.io/istio/pilot/cmd/pilot-discovery'],
+    },
   ];
 }
 
-const BINARY_NAMES = { kubeApiserver: 'kube-apiserver', etcd: 'etcd', kubectl: 'kubectl', helm: 'helm' } as const;
+const BINARY_NAMES = {
+  kubeApiserver: 'kube-apiserver',
+  kubeControllerManager: 'kube-controller-manager',
+  etcd: 'etcd',
+  kubectl: 'kubectl',
+  helm: 'helm',
+  istioctl: 'istioctl',
+  pilotDiscovery: 'pilot-discovery',
+} as const;
 
 function goCommand(): string {
   return process.env.MESHGUARD_GO || 'go';
@@ -139,12 +172,9 @@ export async function cacheKey(): Promise<string> {
 }
 
 function paths(dir: string): Binaries {
-  return {
-    kubeApiserver: join(dir, BINARY_NAMES.kubeApiserver),
-    etcd: join(dir, BINARY_NAMES.etcd),
-    kubectl: join(dir, BINARY_NAMES.kubectl),
-    helm: join(dir, BINARY_NAMES.helm),
-  };
+  const out = {} as Binaries;
+  for (const [k, name] of Object.entries(BINARY_NAMES)) out[k as keyof Binaries] = join(dir, name);
+  return out;
 }
 
 async function complete(dir: string): Promise<boolean> {
@@ -296,7 +326,7 @@ async function ensure(): Promise<Binaries> {
     const tmp = join(binRoot, `.tmp-${key}-${process.pid}-${Date.now()}`);
     await mkdir(tmp, { recursive: true });
     const t0 = Date.now();
-    log(`building e2e cluster binaries into ${binDir} (Kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, helm ${HELM_VERSION}); the first build takes many minutes`);
+    log(`building e2e cluster binaries into ${binDir} (Kubernetes ${KUBERNETES_VERSION}, etcd ${ETCD_VERSION}, helm ${HELM_VERSION}, Istio ${ISTIO_VERSION}); the first build takes many minutes`);
     const removeTmp = () => {
       // Best effort on abnormal exit: never leave a half build around.
       try {
@@ -317,6 +347,8 @@ async function ensure(): Promise<Binaries> {
           kubernetes: KUBERNETES_VERSION,
           etcd: ETCD_VERSION,
           helm: HELM_VERSION,
+          istio: ISTIO_VERSION,
+          istioModule: ISTIO_MODULE_VERSION,
           go: await goVersion(),
           builtAt: new Date().toISOString(),
           buildSeconds: Math.round((Date.now() - t0) / 1000),
