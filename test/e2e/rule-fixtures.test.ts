@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { KObject } from '../../src/admission/types.ts';
 import { FIXTURES, ruleFixtures, type Fixture } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
+import { applyIstioCrds } from './helpers/istio.ts';
 import { startMeshguard, sleep } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000);
@@ -17,12 +18,7 @@ const fixtures = ruleFixtures();
 const cluster = await startCluster();
 t.teardown(() => cluster.stop());
 
-const crds = join(FIXTURES, 'crds/istio-crds.yaml');
-if (existsSync(crds)) {
-  await cluster.applyYaml(readFileSync(crds, 'utf8'));
-  const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
-  if (est.code !== 0) throw new Error(`CRDs not established: ${est.stderr}`);
-}
+await applyIstioCrds(cluster);
 
 /** The state namespaces of all fixtures, checked for conflicting definitions. */
 function stateNamespaces(all: readonly Fixture[]): Map<string, KObject> {
