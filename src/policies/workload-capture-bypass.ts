@@ -9,7 +9,8 @@ import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts'
 import { show } from './lib/istio.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook } from './lib/pod-template.ts';
 import { quote } from './lib/workload-istio.ts';
-import { reviewedWorkload } from './lib/workload-review.ts';
+import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/istio-gateway.ts';
+import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const TRAFFIC_PREFIX = 'traffic.sidecar.istio.io/';
 
@@ -74,13 +75,15 @@ export const workloadCaptureBypass: ValidatingRule = {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
     const out: Violation[] = [];
+    // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
+    const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
     // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
     // without building an entries array for every request.
     for (const key in w.annotations) {
       if (!Object.hasOwn(w.annotations, key)) continue;
       const value = w.annotations[key];
       const effect = bypassEffect(key, value);
-      if (effect === undefined || allowListed(ctx.config, key, value)) continue;
+      if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === GATEWAY_TEMPLATE_KEY)) continue;
       out.push({
         message: `annotation ${key} ${effect}; the value ${quote(value)} is not on the capture-bypass allow-list`,
         path: fieldPath(w.template, `metadata.annotations[${JSON.stringify(key)}]`),
