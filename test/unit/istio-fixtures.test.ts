@@ -13,9 +13,9 @@ import { config, failedRules, FIXTURES, loadYaml, ns, state, TENANT, validate } 
 
 const DIR = join(FIXTURES, 'istio');
 
-/** The install variants' namespaces need the revision canary; the mesh-wide excluded range is the platform's. */
+/** The install variants' namespaces need the revision canary and its tag prod; the mesh-wide excluded range is the platform's. */
 const CONFIG = config({
-  revisions: ['canary'],
+  revisions: ['canary', 'prod'],
   captureBypass: { allow: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': ['10.96.0.0/12'] } },
   controllerUsers: ['system:kube-controller-manager'],
 });
@@ -53,7 +53,7 @@ const all = cases();
 
 t.test('the fixture set covers every install variant, both verdicts, gateways and waypoints', async (t) => {
   const names = all.map((c) => c.name).join('\n');
-  for (const words of ['with sidecar injection', 'with the istio cni', 'by revision canary', 'with a mesh wide excluded range', 'in an ambient namespace', 'gateway chart', 'native sidecars turned on', 'native sidecars turned off', 'from istioctl kube inject']) {
+  for (const words of ['with sidecar injection', 'with the istio cni', 'by revision canary', 'by revision tag prod', 'with a mesh wide excluded range', 'in an ambient namespace', 'gateway chart', 'native sidecars turned on', 'native sidecars turned off', 'from istioctl kube inject']) {
     t.match(names, words, `a fixture ${words}`);
   }
   t.ok(all.filter((c) => c.verdict === 'deny').length >= 10, 'at least ten forged or narrowed captures');
@@ -62,7 +62,7 @@ t.test('the fixture set covers every install variant, both verdicts, gateways an
 for (const c of all) {
   t.test(`${c.name} is ${c.verdict === 'admit' ? 'admitted' : 'denied'}`, async (t) => {
     t.ok(c.objects.length > 0, 'the file has an object under test');
-    const st = state(c.namespaces.map((n) => ns(String(n.metadata?.name), (n.metadata?.labels ?? {}) as Record<string, string>)), ['canary']);
+    const st = state(c.namespaces.map((n) => ns(String(n.metadata?.name), (n.metadata?.labels ?? {}) as Record<string, string>)), ['canary', 'prod']);
     for (const o of c.objects) {
       const v = validate(o, { config: CONFIG, state: st, user: c.user, namespace: String(o.metadata?.namespace ?? '') });
       const failed = failedRules(v);
