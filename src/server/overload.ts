@@ -311,8 +311,11 @@ export function createDrainer(o: { readonly lingerMs: number; readonly concurren
         if (!socket.destroyed) socket.end();
       };
       if (raw.complete) {
-        finish();
         socket.once('close', () => clearTimeout(timer));
+        finish();
+        // Read on, so the client's close is seen (nothing more is dispatched on this connection:
+        // its current response never finishes).
+        socket.resume();
         return;
       }
       let started = false;
@@ -354,7 +357,17 @@ export function registerOverload(app: FastifyInstance, opts: OverloadOptions): L
   // The rate sweep: one timer for all requests, a quarter of the grace (at most 1 s) apart.
   let sweeper: NodeJS.Timeout | undefined;
   if (opts.minBodyBytesPerSecond > 0) {
-    sweeper = setInterval(() => gauge.sweepSlow(performance.now()), Math.max(50, Math.min(1000, opts.bodyRateGraceMs / 4)));
+    const every = Math.max(50, Math.min(1000, opts.bodyRateGraceMs / 4));
+    let last = performance.now();
+    sweeper = setInterval(() => {
+      const now = performance.now();
+      // A sweep that fires late follows an event-loop stall: bodies that arrived meanwhile may
+      // still be unread in kernel buffers (timers run before I/O is polled), so judge them at
+      // the next sweep rather than cut a fast sender for the server's own pause.
+      const late = now - last > 2 * every;
+      last = now;
+      if (!late) gauge.sweepSlow(now);
+    }, every);
     sweeper.unref();
   }
   app.addHook('onClose', async function meshguardOverloadStop() {
