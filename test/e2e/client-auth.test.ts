@@ -104,5 +104,6 @@ t.test('a meshguard the apiserver holds no certificate for answers 401, and Fail
   const r = await cluster.kubectl(['create', 'namespace', 'unauthenticated-ns'], { as: 'tenant' });
   t.not(r.code, 0, 'kubectl create namespace fails');
   t.match(r.stderr, /failed calling webhook/, `the apiserver reports the failed call: ${r.stderr.trim()}`);
-  t.match(r.stderr, /401|MG_CLIENT_CERT|Unauthorized/, 'because meshguard refused the unauthenticated caller');
+  // client-go renders a 401 as "the server has asked for the client to provide credentials".
+  t.match(r.stderr, /asked for the client to provide credentials/, 'because meshguard answered 401 to the unauthenticated caller');
 });
