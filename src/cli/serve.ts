@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
-import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
+import { ensureGenerated, FileCertSource, type FilePaths, type TlsMaterial } from '../certs/source.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { startSelfManagedCerts, type SelfManagedCerts } from '../certs/manager.ts';
+import { servingSans, startSelfManagedCerts, type SelfManagedCerts } from '../certs/manager.ts';
 import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
 import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
@@ -20,7 +20,8 @@ import { startReconciler, type ReconcilerHandle } from '../reconciler/index.ts';
 import { createAuditSink } from '../server/audit-sink.ts';
 import type { ReadinessCheck } from '../server/health.ts';
 import { drainAndClose } from '../server/shutdown.ts';
-import { secureContextOptions } from '../server/tls-options.ts';
+import { readClientCa, serverTlsOptions } from '../server/tls-options.ts';
+import type { ServerOptions as HttpsOptions } from 'node:https';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -35,6 +36,8 @@ Flags (environment variable in brackets; flags win over environment, both over t
   --cert-file FILE    serving certificate (PEM), reloaded on change [MESHGUARD_CERT_FILE]
   --key-file FILE     private key (PEM) for --cert-file          [MESHGUARD_KEY_FILE]
   --ca-file FILE      CA bundle of --cert-file (expiry metric)   [MESHGUARD_CA_FILE]
+  --client-ca-file FILE  require client certificates signed by this CA on
+                      /validate and /mutate (the apiserver's)    [MESHGUARD_CLIENT_CA_FILE]
   --cert-dir DIR      where to generate a CA and certificate when no --cert-file
                       is given (default ./certs)                 [MESHGUARD_CERT_DIR]
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent   [MESHGUARD_LOG_LEVEL]
@@ -65,6 +68,7 @@ const FLAGS = {
   'cert-file': ['MESHGUARD_CERT_FILE', 'server.certFile'],
   'key-file': ['MESHGUARD_KEY_FILE', 'server.keyFile'],
   'ca-file': ['MESHGUARD_CA_FILE', 'server.caFile'],
+  'client-ca-file': ['MESHGUARD_CLIENT_CA_FILE', 'server.clientCaFile'],
   'cert-dir': ['MESHGUARD_CERT_DIR', 'server.certDir'],
   'log-level': ['MESHGUARD_LOG_LEVEL', 'logLevel'],
   'audit-log': ['MESHGUARD_AUDIT_LOG', 'auditLogFile'],
@@ -175,7 +179,13 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   let managed: SelfManagedCerts | undefined;
   if (config.selfManagedCerts.enabled) managed = await startSelfManagedCerts(config, kc, log);
   const paths = managed?.paths ?? (await certPaths(config, io));
-  const certs = new FileCertSource(paths);
+  // The names the certificate must cover: for files of the operator's, the configured
+  // server.certSans (the chart sets the Service's name); for generated or self-managed ones,
+  // those they were generated for.
+  const names = managed !== undefined ? servingSans(config) : config.server.certFile !== null ? config.server.certSans : [...defaultSans(config.meshguardNamespace), ...config.server.certSans];
+  const certs = new FileCertSource(paths, { names });
+  const clientCa = (): string | null => (config.server.clientCaFile === null ? null : readClientCa(config.server.clientCaFile));
+  const tlsFor = (m: TlsMaterial): HttpsOptions => serverTlsOptions(m, config.server.tlsMinVersion, clientCa());
   const recorder = new PromRecorder();
   const audit = createAuditSink(config.auditLogFile);
   const lifecycle = { draining: false };
@@ -206,7 +216,8 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     });
   }
 
-  const readiness: ReadinessCheck[] = [{ name: 'certificates', check: () => (certs.material.cert === '' ? 'no certificate loaded' : undefined) }];
+  // An expired certificate fails every new handshake: the Service should stop sending traffic here.
+  const readiness: ReadinessCheck[] = [{ name: 'certificates', check: () => certs.problem() }];
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
@@ -219,7 +230,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     recorder,
     audit,
     lifecycle,
-    https: secureContextOptions(certs.material, config.server.tlsMinVersion),
+    https: tlsFor(certs.material),
     log: appLog,
     readiness,
   });
@@ -240,14 +251,15 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     {
       onReload(m, info) {
         const server = app.server as unknown as { setSecureContext(o: object): void };
-        server.setSecureContext(secureContextOptions(m, config.server.tlsMinVersion));
+        // The client CA (server.clientCaFile) is part of the context: re-read it with the pair.
+        server.setSecureContext(tlsFor(m));
         recorder.certReload(true);
         exposeExpiry();
         appLog.info({ fingerprint: info.fingerprint256, notAfter: info.leafNotAfter }, 'serving certificate reloaded');
       },
       onError(err) {
         recorder.certReload(false);
-        appLog.error({ err: err.message }, 'new certificate files are not usable; keeping the current certificate');
+        appLog.error({ err: err.message, code: (err as { code?: string }).code }, 'new certificate files are not usable; keeping the current certificate');
       },
     },
     1000,

@@ -48,22 +48,31 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     certDir: str('where generated certificates are written when certFile/keyFile are unset', 'certs'),
     certSans: list('extra DNS names or IPs for a generated certificate', []),
     tlsMinVersion: str('lowest TLS version accepted', 'TLSv1.2', { enum: ['TLSv1.2', 'TLSv1.3'] }),
+    clientCaFile: nullableStr('PEM CA bundle: /validate and /mutate then require a client certificate signed by it (the apiserver authenticates with an AdmissionConfiguration kubeconfig, docs/install.md); probes and /metrics need none. Unset: no client certificates'),
     // An UPDATE review carries object and oldObject. The apiserver caps a request body at 3 MiB,
     // so each object is at most about 1.5 MiB once both must fit; JSON re-encoding by the apiserver
     // (escapes, the review envelope, userInfo) can roughly double that. 6 MiB holds two 1.5 MiB
     // objects with 2x headroom and matches Istio's own injector limit; anything larger gets 413.
     bodyLimitBytes: int('largest accepted request body in bytes', 6 * 1024 * 1024, 1024, 64 * 1024 * 1024),
-    requestTimeoutMs: int('time allowed to receive a whole request (slow-client protection; must be non-zero)', 15_000, 1_000, 120_000),
-    headersTimeoutMs: int('time allowed to receive request headers', 10_000, 1_000, 120_000),
+    // At most the webhook's timeout (the chart's timeoutSeconds is 5): the apiserver gives up on a
+    // call after it, so a connection kept longer only holds a slot for an answer nobody reads.
+    requestTimeoutMs: int("time allowed to receive a whole request (slow-client protection; keep at or below the webhook's timeoutSeconds)", 5_000, 1_000, 120_000),
+    headersTimeoutMs: int('time allowed to finish the TLS handshake and receive the request headers (below requestTimeoutMs)', 4_000, 1_000, 120_000),
     // Go's HTTP client (the apiserver's) keeps idle connections for 90 s; closing ours later than
     // that means the client always closes first and never races a server-side close.
     keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
-    drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 0, 0, 120),
+    drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 3, 0, 120),
     // Load shedding (src/server/overload.ts): past any bound, new admission requests get 503
     // MG_OVERLOADED before their body is read, so memory stays bounded and the apiserver applies
     // the failure policy instead of timing out. Probes and metrics (GET) are never shed.
     maxInFlight: int('most admission requests in flight at once; more get 503 MG_OVERLOADED', 256, 1, 100_000),
-    maxInFlightBytes: int('most request body bytes in flight at once (from Content-Length; chunked counts as bodyLimitBytes)', 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024),
+    maxInFlightBytes: int('most request body bytes received and held at once (counted as they arrive; shared fairly between client addresses)', 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024),
+    // A body slower than this (after the grace) is cut with 408 MG_TIMEOUT: a connection that
+    // trickles a body holds an in-flight slot while sending almost nothing. The apiserver sends a
+    // whole review in milliseconds; 16 KiB/s after 2 s still lets a 6 MiB body take far longer
+    // than requestTimeoutMs, so only trickles are cut.
+    minBodyBytesPerSecond: int('slowest accepted request body in bytes per second, after bodyRateGraceMs (0: off)', 16 * 1024, 0, 1024 * 1024 * 1024),
+    bodyRateGraceMs: int('time from the request headers before the body rate is checked (ms)', 2_000, 100, 120_000),
     maxEventLoopDelayMs: int('shed new admission requests while the event loop lags more than this (ms; 0: off)', 1000, 0, 60_000),
     // The apiserver sends its timeout as ?timeout=5s (src/server/deadline.ts).
     deadlineMarginPercent: int("share of the apiserver's ?timeout= kept for answering: a request whose evaluation would start later gets the mode's answer unevaluated", 20, 0, 90),

@@ -23,6 +23,7 @@ export interface Config {
     readonly certDir: string;
     readonly certSans: readonly string[];
     readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly clientCaFile: string | null;
     readonly bodyLimitBytes: number;
     readonly requestTimeoutMs: number;
     readonly headersTimeoutMs: number;
@@ -31,6 +32,8 @@ export interface Config {
     readonly maxInFlight: number;
     readonly maxInFlightBytes: number;
     readonly maxEventLoopDelayMs: number;
+    readonly minBodyBytesPerSecond: number;
+    readonly bodyRateGraceMs: number;
     readonly deadlineMarginPercent: number;
   };
   readonly cluster: {

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_SCHEMA } from '../config/schema.ts';
 import type { Schema } from '../config/schema-dsl.ts';
-import { ERRORS } from '../errors.ts';
+import { CERT_ERRORS, ERRORS } from '../errors.ts';
 import { RULES } from '../policies/registry.ts';
 
 function defaultText(s: Schema): string {
@@ -87,6 +87,18 @@ export function errorsReference(): string {
     '|---|---|---|',
   ];
   for (const e of Object.values(ERRORS)) out.push(`| \`${e.code}\` | ${e.statusCode} | ${e.summary} |`);
+  out.push(
+    '',
+    '## Serving certificate errors',
+    '',
+    'A serving certificate that cannot be used is refused with one of these codes: at start,',
+    '`meshguard serve` exits with code 2 and prints the code; on reload, the certificate in service',
+    'is kept, the error is logged with its code and `meshguard_certificate_reload_failing` is 1.',
+    '',
+    '| code | meaning |',
+    '|---|---|',
+  );
+  for (const e of Object.values(CERT_ERRORS)) out.push(`| \`${e.code}\` | ${e.summary} |`);
   return `${out.join('\n')}\n`;
 }
 

@@ -145,6 +145,10 @@ t.test('the schema and the templates refuse bad values', async (t) => {
     { name: 'the mode set inside config (the chart owns it)', set: ['--set', 'config.mode=audit'], want: /config\.mode is set by the chart/ },
     { name: 'a certificate file set inside config (the chart owns it)', set: ['--set', 'config.server.certFile=/x'], want: /config\.server\.certFile is set by the chart/ },
     { name: 'meshguard\'s namespace set inside config', set: ['--set', 'config.meshguardNamespace=other'], want: /config\.meshguardNamespace is set by the chart/ },
+    { name: 'a request timeout longer than the webhook timeout', set: ['--set', 'config.server.requestTimeoutMs=10000'], want: /requestTimeoutMs .* must not exceed webhook\.timeoutSeconds/ },
+    { name: 'client authentication without a CA', set: ['--set', 'clientAuth.enabled=true'], want: /clientAuth\.caConfigMap/ },
+    { name: 'an apiserver CIDR that is not one', set: ['--set', 'networkPolicy.apiserverCIDRs[0]=apiserver'], want: /apiserverCIDRs/ },
+    { name: 'the client CA file set inside config (the chart owns it)', set: ['--set', 'config.server.clientCaFile=/x'], want: /config\.server\.clientCaFile is set by the chart/ },
   ];
   for (const row of rows) {
     const r = await run(['template', 'meshguard', CHART_DIR, '-n', NS, ...row.set]);
@@ -174,7 +178,32 @@ t.test('the rendered configuration is a valid meshguard configuration with the c
     t.equal(c.server.certDir, '/certs');
     t.equal(c.selfManagedCerts.webhookConfigurationName, find(docs, 'ValidatingWebhookConfiguration').metadata.name, `${v.name}: patches the rendered webhook configurations`);
     t.equal(c.selfManagedCerts.serviceName, find(docs, 'Service').metadata.name, `${v.name}: the certificate covers the rendered Service`);
+    t.equal(c.server.requestTimeoutMs, values.webhook.timeoutSeconds * 1000, `${v.name}: receiving a request may take the webhook timeout, no longer`);
+    if (mode !== 'self-managed') t.same(c.server.certSans, [`${find(docs, 'Service').metadata.name}.${NS}.svc`], `${v.name}: an own certificate must cover the Service's name`);
   }
+  const short = loadConfig({ file: await configFileOf(['--set', 'webhook.timeoutSeconds=2']), ruleIds: RULE_IDS });
+  t.same([short.server.requestTimeoutMs, short.server.headersTimeoutMs], [2000, 1600], 'a 2 s webhook timeout: 2 s to receive a request, 1.6 s for the headers');
+});
+
+async function configFileOf(args: string[]): Promise<string> {
+  const raw = find(await render(args), 'ConfigMap').data['config.json'] as string;
+  const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
+  (await import('node:fs')).writeFileSync(join(dir, 'config.json'), raw);
+  return join(dir, 'config.json');
+}
+
+t.test('NetworkPolicy sources and client-certificate authentication of the apiserver', async (t) => {
+  const open = find(await render(), 'NetworkPolicy');
+  t.notOk('from' in open.spec.ingress[0], 'without apiserverCIDRs or from: any source (the apiserver address is not known at render time)');
+  const np = find(await render(['--set', 'networkPolicy.apiserverCIDRs[0]=10.0.0.0/24', '--set', 'networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring']), 'NetworkPolicy');
+  t.same(np.spec.ingress[0].from, [{ ipBlock: { cidr: '10.0.0.0/24' } }, { namespaceSelector: { matchLabels: { team: 'monitoring' } } }], 'apiserverCIDRs and from: only those sources');
+  const docs = await render(['--set', 'clientAuth.enabled=true', '--set', 'clientAuth.caConfigMap=apiserver-client-ca']);
+  const c = loadConfig({ file: await configFileOf(['--set', 'clientAuth.enabled=true', '--set', 'clientAuth.caConfigMap=apiserver-client-ca']), ruleIds: RULE_IDS });
+  t.equal(c.server.clientCaFile, '/etc/meshguard-client-ca/ca.crt', 'clientAuth: server.clientCaFile set');
+  const pod = find(docs, 'Deployment').spec.template.spec;
+  t.same(pod.volumes.find((v: Obj) => v.name === 'client-ca')?.configMap, { name: 'apiserver-client-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] }, 'the CA ConfigMap is mounted');
+  t.ok(pod.containers[0].volumeMounts.some((m: Obj) => m.name === 'client-ca' && m.mountPath === '/etc/meshguard-client-ca'), 'where clientCaFile points');
+  t.notOk(find(await render(), 'Deployment').spec.template.spec.volumes.some((v: Obj) => v.name === 'client-ca'), 'off by default');
 });
 
 t.test('the Deployment meets the restricted Pod Security profile and drains before it stops', async (t) => {

@@ -82,12 +82,12 @@ values.config is an error rather than being silently overridden.
 {{- fail (printf "config.%s is set by the chart; use %s" $k (ternary "the top-level value mode" "the release namespace (helm -n)" (eq $k "mode"))) -}}
 {{- end -}}
 {{- end -}}
-{{- $owned := dict "server" (list "certFile" "keyFile" "caFile" "certDir" "drainSeconds") "cluster" (list "inCluster" "kubeconfig") "selfManagedCerts" (list "enabled" "secretName" "webhookConfigurationName" "serviceName") -}}
+{{- $owned := dict "server" (list "certFile" "keyFile" "caFile" "certDir" "drainSeconds" "clientCaFile") "cluster" (list "inCluster" "kubeconfig") "selfManagedCerts" (list "enabled" "secretName" "webhookConfigurationName" "serviceName") -}}
 {{- range $group, $keys := $owned -}}
 {{- $g := get $user $group | default dict -}}
 {{- range $k := $keys -}}
 {{- if hasKey $g $k -}}
-{{- fail (printf "config.%s.%s is set by the chart (see values.yaml: certificates, shutdown)" $group $k) -}}
+{{- fail (printf "config.%s.%s is set by the chart (see values.yaml: certificates, shutdown, clientAuth)" $group $k) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -98,6 +98,29 @@ values.config is an error rather than being silently overridden.
 {{- if eq .Values.certificates.mode "cert-manager" -}}
 {{- $_ := set $server "caFile" "/certs/ca.crt" -}}
 {{- end -}}
+{{- /* The name the apiserver checks: a certificate of the operator's must cover it. */ -}}
+{{- if not (hasKey (get $user "server" | default dict) "certSans") -}}
+{{- $_ := set $server "certSans" (list (printf "%s.%s.svc" (include "meshguard.fullname" .) .Release.Namespace)) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Receiving a request may take at most the webhook's timeout (the apiserver gives up then). */ -}}
+{{- $timeoutMs := mul .Values.webhook.timeoutSeconds 1000 -}}
+{{- $userServer := get $user "server" | default dict -}}
+{{- if hasKey $userServer "requestTimeoutMs" -}}
+{{- if gt (int (get $userServer "requestTimeoutMs")) (int $timeoutMs) -}}
+{{- fail (printf "config.server.requestTimeoutMs (%v) must not exceed webhook.timeoutSeconds (%v ms)" (get $userServer "requestTimeoutMs") $timeoutMs) -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $server "requestTimeoutMs" $timeoutMs -}}
+{{- if not (hasKey $userServer "headersTimeoutMs") -}}
+{{- $_ := set $server "headersTimeoutMs" (min 4000 (div (mul $timeoutMs 4) 5)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.clientAuth.enabled -}}
+{{- if not .Values.clientAuth.caConfigMap -}}
+{{- fail "clientAuth.enabled needs clientAuth.caConfigMap (a ConfigMap with the CA of the apiserver's client certificate in ca.crt)" -}}
+{{- end -}}
+{{- $_ := set $server "clientCaFile" "/etc/meshguard-client-ca/ca.crt" -}}
 {{- end -}}
 {{- $fullname := include "meshguard.fullname" . -}}
 {{- $smc := dict "enabled" (eq .Values.certificates.mode "self-managed") "secretName" (include "meshguard.tlsSecretName" .) "webhookConfigurationName" $fullname "serviceName" $fullname -}}
