@@ -66,16 +66,17 @@ function mergeFrom(base: Readonly<Record<string, unknown>>, over: Readonly<Recor
 }
 
 /**
- * An IstioOperator's mesh config as istioctl renders it (operator/pkg/render/manifest.go):
- * spec.meshConfig is merged into values.meshConfig, then the user's spec.values are merged on top
- * again, so a field set in both places takes spec.values.meshConfig's value.
+ * An IstioOperator's mesh config as istioctl renders it (operator/pkg/render/manifest.go
+ * translateIstioOperatorToHelm): spec.meshConfig is merged over spec.values.meshConfig, map by
+ * map, so a field set in both places takes spec.meshConfig's value (checked against
+ * `istioctl manifest generate`). A finding names the place its field came from.
  */
 function operatorProblems(object: KObject, config: Config): Violation[] {
   const top = at(object, 'spec', 'meshConfig');
   const values = at(object, 'spec', 'values', 'meshConfig');
-  const mesh = mergeFrom(isRecord(top) ? top : {}, isRecord(values) ? values : {});
-  const fromValues = (field: string): boolean => at(values, ...field.split('.')) !== undefined;
-  const path = (field: string): string => `${fromValues(field) || (!isRecord(top) && isRecord(values)) ? 'spec.values.meshConfig' : 'spec.meshConfig'}.${field}`;
+  const mesh = mergeFrom(isRecord(values) ? values : {}, isRecord(top) ? top : {});
+  const fromValues = (field: string): boolean => at(top, ...field.split('.')) === undefined && (at(values, ...field.split('.')) !== undefined || (!isRecord(top) && isRecord(values)));
+  const path = (field: string): string => `${fromValues(field) ? 'spec.values.meshConfig' : 'spec.meshConfig'}.${field}`;
   return [
     ...meshConfigProblems(mesh, path, config.istioInstall.allow),
     ...narrowingProblems(at(object, 'spec', 'values'), config.istioInstall.allow, (key) => `spec.values.${key}`),

@@ -1,6 +1,6 @@
 // mesh-config-outbound-policy on mesh-wide settings: enums by name or number, defaultConfig judged
 // as a ProxyConfig on capture, an IstioOperator's two meshConfig places merged as istioctl merges
-// them, and install values that narrow capture for every pod (IstioOperator spec.values and the
+// them (spec.meshConfig over spec.values.meshConfig, field by field: istioctl manifest generate), and install values that narrow capture for every pod (IstioOperator spec.values and the
 // istio-sidecar-injector ConfigMap's values).
 import t from 'tap';
 import type { KObject } from '../../src/admission/types.ts';
@@ -65,7 +65,8 @@ t.test('an IstioOperator: spec.meshConfig and spec.values.meshConfig merged as i
     ['REGISTRY_ONLY only under values.meshConfig is accepted', { values: { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } } }, []],
     ['REGISTRY_ONLY under values.meshConfig with other settings in spec.meshConfig is accepted', { meshConfig: { accessLogFile: '/dev/stdout' }, values: { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } } }, []],
     ['REGISTRY_ONLY in spec.meshConfig is accepted', { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } }, []],
-    ['ALLOW_ANY under values.meshConfig wins over spec.meshConfig and is denied', { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } }, values: { meshConfig: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } } } }, ['spec.values.meshConfig.outboundTrafficPolicy.mode']],
+    ['ALLOW_ANY in spec.meshConfig overrides REGISTRY_ONLY under values.meshConfig and is denied', { meshConfig: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } }, values: { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } } }, ['spec.meshConfig.outboundTrafficPolicy.mode']],
+    ['REGISTRY_ONLY in spec.meshConfig overrides ALLOW_ANY under values.meshConfig and is accepted', { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } }, values: { meshConfig: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } } } }, []],
     ['no mode anywhere is denied as not set', { meshConfig: { accessLogFile: '/dev/stdout' } }, ['spec.meshConfig.outboundTrafficPolicy.mode']],
     ['interceptionMode NONE by number under values.meshConfig.defaultConfig is denied', { meshConfig: { outboundTrafficPolicy: { mode: 0 } }, values: { meshConfig: { defaultConfig: { interceptionMode: 2 } } } }, ['spec.values.meshConfig.defaultConfig.interceptionMode']],
     ['a mesh-wide excluded IP range in spec.values is denied', { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } }, values: { global: { proxy: { excludeIPRanges: '10.0.0.0/8' } } } }, ['spec.values.global.proxy.excludeIPRanges']],
