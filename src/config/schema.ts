@@ -191,6 +191,14 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     },
   }),
   istioProxyImages: list('images allowed for Istio\'s own istio-init/istio-validation/istio-proxy containers (regular expressions, matched against the whole image)', ['^(.+/)?proxyv2(:[^/]+)?(@sha256:[a-f0-9]{64})?$']),
+  istiodUsers: list("usernames (request.userInfo.username) of istiod, whose gateway and waypoint Deployments (owned by a Gateway API Gateway) are admitted as Istio's own", [
+    'system:serviceaccount:istio-system:istiod',
+  ]),
+  controllerUsers: list("usernames of the controllers that turn istiod's gateway and waypoint Deployments into ReplicaSets and Pods", [
+    'system:serviceaccount:kube-system:deployment-controller',
+    'system:serviceaccount:kube-system:replicaset-controller',
+    'system:kube-controller-manager',
+  ]),
   istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin and ProxyConfig may be created', ['istio-system'], {
     type: 'string',
     pattern: NAMESPACE_NAME,

@@ -85,6 +85,8 @@ export interface Config {
   };
   readonly istioProxyImages: readonly string[];
   readonly istioAdminNamespaces: readonly string[];
+  readonly istiodUsers: readonly string[];
+  readonly controllerUsers: readonly string[];
   readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;

@@ -10,7 +10,7 @@ import { show } from './lib/istio.ts';
 import { meshStatus } from './lib/mesh.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
 import { DATAPLANE_MODE, INJECT, quote } from './lib/workload-istio.ts';
-import { reviewedWorkload, type Workload } from './lib/workload-review.ts';
+import { reviewedGateway, reviewedWorkload, type Workload } from './lib/workload-review.ts';
 
 const ID = 'workload-injection-opt-out';
 
@@ -93,6 +93,9 @@ export const workloadInjectionOptOut: ValidatingRule = {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
     const out = namespaceProblems(ctx, w);
+    // Istio's gateways and waypoints are their own proxy: Istio itself labels them
+    // sidecar.istio.io/inject=false and istio.io/dataplane-mode=none.
+    if (reviewedGateway(ctx.request, ctx.config) !== undefined) return out;
     out.push(...injectProblems(w), ...dataplaneProblems(w));
     return out;
   },

@@ -4,12 +4,15 @@
 // NET_RAW through the ephemeralcontainers subresource). Capabilities compare case-insensitively,
 // with or without the CAP_ prefix. The one carve-out: Istio's own istio-init (and
 // istio-validation) in an injected Pod, with an allowed Istio image, may add NET_ADMIN and
-// NET_RAW, which it needs to set up the redirection; nothing more.
+// NET_RAW, which it needs to set up the redirection; and Istio's own istio-proxy may add NET_ADMIN
+// when the pod's interception mode is TPROXY (the injection template adds it: the proxy must set
+// the original destination on its sockets). Nothing more.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
 import { isRecord, stringMap } from './lib/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
-import { INIT, isIstioOwn, notIstioOwn, quote, VALIDATION } from './lib/workload-istio.ts';
+import { interceptionMode } from './lib/capture.ts';
+import { INIT, isIstioOwn, notIstioOwn, PROXY, quote, VALIDATION } from './lib/workload-istio.ts';
 import { reviewedWorkload } from './lib/workload-review.ts';
 
 /** Capabilities that can change the pod's network stack. */
@@ -27,6 +30,15 @@ function isIstioInit(c: ContainerRef, t: PodTemplate, config: Config): boolean {
   return (c.name === INIT || c.name === VALIDATION) && isIstioOwn(c, t, config);
 }
 
+/** The capabilities Istio's own container may add: istio-init's two, and NET_ADMIN for a TPROXY proxy. */
+function istioCapabilities(c: ContainerRef, t: PodTemplate, config: Config): ReadonlySet<string> {
+  if (isIstioInit(c, t, config)) return ISTIO_INIT_CAPABILITIES;
+  if (c.name === PROXY && interceptionMode(t) === 'TPROXY' && isIstioOwn(c, t, config)) return TPROXY_CAPABILITIES;
+  return NONE;
+}
+const TPROXY_CAPABILITIES: ReadonlySet<string> = new Set(['NET_ADMIN']);
+const NONE: ReadonlySet<string> = new Set();
+
 function reason(c: ContainerRef, t: PodTemplate, config: Config): string {
   if (c.name !== INIT && c.name !== VALIDATION) return '';
   const why = notIstioOwn(c, t, config);
@@ -41,16 +53,16 @@ function containerProblems(c: ContainerRef, t: PodTemplate, config: Config, out:
   }
   const add = stringMap(sc['capabilities'])['add'];
   if (!Array.isArray(add) || add.length === 0) return;
-  // Whether this is Istio's own istio-init is asked only of a container that adds capabilities.
-  let istioInit: boolean | undefined;
+  // Whether this is Istio's own container is asked only of a container that adds capabilities.
+  let istio: ReadonlySet<string> | undefined;
   for (let i = 0; i < add.length; i++) {
     const cap: unknown = add[i];
     if (typeof cap !== 'string') continue;
     // Already in canonical form (the usual case): nothing to normalize.
     const name = NETWORK_CAPABILITIES.has(cap) ? cap : normalizeCapability(cap);
     if (!NETWORK_CAPABILITIES.has(name)) continue;
-    istioInit ??= isIstioInit(c, t, config);
-    if (istioInit && ISTIO_INIT_CAPABILITIES.has(name)) continue;
+    istio ??= istioCapabilities(c, t, config);
+    if (istio.has(name)) continue;
     out.push({
       message: `${containerLabel(c)} adds capability ${quote(cap)}: it can rewrite the pod's iptables and bypass the sidecar${reason(c, t, config)}`,
       path: `${c.path}.securityContext.capabilities.add[${i}]`,

@@ -3,13 +3,14 @@
 // other process running as 1337 skips the mesh: no mTLS, no policy, no REGISTRY_ONLY egress.
 // Checked at pod level (runAsUser, runAsGroup, fsGroup, supplementalGroups) and for every
 // container, init and ephemeral container, except Istio's own (istio-proxy, and istio-validation
-// with the CNI) in an injected Pod with an allowed Istio image.
+// with the CNI) in an injected Pod with an allowed Istio image, and the proxy of one of Istio's
+// gateways or waypoints.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
 import { isRecord } from './lib/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/workload-istio.ts';
-import { reviewedWorkload } from './lib/workload-review.ts';
+import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 const WHY = `${PROXY_ID} is the Istio proxy's identity, whose traffic the sidecar lets out uncaptured`;
 
@@ -29,11 +30,11 @@ function podLevel(t: PodTemplate, out: Violation[]): void {
   }
 }
 
-function containerLevel(c: ContainerRef, t: PodTemplate, config: Config, out: Violation[]): void {
+function containerLevel(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy: ContainerRef | undefined, out: Violation[]): void {
   const sc = c.container['securityContext'];
   if (!isRecord(sc) || (sc['runAsUser'] !== PROXY_ID && sc['runAsGroup'] !== PROXY_ID)) return;
   // Only a container that runs as 1337 is asked whether it is Istio's own.
-  const notOwn = RESERVED_NAMES.includes(c.name) ? notIstioOwn(c, t, config) : '';
+  const notOwn = RESERVED_NAMES.includes(c.name) ? notIstioOwn(c, t, config, gatewayProxy) : '';
   if (notOwn === undefined) return; // Istio's own proxy or validation container
   const also = notOwn === '' ? '' : ` (it is not Istio's own: ${notOwn})`;
   for (const field of CONTAINER_FIELDS) {
@@ -53,7 +54,8 @@ export const workloadProxyUid: ValidatingRule = {
     if (isSkip(w)) return w;
     const out: Violation[] = [];
     if (w.scope === 'all') podLevel(w.template, out);
-    for (const c of w.containers) containerLevel(c, w.template, ctx.config, out);
+    const gatewayProxy = w.containers.length > 0 ? reviewedGateway(ctx.request, ctx.config)?.proxy : undefined;
+    for (const c of w.containers) containerLevel(c, w.template, ctx.config, gatewayProxy, out);
     return out;
   },
 };

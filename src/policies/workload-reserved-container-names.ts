@@ -3,11 +3,14 @@
 // injected one (Istio's "customization": the user's fields win, e.g. image, command or
 // securityContext), so it can replace the proxy or the iptables setup. Validation runs after
 // injection: in an injected Pod these containers are Istio's own when their name, list and image
-// say so; in a pod template they are always a violation (templates are never injected).
+// say so (whether they still capture everything is pod-sidecar-present's question); in a pod
+// template they are a violation unless the template's status annotation lists them (istioctl
+// kube-inject output: the injector replaces them). The proxy of one of Istio's gateways or
+// waypoints (lib/istio-gateway.ts) is Istio's own.
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook } from './lib/pod-template.ts';
+import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef } from './lib/pod-template.ts';
 import { notIstioOwn, RESERVED_NAMES } from './lib/workload-istio.ts';
-import { reviewedWorkload } from './lib/workload-review.ts';
+import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const workloadReservedContainerNames: ValidatingRule = {
   id: 'workload-reserved-container-names',
@@ -20,14 +23,16 @@ export const workloadReservedContainerNames: ValidatingRule = {
     const w = reviewedWorkload(ctx.request);
     if (isSkip(w)) return w;
     const out: Violation[] = [];
+    let gatewayProxy: ContainerRef | undefined | null = null;
     for (const c of w.containers) {
       if (!RESERVED_NAMES.includes(c.name)) continue;
-      const why = notIstioOwn(c, w.template, ctx.config);
+      if (gatewayProxy === null) gatewayProxy = reviewedGateway(ctx.request, ctx.config)?.proxy;
+      const why = notIstioOwn(c, w.template, ctx.config, gatewayProxy);
       if (why === undefined) continue;
       out.push({
         message: w.template.isPod
           ? `${containerLabel(c)} uses a name reserved for Istio's injected containers but is not Istio's own: ${why}`
-          : `${containerLabel(c)} in a pod template uses a name reserved for Istio: Istio merges it into the container it injects, so it overrides the proxy or its iptables setup`,
+          : `${containerLabel(c)} in a pod template uses a name reserved for Istio: ${why}, so it overrides the proxy or its iptables setup`,
         path: `${c.path}.name`,
         value: c.name,
       });

@@ -321,7 +321,9 @@ t.test('Pod UPDATEs are judged on what they change; B11 ephemeral containers thr
   t.same(failedRules(main(withPodMeta(INJECTED_POD, {}, { 'ambient.istio.io/bypass-inbound-capture': 'true' }))), ['workload-capture-bypass'], 'adding a capture-bypass annotation to a running pod is denied');
   const withOptOut = withPodMeta(INJECTED_POD, { 'sidecar.istio.io/inject': 'false' });
   t.ok(allowed(main(withPodMeta(withOptOut, { team: 'b' }), withOptOut)), 'an unchanged opt-out label is not judged again on a Pod UPDATE');
-  t.equal(check(notInjected, { operation: 'UPDATE', oldObject: notInjected }).results.find((r) => r.ruleId === 'pod-sidecar-present')?.reason, 'operation not matched', 'pod-sidecar-present is for Pod CREATE only');
+  t.ok(allowed(check(notInjected, { operation: 'UPDATE', oldObject: notInjected })), 'pod-sidecar-present judges a Pod UPDATE only on what it changes (an unchanged uninjected pod is not judged again)');
+  t.same(failedRules(check(withPodMeta(INJECTED_POD, {}, { 'ambient.istio.io/redirection': 'enabled' }), { operation: 'UPDATE', oldObject: INJECTED_POD })), ['pod-sidecar-present'], "a Pod UPDATE that adds the ambient CNI's redirection record is denied");
+  t.same(failedRules(check(withPodMeta(notInjected, {}, { 'sidecar.istio.io/status': '{}' }), { operation: 'UPDATE', oldObject: notInjected })), ['pod-sidecar-present'], 'a Pod UPDATE that adds a sidecar claim is denied (the ambient CNI would release the pod)');
 });
 
 t.test('B18: the verdict does not depend on the version the request names', async (t) => {
@@ -345,7 +347,7 @@ t.test('webhook resources and matches', async (t) => {
     const resources = rule.webhook.flatMap((w) => w.resources.map((r) => `${w.apiGroup}/${r}`)).sort();
     if (rule.id === 'pod-sidecar-present') {
       t.same(resources, ['/pods'], 'pod-sidecar-present: pods only');
-      t.same(rule.match.operations, ['CREATE'], 'pod-sidecar-present: CREATE only');
+      t.same(rule.match.operations, ['CREATE', 'UPDATE'], 'pod-sidecar-present: CREATE, and UPDATEs of annotations');
       continue;
     }
     const want = WORKLOAD_KINDS.map((k) => `${k.group}/${k.resource}`);
@@ -416,7 +418,7 @@ t.test("Istio's own containers: name, list, injection and image", async (t) => {
   t.ok(allowed(check(withInit(init), { config: strict })), 'a stricter istioProxyImages still admits docker.io/istio/proxyv2');
   const lookalike = withInit({ ...init, image: 'docker.io/mymalicious/proxyv2:1.22.0' });
   t.ok(allowed(check(lookalike)), 'the default istioProxyImages pattern accepts any registry\'s proxyv2 (a known weakness: tighten it per cluster)');
-  t.same(failedRules(check(lookalike, { config: strict })), ['workload-network-privileges', 'workload-reserved-container-names'], 'with a registry-pinned pattern, a look-alike proxyv2 istio-init is denied');
+  t.same(failedRules(check(lookalike, { config: strict })), ['pod-sidecar-present', 'workload-network-privileges', 'workload-reserved-container-names'], 'with a registry-pinned pattern, a look-alike proxyv2 istio-init is denied (and it does not count as the capture init)');
   t.same(failedRules(check(withInit({ ...init, image: 'docker.io/istio/proxyv2:1.24.0' }), { config: config({ istioProxyImages: ['(unclosed'] }) })).sort(), ['pod-sidecar-present', 'workload-network-privileges', 'workload-proxy-uid', 'workload-reserved-container-names'], 'an invalid istioProxyImages pattern allows nothing (fails closed, no error)');
   const notInjected = clone(INJECTED_POD);
   delete (notInjected.metadata?.annotations ?? {})['sidecar.istio.io/status'];
@@ -442,7 +444,7 @@ t.test('pod-sidecar-present: details', async (t) => {
   t.match(v.response.response.status?.message, '(at spec.containers: "app")', 'the finding lists the containers that are there');
   t.match(v.response.response.status?.message, "Fix: check that istiod's sidecar injector is running", 'the fix points at the injector');
   const ambient = fixtureObject('pod-sidecar-present', 'good', 'a-pod-in-an-ambient-namespace-without-a-sidecar');
-  t.equal(check(ambient).results.find((r) => r.ruleId === 'pod-sidecar-present')?.reason, 'ambient namespace: pods have no sidecar', 'ambient namespaces are skipped with a reason');
+  t.equal(check(ambient).results.find((r) => r.ruleId === 'pod-sidecar-present')?.reason, 'ambient namespace: ztunnel captures pods that claim no sidecar', 'ambient namespaces are skipped with a reason');
 });
 
 t.test('odd shapes never make a rule throw (no error results)', async (t) => {

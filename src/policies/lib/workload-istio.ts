@@ -73,17 +73,51 @@ export function isIstioImage(image: string, config: Config): boolean {
   return answer;
 }
 
-/** Why a container with a reserved name is not Istio's own; undefined when it is. */
-export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config): string | undefined {
-  if (!t.isPod) return 'pod templates are never injected';
+/**
+ * The containers Istio's injector records in the status annotation. When it injects a pod that
+ * already carries the annotation (the output of `istioctl kube-inject`), it first removes these
+ * containers and then injects its own, so in a pod template they are placeholders, not merges.
+ */
+export function statusContainers(t: PodTemplate): ReadonlySet<string> {
+  const raw = t.annotations[STATUS];
+  if (typeof raw !== 'string' || raw === '') return EMPTY;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return EMPTY;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return EMPTY;
+  const out = new Set<string>();
+  for (const key of ['containers', 'initContainers']) {
+    const v: unknown = (parsed as Record<string, unknown>)[key];
+    if (Array.isArray(v)) for (const n of v) if (typeof n === 'string') out.add(n);
+  }
+  return out;
+}
+
+const EMPTY: ReadonlySet<string> = new Set();
+
+/**
+ * Why a container with a reserved name is not Istio's own; undefined when it is. `gatewayProxy`
+ * is the proxy of one of Istio's gateways or waypoints (lib/istio-gateway.ts), which is Istio's
+ * own although nothing injects it.
+ */
+export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy?: ContainerRef): string | undefined {
+  if (gatewayProxy !== undefined && c === gatewayProxy) return undefined;
   const lists = INJECTED_INTO[c.name];
   if (lists === undefined) return `${c.name} is not a container Istio injects`;
   if (!lists.includes(c.list)) return `Istio injects ${c.name} into ${lists.join(' or ')}, not ${c.list}`;
+  if (!t.isPod) {
+    // istioctl kube-inject output: the injector replaces these containers when it injects the pod.
+    if (statusContainers(t).has(c.name)) return undefined;
+    return `the pod template is not injected (its ${STATUS} annotation does not list ${c.name}), so Istio merges this container into the one it injects`;
+  }
   if (!isInjected(t)) return `the pod has no ${STATUS} annotation, so Istio did not inject it`;
   if (!isIstioImage(c.image, config)) return `image ${JSON.stringify(c.image)} is not an allowed Istio proxy image (istioProxyImages)`;
   return undefined;
 }
 
-export function isIstioOwn(c: ContainerRef, t: PodTemplate, config: Config): boolean {
-  return notIstioOwn(c, t, config) === undefined;
+export function isIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy?: ContainerRef): boolean {
+  return notIstioOwn(c, t, config, gatewayProxy) === undefined;
 }

@@ -6,7 +6,9 @@
 // (scaling, adoption, metadata) is not judged: the deployment controller must be able to scale
 // down an old ReplicaSet while a fixed template rolls out.
 import type { AdmissionRequest } from '../../admission/types.ts';
-import { skip, type Skip } from '../../engine/types.ts';
+import type { Config } from '../../config/types.ts';
+import { isSkip, skip, type Skip } from '../../engine/types.ts';
+import { proxyOnlyWorkload, type ProxyOnly } from './istio-gateway.ts';
 import { isTerminating } from './objects.ts';
 import { podTemplate, rawTemplate, sameJson, workloadKind, type ContainerRef, type PodTemplate } from './pod-template.ts';
 
@@ -78,4 +80,22 @@ function judgedWorkload(req: AdmissionRequest): Workload | Skip {
     labels: changedEntries(template.labels, before.labels),
     annotations: changedEntries(template.annotations, before.annotations),
   };
+}
+
+let lastGatewayRequest: AdmissionRequest | undefined;
+let lastGatewayConfig: Config | undefined;
+let lastGateway: ProxyOnly | undefined;
+
+/**
+ * The reviewed workload when it is one of Istio's own gateways or waypoints (a proxy-only pod,
+ * see istio-gateway.ts), else undefined. Kept per request like reviewedWorkload: several rules ask.
+ */
+export function reviewedGateway(req: AdmissionRequest, config: Config): ProxyOnly | undefined {
+  if (req !== lastGatewayRequest || config !== lastGatewayConfig) {
+    const w = reviewedWorkload(req);
+    lastGateway = isSkip(w) ? undefined : proxyOnlyWorkload(w.template, req, config);
+    lastGatewayRequest = req;
+    lastGatewayConfig = config;
+  }
+  return lastGateway;
 }
