@@ -3,10 +3,12 @@
 // them (spec.meshConfig over spec.values.meshConfig, field by field: istioctl manifest generate), and install values that narrow capture for every pod (IstioOperator spec.values and the
 // istio-sidecar-injector ConfigMap's values).
 import t from 'tap';
+import { join } from 'node:path';
 import type { KObject } from '../../src/admission/types.ts';
+import { StaticClusterState } from '../../src/cluster/state.ts';
 import type { Config } from '../../src/config/types.ts';
 import { meshConfigProblems, outboundMode } from '../../src/policies/lib/istio-mesh-config.ts';
-import { config, failedRules, validate } from '../helpers/review.ts';
+import { config, FIXTURES, failedRules, loadYaml, ns, validate } from '../helpers/review.ts';
 
 const RULE = 'mesh-config-outbound-policy';
 
@@ -93,4 +95,15 @@ t.test('the istio-sidecar-injector ConfigMap: its values must not narrow capture
   const v = validate(injectorConfigMap(values({ excludeIPRanges: '10.0.0.0/8' })));
   t.match(v.response.response.status?.message ?? '', 'values.global.proxy.excludeIPRanges "10.0.0.0/8" lets outbound traffic to these ranges leave uncaptured, for every pod in the mesh', 'the denial says what the setting does');
   t.match(v.response.response.status?.message ?? '', 'istioInstall.allow["global.proxy.excludeIPRanges"]', 'and how the platform can allow it');
+});
+
+t.test('a CNI-injected pod carrying the mesh-wide excluded range (real istioctl output)', async (t) => {
+  const [injector] = loadYaml(join(FIXTURES, 'rules', RULE, 'bad', 'the-injector-configmap-istioctl-writes-for-a-mesh-wide-excluded-ip-range.yaml'));
+  const values = JSON.parse(String((injector?.['data'] as Record<string, unknown> | undefined)?.['values'])) as Record<string, unknown>;
+  const pod = loadYaml(join(FIXTURES, 'install-values', 'a-cni-injected-pod-with-the-mesh-wide-excluded-ip-range.yaml')).find((d) => d.kind === 'Pod');
+  if (pod === undefined) throw new Error('no Pod in the fixture');
+  const cluster = new StaticClusterState([ns('workloads-meshed', { 'istio-injection': 'enabled' })]);
+  t.equal(pod.metadata?.annotations?.['traffic.sidecar.istio.io/excludeOutboundIPRanges'], '10.0.0.0/8', 'the injector stamped the mesh-wide range on the pod');
+  t.same(failedRules(validate(pod, { state: cluster, config: config({ 'istioInstall.injectorValues': values }) })), [], 'with the injector values it was made with, the pod is admitted');
+  t.same(failedRules(validate(pod, { state: cluster })), ['workload-capture-bypass'], "without them (Istio's defaults assumed), the range is reported");
 });
