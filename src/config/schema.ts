@@ -166,7 +166,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
       values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
     },
   }),
-  proxyConfig: obj('workload-capture-bypass: the proxy.istio.io/config annotation, judged field by field (docs/rules/workload-capture-bypass.md has the built-in table)', {
+  proxyConfig: obj('workload-capture-bypass: the proxy.istio.io/config annotation, judged field by field (docs/rules.md, ProxyConfig fields, has the built-in table)', {
     allow: {
       type: 'map',
       description: 'per ProxyConfig field (dotted JSON path, e.g. tracing.sampling or proxyMetadata.MY_VAR), the values allowed; replaces the built-in list of that field; "*" allows any value, [] none; enums by name',
