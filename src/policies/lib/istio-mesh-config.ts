@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import type { Violation } from '../../engine/types.ts';
 import { at, isUnset, show } from './istio.ts';
 import { isRecord } from './objects.ts';
-import { judgeProxyConfig } from './proxy-config.ts';
+import { firstLine, judgeProxyConfig } from './proxy-config.ts';
 
 const MODE_FIX = 'set outboundTrafficPolicy.mode: REGISTRY_ONLY and declare external hosts with ServiceEntries';
 
@@ -75,12 +75,6 @@ export function meshConfigProblems(mesh: Readonly<Record<string, unknown>>, path
   }
   out.push(...defaultConfigProblems(mesh['defaultConfig'], allow, path));
   return out;
-}
-
-/** The first line of a parser message, without the code excerpt that follows it. */
-function firstLine(message: string): string {
-  const line = (message.split('\n')[0] ?? '').replace(/:$/, '');
-  return line.length > 160 ? `${line.slice(0, 159)}…` : line;
 }
 
 /**
