@@ -7,6 +7,7 @@ import type { Schema } from '../config/schema-dsl.ts';
 import { ERRORS } from '../errors.ts';
 import { RULES } from '../policies/registry.ts';
 import { CLASS_EFFECT, fieldTable } from '../policies/lib/proxy-config.ts';
+import { NARROWING } from '../policies/lib/istio-install-values.ts';
 
 function defaultText(s: Schema): string {
   if (s.type === 'object') return '';
@@ -96,6 +97,17 @@ function proxyConfigFields(): string[] {
   for (const [path, cls, allow, meshAllow] of fieldTable()) {
     out.push(`| \`${path}\` | ${cls}: ${CLASS_EFFECT[cls]} | ${values(allow)} | ${cls === 'capture' ? values(meshAllow) : 'any value'} |`);
   }
+  out.push(
+    '',
+    '## Install values that narrow capture mesh-wide',
+    '',
+    '`mesh-config-outbound-policy` denies these Helm values when they differ from full capture, in an IstioOperator\'s `spec.values` and in the `values` key of the `istio-sidecar-injector[-<revision>]` ConfigMap in istio-system, unless `istioInstall.allow` lists the value.',
+    'With the Istio CNI the injector copies them onto every pod as `traffic.sidecar.istio.io/*` annotations; `workload-capture-bypass` accepts such an annotation when it equals the mesh-wide value (`istioInstall.injectorValues`, or the values the cluster view discovers).',
+    '',
+    '| value | full capture | otherwise |',
+    '|---|---|---|',
+  );
+  for (const [key, n] of Object.entries(NARROWING)) if (n !== undefined) out.push(`| \`global.proxy.${key}\` | \`${JSON.stringify(n.full)}\` | ${n.effect} |`);
   return out;
 }
 

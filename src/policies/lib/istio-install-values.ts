@@ -23,7 +23,7 @@ export const CAPTURE_VALUE_DEFAULTS = {
 export type CaptureValues = { readonly [K in keyof typeof CAPTURE_VALUE_DEFAULTS]: string };
 
 /** What each narrowing setting does; includeOutboundPorts only adds capture and is not here. */
-const NARROWING: Readonly<Partial<Record<keyof CaptureValues, { readonly full: string; readonly effect: string }>>> = {
+export const NARROWING: Readonly<Partial<Record<keyof CaptureValues, { readonly full: string; readonly effect: string }>>> = {
   includeIPRanges: { full: '*', effect: 'limits outbound capture to these ranges: traffic to any other address leaves uncaptured' },
   excludeIPRanges: { full: '', effect: 'lets outbound traffic to these ranges leave uncaptured' },
   includeInboundPorts: { full: '*', effect: 'limits inbound capture to these ports' },
