@@ -38,6 +38,10 @@ export interface ClusterState {
   synced(): boolean;
   /** Why it is not synced (for /readyz), when it can say. */
   problem?(): string | undefined;
+  /** The mesh-wide sidecar injector values (the `values` key of istio-system's
+   * istio-sidecar-injector ConfigMap), when the view watches them; undefined: the rules use
+   * config.istioInstall.injectorValues. Return the same object until it changes (rules memoise on it). */
+  injectorValues?(): Readonly<Record<string, unknown>> | undefined;
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

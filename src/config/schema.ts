@@ -175,6 +175,30 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
       values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
     },
   }),
+  proxyConfig: obj('workload-capture-bypass: the proxy.istio.io/config annotation, judged field by field (docs/rules.md, ProxyConfig fields, has the built-in table)', {
+    allow: {
+      type: 'map',
+      description: 'per ProxyConfig field (dotted JSON path, e.g. tracing.sampling or proxyMetadata.MY_VAR), the values allowed; replaces the built-in list of that field; "*" allows any value, [] none; enums by name',
+      keyPattern: /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
+      default: {},
+      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
+    },
+    unknownFields: str('a field (or proxyMetadata key) meshguard does not know: deny, or allow (Istio ignores fields its ProxyConfig lacks)', 'deny', { enum: ['deny', 'allow'] }),
+  }),
+  istioInstall: obj('mesh-wide install settings: what meshguard assumes the injector applies to every pod, and which capture narrowing the platform allows', {
+    injectorValues: {
+      type: 'json',
+      description: "the sidecar injector's values (the `values` key of the istio-sidecar-injector ConfigMap, as a map; {}: Istio's defaults); a pod annotation equal to the mesh-wide value the injector stamps is not a tenant bypass",
+      default: {},
+    },
+    allow: {
+      type: 'map',
+      description: 'per install value path (e.g. global.proxy.excludeIPRanges, meshConfig.defaultConfig.proxyMetadata.ISTIO_DUAL_STACK), the values allowed mesh-wide; "*" any value',
+      keyPattern: /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
+      default: {},
+      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
+    },
+  }),
   istioProxyImages: list('images allowed for Istio\'s own istio-init/istio-validation/istio-proxy containers (regular expressions, matched against the whole image)', ['^(.+/)?proxyv2(:[^/]+)?(@sha256:[a-f0-9]{64})?$']),
   istiodUsers: list("usernames (request.userInfo.username) of istiod, whose gateway and waypoint Deployments (owned by a Gateway API Gateway) are admitted as Istio's own", [
     'system:serviceaccount:istio-system:istiod',

@@ -81,6 +81,11 @@ export interface Config {
     readonly annotations: Readonly<Record<string, string>>;
   };
   readonly captureBypass: { readonly allow: Readonly<Record<string, readonly string[]>> };
+  readonly proxyConfig: { readonly allow: Readonly<Record<string, readonly string[]>>; readonly unknownFields: 'deny' | 'allow' };
+  readonly istioInstall: {
+    readonly injectorValues: Readonly<Record<string, unknown>>;
+    readonly allow: Readonly<Record<string, readonly string[]>>;
+  };
   readonly istioProxyImages: readonly string[];
   readonly istioAdminNamespaces: readonly string[];
   readonly istiodUsers: readonly string[];

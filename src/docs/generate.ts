@@ -6,6 +6,8 @@ import { CONFIG_SCHEMA } from '../config/schema.ts';
 import type { Schema } from '../config/schema-dsl.ts';
 import { CERT_ERRORS, ERRORS } from '../errors.ts';
 import { RULES } from '../policies/registry.ts';
+import { CLASS_EFFECT, fieldTable } from '../policies/lib/proxy-config.ts';
+import { NARROWING } from '../policies/lib/istio-install-values.ts';
 
 function defaultText(s: Schema): string {
   if (s.type === 'object') return '';
@@ -73,7 +75,40 @@ export function rulesReference(): string {
       out.push(`| \`${r.id}\` | ${w.placement ?? 'default'} | \`${w.apiGroup === '' ? 'core' : w.apiGroup}\` | ${w.apiVersions.join(', ')} | ${w.resources.join(', ')} |`);
     }
   }
+  out.push(...proxyConfigFields());
   return `${out.join('\n')}\n`;
+}
+
+/** The ProxyConfig field table of workload-capture-bypass and mesh-config-outbound-policy. */
+function proxyConfigFields(): string[] {
+  const values = (list: readonly string[]): string => (list.length === 0 ? 'denied' : list.includes('*') ? 'any value' : list.map((v) => `\`${v}\``).join(', '));
+  const out = [
+    '',
+    '## ProxyConfig fields',
+    '',
+    '`workload-capture-bypass` reads the `proxy.istio.io/config` annotation as Istio does (a ProxyConfig in YAML or JSON, proto or JSON field names, enums by name or number) and judges each field it sets.',
+    'The annotation is denied when it does not parse (the message names the parse error), or when a field is set to a value its list does not allow.',
+    '`proxyConfig.allow` replaces the list of a field (dotted path, e.g. `tracing.zipkin` or `proxyMetadata.MY_VAR`); fields and proxyMetadata keys not listed here follow `proxyConfig.unknownFields` (default deny).',
+    '`mesh-config-outbound-policy` judges the mesh config\'s `defaultConfig` on the capture fields only (mesh-wide column); `istioInstall.allow` with `meshConfig.defaultConfig.<path>` overrides it.',
+    '',
+    '| field | what it changes | allowed in a workload | allowed mesh-wide |',
+    '|---|---|---|---|',
+  ];
+  for (const [path, cls, allow, meshAllow] of fieldTable()) {
+    out.push(`| \`${path}\` | ${cls}: ${CLASS_EFFECT[cls]} | ${values(allow)} | ${cls === 'capture' ? values(meshAllow) : 'any value'} |`);
+  }
+  out.push(
+    '',
+    '## Install values that narrow capture mesh-wide',
+    '',
+    '`mesh-config-outbound-policy` denies these Helm values when they differ from full capture, in an IstioOperator\'s `spec.values` and in the `values` key of the `istio-sidecar-injector[-<revision>]` ConfigMap in istio-system, unless `istioInstall.allow` lists the value.',
+    'With the Istio CNI the injector copies them onto every pod as `traffic.sidecar.istio.io/*` annotations; `workload-capture-bypass` accepts such an annotation when it equals the mesh-wide value (`istioInstall.injectorValues`, or the values the cluster view discovers).',
+    '',
+    '| value | full capture | otherwise |',
+    '|---|---|---|',
+  );
+  for (const [key, n] of Object.entries(NARROWING)) if (n !== undefined) out.push(`| \`global.proxy.${key}\` | \`${JSON.stringify(n.full)}\` | ${n.effect} |`);
+  return out;
 }
 
 export function errorsReference(): string {

@@ -4,10 +4,16 @@
 // Every traffic.sidecar.istio.io/* annotation counts, including ones Istio adds later. Each
 // annotation can be allowed per value in configuration (captureBypass.allow; "*" allows any
 // value), e.g. excludeOutboundPorts "5432" for a database the mesh cannot proxy.
+// proxy.istio.io/config is read as Istio reads it (a ProxyConfig, lib/proxy-config.ts) and judged
+// field by field (proxyConfig.allow, proxyConfig.unknownFields). A traffic annotation equal to
+// what the injector stamps from the mesh-wide values (the Istio CNI copies
+// values.global.proxy.* onto every pod) is Istio's own and not reported.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
 import { show } from './lib/istio.ts';
-import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook } from './lib/pod-template.ts';
+import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
+import { CLASS_EFFECT, ProxyConfigJudge } from './lib/proxy-config.ts';
 import { quote } from './lib/workload-istio.ts';
 import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/istio-gateway.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
@@ -23,7 +29,7 @@ export const BYPASS_ANNOTATIONS: Readonly<Record<string, string>> = {
   'sidecar.istio.io/interceptionMode': CAPTURE,
   'ambient.istio.io/bypass-inbound-capture': CAPTURE,
   'ambient.istio.io/dns-capture': CAPTURE,
-  'proxy.istio.io/config': `${PROXY}; it can carry interceptionMode: NONE`,
+  'proxy.istio.io/config': PROXY,
   'sidecar.istio.io/proxyImage': PROXY,
   'sidecar.istio.io/proxyImageType': PROXY,
   'sidecar.istio.io/bootstrapOverride': PROXY,
@@ -35,18 +41,21 @@ export const BYPASS_ANNOTATIONS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Values that keep full capture. With the Istio CNI, the injector itself writes the capture
+ * Values that keep full capture and Istio's own proxy. With the Istio CNI, the injector itself writes the capture
  * settings onto every injected Pod (interceptionMode REDIRECT, include ranges and inbound ports
  * "*", and the status port 15020 excluded inbound, which the proxy binds anyway), so these values
  * are Istio's defaults, not a bypass. Also the default inject template and DNS capture turned on.
  */
 export const FULL_CAPTURE: Readonly<Record<string, readonly string[]>> = {
-  'sidecar.istio.io/interceptionMode': ['REDIRECT'],
   'traffic.sidecar.istio.io/includeOutboundIPRanges': ['*'],
   'traffic.sidecar.istio.io/includeInboundPorts': ['*'],
   'traffic.sidecar.istio.io/excludeInboundPorts': ['15020'],
   'inject.istio.io/templates': ['sidecar'],
   'ambient.istio.io/dns-capture': ['true'],
+  // TPROXY captures everything too (it keeps the client's source address).
+  'sidecar.istio.io/interceptionMode': ['REDIRECT', 'TPROXY'],
+  // The image variants Istio publishes: the same proxy, built on another base image.
+  'sidecar.istio.io/proxyImageType': ['default', 'debug', 'distroless'],
 };
 
 /** What the annotation does, or undefined when it is not a capture bypass. */
@@ -64,33 +73,68 @@ function allowListed(config: Config, key: string, value: unknown): boolean {
   return allowed.includes('*') || (typeof value === 'string' && allowed.includes(value));
 }
 
-export const workloadCaptureBypass: ValidatingRule = {
-  id: 'workload-capture-bypass',
-  type: 'validating',
-  title: 'Workloads may not narrow traffic capture or replace the injected proxy through annotations',
-  fix: 'remove the annotation, or ask the platform team to allow this value (captureBypass.allow)',
-  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'] },
-  webhook: workloadWebhook({ ephemeral: false }),
-  validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
-    if (isSkip(w)) return w;
-    const out: Violation[] = [];
-    // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
-    const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
-    // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
-    // without building an entries array for every request.
-    for (const key in w.annotations) {
-      if (!Object.hasOwn(w.annotations, key)) continue;
-      const value = w.annotations[key];
-      const effect = bypassEffect(key, value);
-      if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === GATEWAY_TEMPLATE_KEY)) continue;
-      out.push({
-        message: `annotation ${key} ${effect}; the value ${quote(value)} is not on the capture-bypass allow-list`,
-        path: fieldPath(w.template, `metadata.annotations[${JSON.stringify(key)}]`),
-        value: show(value),
-        fix: `remove the annotation, or ask the platform team to allow this value (captureBypass.allow[${JSON.stringify(key)}])`,
-      });
-    }
-    return out;
-  },
-};
+export const PROXY_CONFIG = 'proxy.istio.io/config';
+
+
+function proxyConfigViolations(judge: ProxyConfigJudge, value: unknown, template: PodTemplate, config: Config): Violation[] {
+  const path = fieldPath(template, `metadata.annotations[${JSON.stringify(PROXY_CONFIG)}]`);
+  if (typeof value !== 'string') {
+    return [{ message: `annotation ${PROXY_CONFIG} is not a string but ${quote(value)}`, path, value: show(value), fix: `make ${PROXY_CONFIG} a YAML or JSON ProxyConfig` }];
+  }
+  const verdict = judge.judge(value, config.proxyConfig);
+  if ('error' in verdict) {
+    return [{ message: `annotation ${PROXY_CONFIG} does not parse as a ProxyConfig: ${verdict.error}`, path, value: show(value), fix: `make ${PROXY_CONFIG} a valid YAML or JSON ProxyConfig (istio.io/api mesh/v1alpha1 ProxyConfig)` }];
+  }
+  return verdict.findings.map((f) => ({
+    message: `annotation ${PROXY_CONFIG} sets ${f.field} ${f.value}, which ${CLASS_EFFECT[f.class]}; the value is not on the proxy-config allow-list`,
+    path: `${path} > ${f.field}`,
+    value: f.value,
+    fix: `remove ${f.field} from the annotation, or ask the platform team to allow this value (proxyConfig.allow[${JSON.stringify(f.field)}]${f.class === 'unknown' ? ' or proxyConfig.unknownFields: allow' : ''})`,
+  }));
+}
+
+/** The rule, with the memo tables it owns (verdicts per annotation text, stamped annotations per values object). */
+export function workloadCaptureBypassRule(): ValidatingRule {
+  const judge = new ProxyConfigJudge();
+  const stamped = new StampedAnnotations();
+  return {
+    id: 'workload-capture-bypass',
+    type: 'validating',
+    title: 'Workloads may not narrow traffic capture or replace the injected proxy through annotations',
+    fix: 'remove the annotation, or ask the platform team to allow this value (captureBypass.allow)',
+    match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'] },
+    webhook: workloadWebhook({ ephemeral: false }),
+    validate(ctx) {
+      const w = reviewedWorkload(ctx.request);
+      if (isSkip(w)) return w;
+      const out: Violation[] = [];
+      // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
+      const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
+      // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
+      // without building an entries array for every request.
+      for (const key in w.annotations) {
+        if (!Object.hasOwn(w.annotations, key)) continue;
+        const value = w.annotations[key];
+        const effect = bypassEffect(key, value);
+        if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === GATEWAY_TEMPLATE_KEY)) continue;
+        if (key === PROXY_CONFIG) {
+          out.push(...proxyConfigViolations(judge, value, w.template, ctx.config));
+          continue;
+        }
+        if (key.startsWith(TRAFFIC_PREFIX)) {
+          const mesh = stamped.of(meshInjectorValues(ctx.cluster, ctx.config));
+          if (Object.hasOwn(mesh, key) && mesh[key] === value) continue;
+        }
+        out.push({
+          message: `annotation ${key} ${effect}; the value ${quote(value)} is not on the capture-bypass allow-list`,
+          path: fieldPath(w.template, `metadata.annotations[${JSON.stringify(key)}]`),
+          value: show(value),
+          fix: `remove the annotation, or ask the platform team to allow this value (captureBypass.allow[${JSON.stringify(key)}])`,
+        });
+      }
+      return out;
+    },
+  };
+}
+
+export const workloadCaptureBypass: ValidatingRule = workloadCaptureBypassRule();

@@ -16,7 +16,8 @@ const DIR = join(FIXTURES, 'istio');
 /** The install variants' namespaces need the revision canary and its tag prod; the mesh-wide excluded range is the platform's. */
 const CONFIG = config({
   revisions: ['canary', 'prod'],
-  captureBypass: { allow: { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': ['10.96.0.0/12'] } },
+  // The platform's mesh-wide value (values.global.proxy.excludeIPRanges), as the injector has it.
+  istioInstall: { injectorValues: { global: { proxy: { excludeIPRanges: '10.96.0.0/12' } } } },
   controllerUsers: ['system:kube-controller-manager'],
 });
 

@@ -384,11 +384,13 @@ t.test('workload-capture-bypass: the allow-list', async (t) => {
   t.same(failedRules(check(deployment({ annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '5432' } }), { config: allow({ 'traffic.sidecar.istio.io/excludeOutboundPorts': ['*'] }) })), ['workload-capture-bypass'], 'an allow-list entry covers only its own annotation');
   t.same(failedRules(check(deployment({ annotations: { 'traffic.sidecar.istio.io/someFutureKnob': 'x' } }))), ['workload-capture-bypass'], 'every traffic.sidecar.istio.io/* annotation counts, including future ones');
   const holdProxy = { 'proxy.istio.io/config': '{"holdApplicationUntilProxyStarts": true}' };
-  t.same(failedRules(check(deployment({ annotations: holdProxy }))), ['workload-capture-bypass'], 'proxy.istio.io/config is denied even when harmless (exact-value allow-list)');
-  t.ok(allowed(check(deployment({ annotations: holdProxy }), { config: allow({ 'proxy.istio.io/config': ['{"holdApplicationUntilProxyStarts": true}'] }) })), 'and allowed once its value is allow-listed');
+  t.ok(allowed(check(deployment({ annotations: holdProxy }))), 'proxy.istio.io/config with only benign fields is allowed (judged by meaning, test/unit/proxy-config.test.ts)');
+  const noCapture = { 'proxy.istio.io/config': 'interceptionMode: NONE' };
+  t.same(failedRules(check(deployment({ annotations: noCapture }))), ['workload-capture-bypass'], 'proxy.istio.io/config that turns capture off is denied');
+  t.ok(allowed(check(deployment({ annotations: noCapture }), { config: allow({ 'proxy.istio.io/config': ['interceptionMode: NONE'] }) })), 'and allowed once its exact value is on captureBypass.allow');
   const fullCapture: [string, string, boolean][] = [
     ['sidecar.istio.io/interceptionMode', 'REDIRECT', true],
-    ['sidecar.istio.io/interceptionMode', 'TPROXY', false],
+    ['sidecar.istio.io/interceptionMode', 'TPROXY', true],
     ['sidecar.istio.io/interceptionMode', 'NONE', false],
     ['traffic.sidecar.istio.io/includeOutboundIPRanges', '*', true],
     ['traffic.sidecar.istio.io/includeOutboundIPRanges', '10.0.0.0/8', false],

@@ -1,44 +1,80 @@
 // The mesh-wide settings that keep egress closed and traffic captured, checked on a parsed
-// MeshConfig (the `mesh` key of the istio ConfigMap, or an IstioOperator's spec.meshConfig).
+// MeshConfig (the `mesh` key of the istio ConfigMap, or an IstioOperator's merged meshConfig).
+// Enums are read as istiod reads them (jsonpb): a quoted name, or a bare number. A present
+// outboundTrafficPolicy without a mode is mode 0, REGISTRY_ONLY (istiod replaces the whole
+// default message, whose ALLOW_ANY applies only when outboundTrafficPolicy is absent).
+// defaultConfig is a ProxyConfig judged on its capture fields (lib/proxy-config.ts).
 import { parse } from 'yaml';
 import type { Violation } from '../../engine/types.ts';
 import { at, isUnset, show } from './istio.ts';
 import { isRecord } from './objects.ts';
+import { firstLine, judgeProxyConfig } from './proxy-config.ts';
 
 const MODE_FIX = 'set outboundTrafficPolicy.mode: REGISTRY_ONLY and declare external hosts with ServiceEntries';
 
-function modeMessage(mode: unknown): string {
-  if (isUnset(mode)) return "outboundTrafficPolicy.mode is not set, and Istio's default is ALLOW_ANY: egress to any host is open";
+/** MeshConfig.OutboundTrafficPolicy.Mode (istio.io/api mesh/v1alpha1 config.proto). */
+export const OUTBOUND_MODE: Readonly<Record<string, number>> = { REGISTRY_ONLY: 0, ALLOW_ANY: 1, ALLOW_ANY_DYNAMIC_DNS: 3 };
+
+/** The mode as istiod reads it: its name, 'unset' (Istio's default ALLOW_ANY applies), or 'invalid'. */
+export function outboundMode(policy: unknown): string {
+  if (isUnset(policy)) return 'unset';
+  if (!isRecord(policy)) return 'invalid';
+  const mode = policy['mode'];
+  if (isUnset(mode)) return 'REGISTRY_ONLY';
+  if (typeof mode === 'string') return Object.hasOwn(OUTBOUND_MODE, mode) ? mode : 'invalid';
+  if (typeof mode === 'number' && Number.isInteger(mode)) return Object.keys(OUTBOUND_MODE).find((k) => OUTBOUND_MODE[k] === mode) ?? String(mode);
+  return 'invalid';
+}
+
+function modeMessage(mode: string, raw: unknown): string {
+  if (mode === 'unset') return "outboundTrafficPolicy.mode is not set, and Istio's default is ALLOW_ANY: egress to any host is open";
+  if (mode === 'invalid') return `outboundTrafficPolicy.mode ${show(raw)} is not a mode istiod reads (REGISTRY_ONLY, ALLOW_ANY or ALLOW_ANY_DYNAMIC_DNS, by name or number); istiod would reject the mesh config`;
   if (mode === 'ALLOW_ANY_DYNAMIC_DNS') return 'outboundTrafficPolicy.mode ALLOW_ANY_DYNAMIC_DNS forwards HTTP to any host, without a ServiceEntry';
-  return `outboundTrafficPolicy.mode ${show(mode)} lets workloads reach hosts outside the service registry`;
+  return `outboundTrafficPolicy.mode ${mode}${show(raw) === mode ? '' : ` (${show(raw)})`} lets workloads reach hosts outside the service registry`;
+}
+
+/** Mesh-wide overrides of the defaultConfig allow-lists: istioInstall.allow under meshConfig.defaultConfig. */
+function defaultConfigAllow(allow: Readonly<Record<string, readonly string[]>>): Record<string, readonly string[]> {
+  const prefix = 'meshConfig.defaultConfig.';
+  const out: Record<string, readonly string[]> = {};
+  for (const [k, v] of Object.entries(allow)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+  return out;
+}
+
+function defaultConfigProblems(pc: unknown, allow: Readonly<Record<string, readonly string[]>>, path: (field: string) => string): Violation[] {
+  if (isUnset(pc)) return [];
+  const fix = 'make defaultConfig a ProxyConfig mapping that keeps capture on (no interceptionMode NONE, no istio-iptables settings in proxyMetadata)';
+  if (!isRecord(pc)) return [{ message: `defaultConfig is not a mapping (a ProxyConfig) but ${show(pc)}`, path: path('defaultConfig'), value: show(pc), fix }];
+  const verdict = judgeProxyConfig(pc, { scope: 'mesh', allow: defaultConfigAllow(allow), unknownFields: 'allow' });
+  if ('error' in verdict) return [{ message: `defaultConfig does not parse as a ProxyConfig: ${verdict.error}`, path: path('defaultConfig'), fix }];
+  return verdict.findings.map((f) => ({
+    message: `defaultConfig.${f.field} ${f.value} ${f.field === 'interceptionMode' ? 'turns off traffic capture for every injected proxy' : 'changes which traffic the mesh captures, for every injected proxy'}`,
+    path: path(`defaultConfig.${f.field}`),
+    value: f.value,
+    fix:
+      f.field === 'interceptionMode'
+        ? 'remove defaultConfig.interceptionMode (REDIRECT is the default) or set REDIRECT or TPROXY'
+        : `remove defaultConfig.${f.field}, or ask the platform team to allow this value (istioInstall.allow[${JSON.stringify(`meshConfig.defaultConfig.${f.field}`)}])`,
+  }));
 }
 
 /**
  * What is wrong with a MeshConfig. `path(field)` names a field for the user, e.g.
- * `data.mesh > outboundTrafficPolicy.mode` or `spec.meshConfig.outboundTrafficPolicy.mode`.
+ * `data.mesh > outboundTrafficPolicy.mode` or `spec.meshConfig.outboundTrafficPolicy.mode`;
+ * `allow` is config.istioInstall.allow.
  */
-export function meshConfigProblems(mesh: Readonly<Record<string, unknown>>, path: (field: string) => string): Violation[] {
+export function meshConfigProblems(mesh: Readonly<Record<string, unknown>>, path: (field: string) => string, allow: Readonly<Record<string, readonly string[]>> = {}): Violation[] {
   const out: Violation[] = [];
-  const mode = at(mesh, 'outboundTrafficPolicy', 'mode');
+  const policy = mesh['outboundTrafficPolicy'];
+  const mode = outboundMode(policy);
   if (mode !== 'REGISTRY_ONLY') {
-    out.push({ message: modeMessage(mode), path: path('outboundTrafficPolicy.mode'), ...(isUnset(mode) ? {} : { value: show(mode) }), fix: MODE_FIX });
+    const raw = at(policy, 'mode');
+    const where = mode === 'invalid' && !isRecord(policy) ? 'outboundTrafficPolicy' : 'outboundTrafficPolicy.mode';
+    const value = mode === 'invalid' && !isRecord(policy) ? policy : raw;
+    out.push({ message: modeMessage(mode, value), path: path(where), ...(isUnset(value) ? {} : { value: show(value) }), fix: MODE_FIX });
   }
-  const interception = at(mesh, 'defaultConfig', 'interceptionMode');
-  if (interception === 'NONE') {
-    out.push({
-      message: 'defaultConfig.interceptionMode NONE turns off traffic capture for every injected proxy',
-      path: path('defaultConfig.interceptionMode'),
-      value: 'NONE',
-      fix: 'remove defaultConfig.interceptionMode (REDIRECT is the default) or set REDIRECT or TPROXY',
-    });
-  }
+  out.push(...defaultConfigProblems(mesh['defaultConfig'], allow, path));
   return out;
-}
-
-/** The first line of a parser message, without the code excerpt that follows it. */
-function firstLine(message: string): string {
-  const line = (message.split('\n')[0] ?? '').replace(/:$/, '');
-  return line.length > 160 ? `${line.slice(0, 159)}…` : line;
 }
 
 /**
