@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { toJsonSchema } from '../../src/config/schema-dsl.ts';
 import { CONFIG_SCHEMA } from '../../src/config/schema.ts';
 import { RULE_IDS, RULES, VALIDATING_RULES } from '../../src/policies/registry.ts';
-import { MANAGED_KINDS } from '../../src/reconciler/resources.ts';
+import { ALL_MANAGED_KINDS } from '../../src/reconciler/resources.ts';
 
 export const CHART_DIR = dirname(fileURLToPath(import.meta.url));
 export const GENERATED_FILE = join(CHART_DIR, 'files', 'generated.json');
@@ -99,7 +99,7 @@ export function chartGenerated(): ChartGenerated {
     validating: pair('validating'),
     rbac: {
       scan: byGroup(scanTargets(VALIDATING_RULES, defaults).map((t) => ({ group: t.group, resource: t.resource }))),
-      reconciler: byGroup(MANAGED_KINDS.map((k) => ({ group: k.group, resource: k.plural }))),
+      reconciler: byGroup(ALL_MANAGED_KINDS.map((k) => ({ group: k.group, resource: k.plural }))),
     },
   };
 }

@@ -60,6 +60,11 @@ export interface Config {
     readonly allowSameNamespace: boolean;
     readonly serviceEntries: Readonly<Record<string, GeneratedResource>>;
     readonly authorizationPolicies: Readonly<Record<string, GeneratedResource>>;
+    readonly networkPolicies: {
+      readonly enabled: boolean;
+      readonly monitoringNamespaces: readonly string[];
+      readonly extra: Readonly<Record<string, GeneratedResource>>;
+    };
   };
   readonly scan: { readonly intervalSeconds: number };
   readonly metricsEnabled: boolean;
@@ -81,6 +86,7 @@ export interface Config {
   readonly istioProxyImages: readonly string[];
   readonly istioAdminNamespaces: readonly string[];
   readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
+  readonly meshHardening: { readonly requireCni: boolean; readonly requireDistrolessProxy: boolean };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;
 }
