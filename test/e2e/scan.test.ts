@@ -55,6 +55,7 @@ await cluster.applyYaml(
     { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'scan-clean' }, spec: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } },
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'allow-same', namespace: 'scan-clean' }, spec: { rules: [{ from: [{ source: { namespaces: ['scan-clean'] } }] }] } },
     pa('sys', 'kube-system', 'DISABLE'), // never sent to meshguard: not reported
+    pa('default', 'istio-system', 'STRICT'), // the mesh-wide policy (mesh-root-strict-mtls reports its absence)
     ns('gw', { 'istio-injection': 'disabled' }), // a gateway namespace (configured below): exempt
   ]
     .map((o) => JSON.stringify(o))
