@@ -19,7 +19,7 @@ import { desiredState, startReconciler, type ReconcilerHandle } from '../../src/
 import { runCli } from '../helpers/process.ts';
 import { FIXTURES, loadYaml } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
-import { eventually, sleep, startMeshguard } from './helpers/meshguard.ts';
+import { eventually, sleep, startMeshguard, type Meshguard } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000); // the first run builds the binaries
 
@@ -142,11 +142,16 @@ t.test('dry-run previews the set and creates nothing', async (t) => {
 
 const injectedPod = loadYaml(join(FIXTURES, 'rules/pod-sidecar-present/good/an-injected-pod.yaml')).find((o) => o.kind === 'Pod') as KObject;
 
-const mg = await startMeshguard(cluster, { config: { 'meshHardening': { requireCni: true }, gatewayNamespaces: ['istio-ingress'] } });
-t.teardown(() => mg.stop());
-await cluster.applyYaml([ns('np-team', { 'istio-injection': 'enabled' }), JSON.stringify({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: 'np-team' } })].join('\n---\n'));
-await mg.register('Fail');
-await sleep(500); // the namespace cache has seen np-team
+let mg: Meshguard | undefined;
+t.teardown(() => mg?.stop());
+
+t.test('meshguard registered in enforce mode, the Istio CNI required', async (t) => {
+  mg = await startMeshguard(cluster, { config: { meshHardening: { requireCni: true }, gatewayNamespaces: ['istio-ingress'] } });
+  await cluster.applyYaml([ns('np-team', { 'istio-injection': 'enabled' }), JSON.stringify({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default', namespace: 'np-team' } })].join('\n---\n'));
+  await mg.register('Fail');
+  await sleep(500); // the namespace cache has seen np-team
+  t.pass('registered');
+});
 
 const netpol = (name: string, spec: object, labels: Record<string, string> = {}): string =>
   JSON.stringify({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: 'np-team', labels }, spec });
