@@ -22,11 +22,15 @@ type Direction = 'ingress' | 'egress';
 
 const ADDITIVE = 'NetworkPolicies are additive, so this reopens what the default-deny closes';
 
-/** The directions the policy affects: policyTypes, or when absent Ingress, plus Egress if it has egress rules. */
+/**
+ * The directions the policy affects: policyTypes, or when absent (or empty) what the API server
+ * defaults it to: Ingress, plus Egress when there are egress rules.
+ */
 function directions(spec: unknown): Direction[] {
   const types = at(spec, 'policyTypes');
-  if (Array.isArray(types)) return (['ingress', 'egress'] as const).filter((d) => types.includes(d === 'ingress' ? 'Ingress' : 'Egress'));
-  return ['ingress', ...(at(spec, 'egress') !== undefined ? (['egress'] as const) : [])];
+  if (Array.isArray(types) && types.length > 0) return (['ingress', 'egress'] as const).filter((d) => types.includes(d === 'ingress' ? 'Ingress' : 'Egress'));
+  const egress = at(spec, 'egress');
+  return ['ingress', ...(Array.isArray(egress) && egress.length > 0 ? (['egress'] as const) : [])];
 }
 
 function peersKey(d: Direction): 'from' | 'to' {

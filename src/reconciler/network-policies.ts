@@ -84,12 +84,19 @@ function isRecord(v: unknown): v is Json {
 }
 
 /**
- * A configured spec as the API server stores it: a port without a protocol gets TCP. Without
- * this, the stored object would differ from the desired one on every pass and be "restored"
- * forever.
+ * A configured spec as the API server stores it (k8s.io/kubernetes pkg/apis/networking/v1
+ * defaults.go): podSelector {} when absent, policyTypes Ingress plus Egress when there are egress
+ * rules, a port without a protocol gets TCP. Without this, the stored object would differ from
+ * the desired one on every pass and be "restored" forever.
  */
 export function withServerDefaults(spec: Readonly<Json>): Json {
   const out = structuredClone(spec) as Json;
+  if (out['podSelector'] === undefined) out['podSelector'] = {};
+  const types = out['policyTypes'];
+  if (!Array.isArray(types) || types.length === 0) {
+    const egress = out['egress'];
+    out['policyTypes'] = ['Ingress', ...(Array.isArray(egress) && egress.length > 0 ? ['Egress'] : [])];
+  }
   for (const dir of ['ingress', 'egress']) {
     const rules = out[dir];
     if (!Array.isArray(rules)) continue;

@@ -32,7 +32,7 @@ if (est.code !== 0) throw new Error(est.stderr);
 
 const BOUND_MS = 15_000;
 const MANAGED = 'app.kubernetes.io/managed-by=meshguard';
-const DB = { namespaces: ['np-a'], spec: { podSelector: { matchLabels: { app: 'orders' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '52.95.110.1/32' } }], ports: [{ port: 5432 }] }] } };
+const DB = { namespaces: ['np-a'], spec: { podSelector: { matchLabels: { app: 'orders' } }, egress: [{ to: [{ ipBlock: { cidr: '52.95.110.1/32' } }], ports: [{ port: 5432 }] }] } };
 const OVERRIDES = {
   gatewayNamespaces: ['istio-ingress'],
   'reconciler.enabled': true,

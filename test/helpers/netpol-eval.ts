@@ -3,7 +3,7 @@
 // the API reference:
 // - a pod is isolated for a direction only when some policy that applies to that direction
 //   selects it (podSelector in the policy's namespace); otherwise that direction is open;
-// - policyTypes, when absent: Ingress always, Egress when the policy has an egress section;
+// - policyTypes, when absent or empty: Ingress always, Egress when the policy has egress rules;
 // - an isolated pod's traffic is allowed when any rule of any selecting policy allows it (the
 //   union); a connection needs the source's egress and the destination's ingress to allow it;
 // - a rule with no (or empty) from/to matches every peer; with no (or empty) ports every port;
@@ -123,10 +123,12 @@ export function selects(selector: unknown, labels: Labels): boolean {
 
 type Direction = 'Ingress' | 'Egress';
 
+// As the API server defaults it (pkg/apis/networking/v1 defaults.go): an absent or empty list
+// becomes Ingress, plus Egress when the egress list is non-empty.
 function policyTypes(spec: Readonly<Json>): Direction[] {
   const declared = spec['policyTypes'];
-  if (Array.isArray(declared)) return declared.filter((d): d is Direction => d === 'Ingress' || d === 'Egress');
-  return ['Ingress', ...(spec['egress'] !== undefined ? (['Egress'] as const) : [])];
+  if (Array.isArray(declared) && declared.length > 0) return declared.filter((d): d is Direction => d === 'Ingress' || d === 'Egress');
+  return ['Ingress', ...(list(spec['egress']).length > 0 ? (['Egress'] as const) : [])];
 }
 
 function namespaceLabels(cluster: Cluster, name: string): Labels {

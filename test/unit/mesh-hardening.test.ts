@@ -71,7 +71,9 @@ t.test("network-policy-widening: meshguard's own managed policies, unmeshed name
   const ingressOnly: KObject = { ...open(), spec: { podSelector: {}, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: {} }] }], egress: [{}] } };
   t.equal(validate(ingressOnly, { state: s }).response.response.allowed, true, 'egress rules of an Ingress-only policy have no effect and are not judged');
   const implied: KObject = { ...open(), spec: { podSelector: {}, egress: [{}] } };
-  t.equal(validate(implied, { state: s }).response.response.allowed, false, 'without policyTypes an egress section counts');
+  t.equal(validate(implied, { state: s }).response.response.allowed, false, 'without policyTypes egress rules count (the API server adds Egress)');
+  const emptyTypes: KObject = { ...open(), spec: { podSelector: {}, policyTypes: [], egress: [{}] } };
+  t.equal(validate(emptyTypes, { state: s }).response.response.allowed, false, 'an empty policyTypes is defaulted the same way');
   const ok: KObject = { ...open(), spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['0.0.0.0/1', '128.0.0.0/1'] } }] }] } };
   t.equal(validate(ok, { state: s }).response.response.allowed, true, 'an ipBlock whose except covers all public space admits nothing public');
 });

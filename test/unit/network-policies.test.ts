@@ -145,7 +145,8 @@ t.test('the evaluator follows the NetworkPolicy semantics', async (t) => {
   t.equal(run([pol('a', { podSelector: { matchLabels: { app: 'y' } } })], a2, a1), true, 'a pod not selected stays open (isolation only when selected)');
   t.equal(run([pol('a', { podSelector: {} })], b1, a1), false, 'policyTypes absent: Ingress isolation');
   t.equal(run([pol('a', { podSelector: {} })], a1, addr('8.8.8.8')), true, 'policyTypes absent and no egress section: egress not isolated');
-  t.equal(run([pol('a', { podSelector: {}, egress: [] })], a1, addr('8.8.8.8')), false, 'an egress section implies Egress');
+  t.equal(run([pol('a', { podSelector: {}, egress: [{ ports: [{ port: 53 }] }] })], a1, addr('8.8.8.8'), 443), false, 'egress rules imply Egress');
+  t.equal(run([pol('a', { podSelector: {}, egress: [] })], a1, addr('8.8.8.8')), true, 'an empty egress list does not (the API server defaults policyTypes from a non-empty one)');
   t.equal(run([pol('a', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })], a2, a1), true, 'podSelector alone: own namespace');
   t.equal(run([pol('a', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })], b1, a1), false, 'podSelector alone: not other namespaces');
   t.equal(run([pol('a', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'b' } } }] }] })], b1, a1), true, 'namespaceSelector by label');
@@ -181,6 +182,12 @@ t.test('the plan: off by default; on, three policies per meshed namespace and fo
   t.same(names('team-amb'), ['meshguard-allow-ambient', 'meshguard-allow-egress', 'meshguard-allow-ingress', 'meshguard-default-deny']);
   const db = generated().find((p) => p.name === 'allow-orders-db');
   t.same((db?.spec['egress'] as { ports: unknown[] }[])[0]?.ports, [{ port: 5432, protocol: 'TCP' }], 'a configured port gets the protocol the API server would default');
+  const bare = config({ 'reconciler.networkPolicies': { enabled: true, extra: { bare: { namespaces: [], spec: { egress: [{ ports: [{ port: 53 }] }] } } } } });
+  t.same(
+    generated(bare).find((p) => p.name === 'bare' && p.namespace === 'team-a')?.spec,
+    { podSelector: {}, policyTypes: ['Ingress', 'Egress'], egress: [{ ports: [{ port: 53, protocol: 'TCP' }] }] },
+    'a configured spec gets podSelector and policyTypes as the API server would default them',
+  );
   const ambientOff = config({ 'ambient.allowed': false, 'reconciler.networkPolicies.enabled': true });
   t.notOk(generated(ambientOff).some((p) => p.namespace === 'team-amb'), 'ambient not allowed: the ambient namespace is not managed');
   const own = config({ 'reconciler.networkPolicies': { enabled: true, monitoringNamespaces: ['team-a'] } });
