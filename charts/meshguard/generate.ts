@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { toJsonSchema } from '../../src/config/schema-dsl.ts';
 import { CONFIG_SCHEMA } from '../../src/config/schema.ts';
 import { RULE_IDS, RULES, VALIDATING_RULES } from '../../src/policies/registry.ts';
-import { MANAGED_KINDS } from '../../src/reconciler/resources.ts';
+import { MANAGED_KINDS, NAMES, NETWORK_POLICY_KIND } from '../../src/reconciler/resources.ts';
 
 export const CHART_DIR = dirname(fileURLToPath(import.meta.url));
 export const GENERATED_FILE = join(CHART_DIR, 'files', 'generated.json');
@@ -77,6 +77,8 @@ export interface ChartGenerated {
   readonly rbac: {
     readonly scan: readonly { apiGroups: string[]; resources: string[] }[];
     readonly reconciler: readonly { apiGroups: string[]; resources: string[] }[];
+    /** The reconciler's NetworkPolicies (reconciler.networkPolicies.enabled): update and delete only by these names (plus the configured extras). */
+    readonly networkPolicies: { apiGroups: string[]; resources: string[]; builtinNames: string[] };
   };
 }
 
@@ -100,6 +102,11 @@ export function chartGenerated(): ChartGenerated {
     rbac: {
       scan: byGroup(scanTargets(VALIDATING_RULES, defaults).map((t) => ({ group: t.group, resource: t.resource }))),
       reconciler: byGroup(MANAGED_KINDS.map((k) => ({ group: k.group, resource: k.plural }))),
+      networkPolicies: {
+        apiGroups: [NETWORK_POLICY_KIND.group],
+        resources: [NETWORK_POLICY_KIND.plural],
+        builtinNames: [NAMES.netpolDefaultDeny, NAMES.netpolIngress, NAMES.netpolEgress, NAMES.netpolAmbient],
+      },
     },
   };
 }

@@ -13,6 +13,7 @@ import { isExempt } from '../engine/match.ts';
 import type { Result, ValidatingRule, WebhookResource } from '../engine/types.ts';
 import { ALWAYS_EXCLUDED, MESH_CONFIG_NAMESPACE } from './webhook-config.ts';
 import type { ListWatchLog } from './list-watch.ts';
+import { inventoryFindings } from './scan-inventory.ts';
 import { StaticClusterState, type NamespaceInfo } from './state.ts';
 
 export type Placement = NonNullable<WebhookResource['placement']>;
@@ -134,7 +135,9 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
 export function evaluateObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): ScanFinding[] {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
-  return [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...out.warnings.map((r) => finding(object, r, 'warn', rules))];
+  // Advisory warnings stand in at admission for what the mesh-wide checks judge here (scan-inventory.ts).
+  const warnings = out.warnings.filter((r) => r.violation?.advisory !== true);
+  return [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...warnings.map((r) => finding(object, r, 'warn', rules))];
 }
 
 export function compareFindings(a: ScanFinding, b: ScanFinding): number {
@@ -394,6 +397,8 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
 
   const kinds: KindReport[] = [];
   const findings: ScanFinding[] = [];
+  const listedObjects: KObject[] = [];
+  const served = new Set<string>();
   let objects = 0;
   for (const [i, target] of targets.entries()) {
     const name = targetName(target);
@@ -411,8 +416,16 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
     }
     const scoped = listed.items.filter((item) => inScope(target.placements, item, config));
     kinds.push({ resource: name, version: listed.version, objects: scoped.length });
+    served.add(`${target.group}/${target.resource}`);
+    listedObjects.push(...scoped);
     for (const item of scoped) findings.push(...evaluateObject(item, objects++, state, config, rules));
   }
+  const meshWide = inventoryFindings(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
+  for (const m of meshWide.findings) {
+    const { kind, apiVersion, namespace, name } = m.finding.subject;
+    findings.push(finding({ kind, apiVersion, metadata: { name, namespace } }, m.result, m.action, rules));
+  }
+  notes.push(...meshWide.errors);
   return { startedAt, completedAt: new Date(now()).toISOString(), objects, kinds, findings: findings.sort(compareFindings), notes };
 }
 

@@ -122,6 +122,25 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
         spec: { type: 'json', description: 'security.istio.io/v1 AuthorizationPolicy spec' },
       }),
     },
+    // Kubernetes NetworkPolicy beside the mesh (docs/reconciler-and-scan.md, docs/defense-in-depth.md).
+    networkPolicies: obj('Kubernetes NetworkPolicies in every meshed namespace: default-deny, ingress from configured sources, egress only inside the cluster (needs a CNI that enforces NetworkPolicy)', {
+      enabled: bool('reconcile the NetworkPolicy set (the chart\'s hardened profile turns it on)', false),
+      monitoringNamespaces: list('namespaces whose pods may reach every pod of a meshed namespace (metrics scraping)', [], {
+        type: 'string',
+        pattern: NAMESPACE_NAME,
+        description: 'namespace name',
+      }),
+      extra: {
+        type: 'map',
+        description: 'extra NetworkPolicies to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}, e.g. an ipBlock egress to a database outside the cluster',
+        default: {},
+        keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+        values: obj('a generated NetworkPolicy', {
+          namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
+          spec: { type: 'json', description: 'networking.k8s.io/v1 NetworkPolicy spec' },
+        }),
+      },
+    }),
   }),
   scan: obj('periodic scan of existing objects in serve (metrics meshguard_scan_violations)', {
     intervalSeconds: int('seconds between scans; 0 turns the periodic scan off', 0, 0, 604_800),
@@ -216,6 +235,10 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   serviceEntries: obj('service-entry-wildcard settings', {
     allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
   }),
+  meshHardening: obj('mesh-wide hardening checks that only apply where the platform asks for them', {
+    requireCni: bool('the Istio CNI must be in use: an injected istio-init container (which needs NET_ADMIN) is a violation of mesh-istio-cni', false),
+    requireDistrolessProxy: bool('injected istio-proxy containers must use the distroless image (mesh-distroless-proxy)', false),
+  }),
   unknownNamespace: str('a workload whose namespace is not known (offline, or not yet in the cache): deny treats it as not meshed', 'deny', {
     enum: ['deny', 'allow'],
   }),
@@ -226,7 +249,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     default: {},
     values: obj('rule settings', {
       enabled: bool('evaluate this rule', true),
-      mode: str('inherit the global/namespace mode, or pin this rule to enforce or audit', 'inherit', {
+      mode: str("inherit the global/namespace mode (or the rule's default mode, audit for the opinionated rules), or pin this rule to enforce or audit", 'inherit', {
         enum: ['inherit', 'enforce', 'audit'],
       }),
     }),

@@ -63,6 +63,11 @@ export interface Config {
     readonly allowSameNamespace: boolean;
     readonly serviceEntries: Readonly<Record<string, GeneratedResource>>;
     readonly authorizationPolicies: Readonly<Record<string, GeneratedResource>>;
+    readonly networkPolicies: {
+      readonly enabled: boolean;
+      readonly monitoringNamespaces: readonly string[];
+      readonly extra: Readonly<Record<string, GeneratedResource>>;
+    };
   };
   readonly scan: { readonly intervalSeconds: number };
   readonly metricsEnabled: boolean;
@@ -91,6 +96,7 @@ export interface Config {
   readonly istiodUsers: readonly string[];
   readonly controllerUsers: readonly string[];
   readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
+  readonly meshHardening: { readonly requireCni: boolean; readonly requireDistrolessProxy: boolean };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;
 }

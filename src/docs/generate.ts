@@ -69,6 +69,14 @@ export function rulesReference(): string {
     const ops = [...r.match.operations, ...(r.match.subResources ?? []).filter((s) => s !== '').map((s) => `(${s})`)].join(', ');
     out.push(`| \`${r.id}\` | ${r.type} | ${kinds} | ${ops} | ${r.title} | ${r.fix.replaceAll('|', '\\|')} |`);
   }
+  const audited = RULES.filter((r) => r.defaultMode === 'audit').map((r) => `\`${r.id}\``);
+  out.push(
+    '',
+    '## Default modes',
+    '',
+    `Opinionated rules report by default: with \`rules.<id>.mode: inherit\` (the default) they run in audit mode even when the global or namespace mode is enforce; pin \`rules.<id>.mode: enforce\` to deny. They are ${audited.join(', ')}.`,
+    'Some findings are advisory: a check that needs objects admission does not see (for example whether an AuthorizationPolicy pairs with a RequestAuthentication) warns at admission, whatever the mode, and is judged by `meshguard scan`, which lists those objects.',
+  );
   out.push('', '## Webhook resources', '', '| id | webhook | group | versions | resources |', '|---|---|---|---|---|');
   for (const r of RULES) {
     for (const w of r.webhook) {

@@ -5,7 +5,7 @@ import type { AdmissionRequest, AdmissionReviewV1Response, KObject } from '../ad
 import { allowed, denied, patched } from '../admission/response.ts';
 import type { ClusterState } from '../cluster/state.ts';
 import type { Config, Mode } from '../config/types.ts';
-import { decide, namespaceMode, ruleMode } from './decide.ts';
+import { decide, namespaceMode, ruleMode, type DefaultModes } from './decide.ts';
 import { evaluate, mutate } from './evaluate.ts';
 import { subjectNamespace } from './match.ts';
 import { auditAnnotations, denialMessage, subjectOf, warningLines, type RuleLookup } from './render.ts';
@@ -50,6 +50,11 @@ export interface RuleSet {
   readonly lookup: RuleLookup;
 }
 
+/** Rule.defaultMode by id, from the rule set. */
+export function defaultModes(rules: RuleSet): DefaultModes {
+  return (id) => rules.lookup(id)?.defaultMode;
+}
+
 function displayName(req: AdmissionRequest): string {
   const meta = req.object?.metadata ?? req.oldObject?.metadata;
   if (req.name !== '') return req.name;
@@ -85,7 +90,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const ctx: RuleContext = { request: req, config, cluster };
   const results = evaluate(rules.validating, ctx);
   const mode = namespaceMode(config, req, cluster);
-  const verdict = decide(results, config, mode);
+  const verdict = decide(results, config, mode, defaultModes(rules));
   // Nothing to report: the plain answer, without building empty warnings and annotations.
   if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
   const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
@@ -134,8 +139,8 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
   const mode = namespaceMode(config, req, cluster);
-  const enforced = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'enforce');
-  const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
+  const enforced = rules.mutating.filter((r) => ruleMode(config, r.id, mode, defaultModes(rules)) === 'enforce');
+  const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode, defaultModes(rules)) === 'audit');
   const applied = mutate(enforced, ctx, req.object);
   const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
   // Mutating rules edit metadata only: the diff of metadata alone is the whole patch.

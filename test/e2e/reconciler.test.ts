@@ -11,7 +11,6 @@
 // own Istio rules.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadKubeConfig } from '../../src/cluster/cache.ts';
 import { loadConfig } from '../../src/config/load.ts';

@@ -4,7 +4,7 @@
 // webhooks are registered (so that deliberately unmeshed namespaces can exist), with a default
 // ServiceAccount each (no controller-manager runs here).
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+
 import { join } from 'node:path';
 import type { KObject } from '../../src/admission/types.ts';
 import { FIXTURES, ruleFixtures, type Fixture } from '../helpers/review.ts';

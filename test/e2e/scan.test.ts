@@ -4,7 +4,6 @@
 // nothing among the compliant objects, the exempt namespaces or kube-system. Part of the Istio
 // CRDs is left out so that the scan shows its one-line-per-kind answer for a missing CRD.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -60,6 +59,7 @@ await cluster.applyYaml(
     { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'scan-clean' }, spec: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } },
     { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'allow-same', namespace: 'scan-clean' }, spec: { rules: [{ from: [{ source: { namespaces: ['scan-clean'] } }] }] } },
     pa('sys', 'kube-system', 'DISABLE'), // never sent to meshguard: not reported
+    pa('default', 'istio-system', 'STRICT'), // the mesh-wide policy (mesh-root-strict-mtls reports its absence)
     ns('gw', { 'istio-injection': 'disabled' }), // a gateway namespace (configured below): exempt
   ]
     .map((o) => JSON.stringify(o))

@@ -148,6 +148,8 @@ function seeded(extra: Record<string, { kind: string; items: KObject[] }> = {}, 
           { metadata: { name: 'default', namespace: 'team-a' }, spec: { mtls: { mode: 'PERMISSIVE' } } },
           { metadata: { name: 'ok', namespace: 'team-a' }, spec: { mtls: { mode: 'STRICT' } } },
           { metadata: { name: 'sys', namespace: 'kube-system' }, spec: { mtls: { mode: 'DISABLE' } } },
+          // The mesh-wide STRICT policy (mesh-root-strict-mtls reports its absence).
+          { metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } },
         ],
       },
       ...extra,
@@ -170,7 +172,7 @@ t.test('a scan: findings by the same rules, unreadable kinds listed, the scan go
   t.match(forbidden?.error, /^cannot list: HTTP 403: serviceentries.networking.istio.io is forbidden/, 'a forbidden kind: one line');
   const sidecars = report.kinds.find((k) => k.resource === 'sidecars.networking.istio.io');
   t.match(sidecars?.error, 'its CRD is not installed', 'a missing CRD: one line');
-  t.same(report.kinds.find((k) => k.resource === 'peerauthentications.security.istio.io'), { resource: 'peerauthentications.security.istio.io', version: 'v1', objects: 2 }, 'objects in scope are counted');
+  t.same(report.kinds.find((k) => k.resource === 'peerauthentications.security.istio.io'), { resource: 'peerauthentications.security.istio.io', version: 'v1', objects: 3 }, 'objects in scope are counted');
   t.equal(report.completedAt, '2030-01-01T00:00:00.000Z');
   t.same(violationCounts(report.findings), [
     { rule: 'namespace-mesh-enrollment', namespace: 'audited', count: 1 },
