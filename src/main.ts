@@ -6,6 +6,8 @@ import { runCheck } from './cli/check.ts';
 import { runReview } from './cli/review.ts';
 import { runScan } from './cli/scan.ts';
 import { runServe } from './cli/serve.ts';
+import { runVerify } from './cli/verify.ts';
+import { VERSION } from './version.ts';
 import { ConfigError } from './config/load.ts';
 
 export const USAGE = `meshguard: admission webhook that keeps Istio hardening on
@@ -15,7 +17,9 @@ Usage:
   meshguard check  -f <file|dir|-> [flags] evaluate manifests offline (CI)
   meshguard review [flags]                 send a sample AdmissionReview to a running server
   meshguard scan   [flags]                 report existing cluster objects that violate the rules
+  meshguard verify [flags]                 check the installed webhooks with server-side dry runs
   meshguard help [command]
+  meshguard --version
 
 Run 'meshguard <command> --help' for the flags of a command.
 Exit codes: 0 ok/clean, 1 violations found, 2 bad usage, configuration or input.
@@ -33,6 +37,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await runReview(rest, io);
       case 'scan':
         return await runScan(rest, io);
+      case 'verify':
+        return await runVerify(rest, io);
+      case 'version':
+      case '--version':
+      case '-v':
+        io.out(`meshguard ${VERSION}\n`);
+        return EXIT.OK;
       case undefined:
       case 'help':
       case '--help':

@@ -1,5 +1,6 @@
 // meshguard serve: load configuration, certificates and rules, listen on HTTPS, reload
 // certificates, drain and close on SIGTERM.
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -12,6 +13,7 @@ import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
 import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
+import { followingWebhooks, kubeArmingCluster, startWebhookArming, type WebhookArming } from '../cluster/webhook-arming.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { PromRecorder } from '../metrics/recorder.ts';
@@ -125,6 +127,7 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
     [config.reconciler.enabled, 'reconciler.enabled (--reconcile)'],
     [config.scan.intervalSeconds > 0, 'scan.intervalSeconds (--scan-interval)'],
     [config.selfManagedCerts.enabled, 'selfManagedCerts.enabled'],
+    [config.webhookArming.enabled, 'webhookArming.enabled'],
   ];
   const missing = needs.filter(([on]) => on).map(([, what]) => what);
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
@@ -233,7 +236,24 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
     scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
     managed !== undefined ? 'self-managed certificates' : undefined,
+    config.webhookArming.enabled ? `webhook arming (${config.webhookArming.failurePolicy} once ready)` : undefined,
   ].filter((x) => x !== undefined);
+  // Webhook arming (docs/adr/0005): only once this process listens can it be the ready meshguard
+  // behind a fail-closed webhook.
+  let arming: WebhookArming | undefined;
+  if (config.webhookArming.enabled && kc !== undefined) {
+    const gates = readiness.filter((c) => c.degraded !== true);
+    arming = startWebhookArming({
+      cluster: kubeArmingCluster(kc, config.webhookArming.webhookConfigurationName),
+      armed: config.webhookArming.failurePolicy,
+      followers: followingWebhooks([...BUILTIN_RULES.validating, ...BUILTIN_RULES.mutating]),
+      pod: hostname(),
+      selfReady: () => !lifecycle.draining && cluster.synced() && gates.every((c) => c.check() === undefined),
+      servedCert: () => certs.material.cert,
+      intervalMs: config.webhookArming.intervalSeconds * 1000,
+      log,
+    });
+  }
   io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile}${extras.length > 0 ? `; ${extras.join(', ')}` : ''})\n`);
 
   certs.watch(
@@ -263,7 +283,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
       // released now, so another replica takes over reconciling while this one still drains.
-      const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Arming stops first: its last check sets the webhooks to Ignore unless another ready
+      // replica answers, while this one still serves for drainSeconds.
+      const background = Promise.allSettled([arming?.stop(), reconciler?.stop(), scan?.stop(), managed?.stop()]);
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {
         await background;

@@ -85,6 +85,12 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     renewBeforeDays: int('renew the serving certificate (and the CA) this many days before expiry', 30, 1, 3_000),
     checkIntervalSeconds: int('how often expiry is checked', 3600, 1, 86_400),
   }),
+  webhookArming: obj("meshguard's webhooks are registered failing open (Ignore); meshguard switches them to failurePolicy while a ready meshguard answers behind them with a trusted caBundle, and back to Ignore when none does (needs cluster access; docs/adr/0005)", {
+    enabled: bool('arm and disarm the webhooks (the chart turns it on)', false),
+    failurePolicy: str('failurePolicy of an armed webhook (the chart: Fail in enforce mode, Ignore in audit mode)', 'Fail', { enum: ['Fail', 'Ignore'] }),
+    webhookConfigurationName: str('name of the Mutating- and ValidatingWebhookConfiguration to arm', 'meshguard'),
+    intervalSeconds: int('seconds between checks (a helm upgrade resets the rendered Ignore; the next check re-arms)', 5, 1, 3600),
+  }),
   reconciler: obj('keeps the per-namespace hardening resources in every meshed namespace (needs cluster access and Istio CRDs)', {
     enabled: bool('run the reconciler in serve (the chart turns it on)', false),
     dryRun: bool('log what would be created, changed or deleted, and change nothing', false),

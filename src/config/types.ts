@@ -50,6 +50,12 @@ export interface Config {
     readonly renewBeforeDays: number;
     readonly checkIntervalSeconds: number;
   };
+  readonly webhookArming: {
+    readonly enabled: boolean;
+    readonly failurePolicy: 'Fail' | 'Ignore';
+    readonly webhookConfigurationName: string;
+    readonly intervalSeconds: number;
+  };
   readonly reconciler: {
     readonly enabled: boolean;
     readonly dryRun: boolean;

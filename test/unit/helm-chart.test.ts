@@ -173,6 +173,8 @@ t.test('the rendered configuration is a valid meshguard configuration with the c
     t.equal(c.server.caFile, mode === 'cert-manager' ? '/certs/ca.crt' : null, `${v.name}: caFile`);
     t.equal(c.server.certDir, '/certs');
     t.equal(c.selfManagedCerts.webhookConfigurationName, find(docs, 'ValidatingWebhookConfiguration').metadata.name, `${v.name}: patches the rendered webhook configurations`);
+    t.equal(c.webhookArming.enabled, true, `${v.name}: webhook arming on`);
+    t.equal(c.webhookArming.webhookConfigurationName, find(docs, 'ValidatingWebhookConfiguration').metadata.name, `${v.name}: arms the rendered webhook configurations`);
     t.equal(c.selfManagedCerts.serviceName, find(docs, 'Service').metadata.name, `${v.name}: the certificate covers the rendered Service`);
   }
 });
@@ -204,7 +206,7 @@ t.test('the Deployment meets the restricted Pod Security profile and drains befo
       t.same([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.scheme], ['/readyz', 'HTTPS'], 'readiness /readyz over HTTPS');
       t.same([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.scheme], ['/healthz', 'HTTPS'], 'liveness /healthz over HTTPS');
       t.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, 'memory request and limit');
-      t.same(c.args, ['--config=/etc/meshguard/config.json', '--in-cluster'], 'the config file and in-cluster access');
+      t.same(c.args, ['serve', '--config=/etc/meshguard/config.json', '--in-cluster'], 'serve (the image runs any subcommand), the config file and in-cluster access');
       const sleep = c.lifecycle.preStop.sleep.seconds as number;
       t.equal(sleep, values.shutdown.preStopSleepSeconds, 'preStop sleep (no shell needed)');
       t.ok(pod.terminationGracePeriodSeconds >= sleep + values.shutdown.drainSeconds + values.webhook.timeoutSeconds, `grace ${pod.terminationGracePeriodSeconds}s covers sleep + drain + an in-flight request`);
@@ -252,13 +254,15 @@ t.test('RBAC: no wildcards, writes limited by name', async (t) => {
     'ClusterRole networking.istio.io serviceentries,sidecars get,list,watch,create,update,delete',
     'ClusterRole security.istio.io authorizationpolicies,peerauthentications get,list,watch,create,update,delete',
     'ClusterRole core,events.k8s.io events create',
+    'Role discovery.k8s.io endpointslices list',
     'Role core secrets create',
     'Role core secrets get,update [meshguard-tls]',
     'Role coordination.k8s.io leases create',
     'Role coordination.k8s.io leases get,update [meshguard-reconciler]',
   ], 'the default RBAC, rule by rule');
   const cm = rbacLines(await render(['-f', join(CI_DIR, 'cert-manager-values.yaml')]));
-  t.notOk(cm.some((l) => /secrets|validatingwebhookconfigurations|leases|istio/.test(l)), 'cert-manager without the reconciler: no Secret, webhook, Lease or Istio rights');
+  t.notOk(cm.some((l) => /secrets|leases|istio/.test(l)), 'cert-manager without the reconciler: no Secret, Lease or Istio rights');
+  t.ok(cm.includes('ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations get,patch [meshguard]'), 'and its own webhook configurations, by name, to arm them (ADR 0005)');
   const scan = rbacLines(await render(['-f', join(CI_DIR, 'self-managed-values.yaml')]));
   t.ok(scan.some((l) => / apps .*deployments.* list$/.test(l)), 'the periodic scan lists workloads');
 });
@@ -268,7 +272,8 @@ t.test('the webhook configurations are what webhookConfigurations() generates fr
     const docs = await render(v.args);
     const values = valuesOf(v.file);
     const mode = values.certificates.mode as string;
-    const failurePolicy = (values.webhook.failurePolicy || (values.mode === 'audit' ? 'Ignore' : 'Fail')) as FailurePolicy;
+    // Rendered failing open whatever the mode; meshguard arms them (ADR 0005).
+    const failurePolicy: FailurePolicy = 'Ignore';
     const want = webhookConfigurations({
       client: { service: { namespace: NS, name: 'meshguard', port: values.service.port } },
       ...(mode === 'secret' ? { caBundle: values.certificates.secret.caBundle as string } : {}),
@@ -297,10 +302,15 @@ t.test('the webhook configurations are what webhookConfigurations() generates fr
       }
     }
   }
-  const audit = find(await render(['--set', 'mode=audit']), 'ValidatingWebhookConfiguration');
-  t.equal(audit.webhooks[0].failurePolicy, 'Ignore', 'audit mode fails open');
-  const pinned = find(await render(['--set', 'mode=audit', '--set', 'webhook.failurePolicy=Fail']), 'ValidatingWebhookConfiguration');
-  t.equal(pinned.webhooks[0].failurePolicy, 'Fail', 'webhook.failurePolicy pins it');
+  const armedWith = async (args: string[]): Promise<[string, string]> => {
+    const docs = await render(args);
+    const cfg = JSON.parse(find(docs, 'ConfigMap').data['config.json'] as string) as Obj;
+    return [find(docs, 'ValidatingWebhookConfiguration').webhooks[0].failurePolicy as string, cfg.webhookArming.failurePolicy as string];
+  };
+  t.same(await armedWith([]), ['Ignore', 'Fail'], 'enforce: rendered Ignore, armed with Fail once meshguard is ready');
+  t.same(await armedWith(['--set', 'mode=audit']), ['Ignore', 'Ignore'], 'audit mode fails open, armed or not');
+  t.same(await armedWith(['--set', 'mode=audit', '--set', 'webhook.failurePolicy=Fail']), ['Ignore', 'Fail'], 'webhook.failurePolicy pins the armed policy');
+  t.same(await armedWith(['--set', 'webhook.failurePolicy=Ignore']), ['Ignore', 'Ignore'], 'and can pin Ignore in enforce mode');
 });
 
 t.test('certificates: cert-manager renders an issuer chain and a Certificate for the Service; an own Secret is mounted', async (t) => {
