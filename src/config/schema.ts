@@ -36,6 +36,9 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
     enum: ['enforce', 'audit'],
   }),
+  mutation: str('apply: the mutating webhook changes new objects (namespaces into the mesh) in both modes; report: it only reports what it would change (warning, audit annotation and record) (docs/adr/0002)', 'apply', {
+    enum: ['apply', 'report'],
+  }),
   onError: str('what a rule that throws does in enforce mode: deny (fail closed) or allow with a warning', 'deny', {
     enum: ['deny', 'allow'],
   }),

@@ -13,6 +13,7 @@ export interface GeneratedResource {
 
 export interface Config {
   readonly mode: Mode;
+  readonly mutation: 'apply' | 'report';
   readonly onError: 'deny' | 'allow';
   readonly server: {
     readonly host: string;

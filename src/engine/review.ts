@@ -5,7 +5,7 @@ import type { AdmissionRequest, AdmissionReviewV1Response, KObject } from '../ad
 import { allowed, denied, patched } from '../admission/response.ts';
 import type { ClusterState } from '../cluster/state.ts';
 import type { Config, Mode } from '../config/types.ts';
-import { decide, namespaceMode, ruleMode } from './decide.ts';
+import { decide, namespaceMode } from './decide.ts';
 import { evaluate, mutate } from './evaluate.ts';
 import { subjectNamespace } from './match.ts';
 import { auditAnnotations, denialMessage, subjectOf, warningLines, type RuleLookup } from './render.ts';
@@ -114,8 +114,9 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
 }
 
 /**
- * Mutation: rules whose effective mode is enforce edit one draft and the patch is the diff of the
- * draft against the object as received; rules in audit mode are run on a throwaway copy and only
+ * Mutation is its own setting, not the mode (docs/adr/0002): with `mutation: apply` (default) the
+ * mutating rules edit one draft and the patch is the diff of the draft against the object as
+ * received, in both modes; with `mutation: report` they run on a throwaway copy and are only
  * reported. A mutating rule that throws is reported as a warning and applies nothing: validation
  * still judges the object.
  */
@@ -134,16 +135,15 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
   const mode = namespaceMode(config, req, cluster);
-  const enforced = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'enforce');
-  const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
-  const applied = mutate(enforced, ctx, req.object);
-  const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
+  const apply = config.mutation === 'apply';
+  const applied = mutate(apply ? rules.mutating : [], ctx, req.object);
+  const reported = apply ? undefined : mutate(rules.mutating, ctx, req.object);
   // Mutating rules edit metadata only: the diff of metadata alone is the whole patch.
   const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(metadataOnly(req.object), metadataOnly(applied.draft))) : [];
 
   const notes: { result: Result; text: string }[] = [];
   for (const c of reported?.changes ?? []) {
-    notes.push({ result: { ruleId: c.ruleId, status: 'fail', violation: { message: `would add ${c.description} (audit mode: not applied)` } }, text: `would add ${c.description}` });
+    notes.push({ result: { ruleId: c.ruleId, status: 'fail', violation: { message: `would add ${c.description} (mutation: report; not applied)` } }, text: `would add ${c.description}` });
   }
   for (const r of [...applied.results, ...(reported?.results ?? [])]) {
     if (r.status === 'error') notes.push({ result: r, text: findingText(r) });
