@@ -2,13 +2,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, EXIT, processIo, type Io } from './cli/args.ts';
-import { runCheck } from './cli/check.ts';
-import { runReview } from './cli/review.ts';
-import { runScan } from './cli/scan.ts';
-import { runServe } from './cli/serve.ts';
-import { runVerify } from './cli/verify.ts';
 import { VERSION } from './version.ts';
-import { ConfigError } from './config/load.ts';
+import { ConfigError } from './config/schema-dsl.ts';
 
 export const USAGE = `meshguard: admission webhook that keeps Istio hardening on
 
@@ -24,6 +19,16 @@ Usage:
 Run 'meshguard <command> --help' for the flags of a command.
 Exit codes: 0 ok/clean, 1 violations found, 2 bad usage, configuration or input.
 `;
+
+// Subcommands are loaded when run: `meshguard --help` and `--version` then evaluate none of
+// the server's dependencies (client-node, fastify), in the bundle as from the sources.
+const runServe: Run = async (a, io) => (await import('./cli/serve.ts')).runServe(a, io);
+const runCheck: Run = async (a, io) => (await import('./cli/check.ts')).runCheck(a, io);
+const runReview: Run = async (a, io) => (await import('./cli/review.ts')).runReview(a, io);
+const runScan: Run = async (a, io) => (await import('./cli/scan.ts')).runScan(a, io);
+const runVerify: Run = async (a, io) => (await import('./cli/verify.ts')).runVerify(a, io);
+
+type Run = (argv: readonly string[], io: Io) => Promise<number>;
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;

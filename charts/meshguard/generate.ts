@@ -2,7 +2,8 @@
 //   files/generated.json   the webhooks (from webhookConfigurations() over the rule registry) with
 //                          placeholders for what the values decide, and the RBAC resource lists
 //                          of the periodic scan and the reconciler
-//   values.schema.json     its `config` property: toJsonSchema(CONFIG_SCHEMA)
+//   values.schema.json     its `config` property: toJsonSchema(CONFIG_SCHEMA), with the rule ids
+//                          as the only keys of config.rules and the template's lists required
 //
 //   node charts/meshguard/generate.ts           # rewrite both
 //   node charts/meshguard/generate.ts --check   # exit 1 when either is stale
@@ -104,10 +105,30 @@ export function chartGenerated(): ChartGenerated {
   };
 }
 
+/** Lists the templates read from `config` (a null there removes the key in Helm, and the
+ * template would fail with a nil pointer): the schema requires them. */
+export const REQUIRED_CONFIG_LISTS = ['exemptNamespaces'] as const;
+
+/**
+ * The chart's schema for `config`: the configuration schema, with `rules` keys limited to the
+ * registered rule ids (a mistyped id fails `helm install` instead of meshguard's start-up) and
+ * the lists the templates read required.
+ */
+export function chartConfigSchema(): Json {
+  const base = toJsonSchema(CONFIG_SCHEMA);
+  const props = base['properties'] as Json;
+  const rules = props['rules'] as Json;
+  return {
+    ...base,
+    required: [...REQUIRED_CONFIG_LISTS],
+    properties: { ...props, rules: { ...rules, propertyNames: { enum: [...RULE_IDS] } } },
+  };
+}
+
 /** values.schema.json with its `config` property replaced by the configuration schema. */
 export function valuesSchema(current: Json): Json {
   const props = (current['properties'] ?? {}) as Json;
-  return { ...current, properties: { ...props, config: toJsonSchema(CONFIG_SCHEMA) } };
+  return { ...current, properties: { ...props, config: chartConfigSchema() } };
 }
 
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;

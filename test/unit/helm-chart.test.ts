@@ -77,7 +77,12 @@ const VARIANTS: { name: string; args: string[]; file?: string }[] = [
 t.test('generated chart files are current (node charts/meshguard/generate.ts)', async (t) => {
   for (const [path, content] of Object.entries(expectedFiles())) t.equal(readFileSync(path, 'utf8'), content, `${path} is current`);
   const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as Obj;
-  t.same(schema.properties.config, toJsonSchema(CONFIG_SCHEMA), "the chart's schema for `config` is the configuration schema");
+  const { rules: chartRules, ...chartProps } = schema.properties.config.properties as Obj;
+  const { rules: codeRules, ...codeProps } = toJsonSchema(CONFIG_SCHEMA).properties as Obj;
+  t.same(chartProps, codeProps, "the chart's schema for `config` is the configuration schema");
+  t.same(chartRules.propertyNames, { enum: RULE_IDS }, 'config.rules keys are the registered rule ids');
+  t.same({ ...chartRules, propertyNames: undefined }, { ...codeRules, propertyNames: undefined }, 'and rule settings as in the configuration schema');
+  t.same(schema.properties.config.required, ['exemptNamespaces'], 'the lists the templates read are required');
 });
 
 t.test('chart metadata and values.yaml agree with the code', async (t) => {
@@ -142,6 +147,9 @@ t.test('the schema and the templates refuse bad values', async (t) => {
     { name: 'an unknown certificate mode', set: ['--set', 'certificates.mode=vault'], want: /certificates/ },
     { name: 'an own Secret without a caBundle', set: ['--set', 'certificates.mode=secret', '--set', 'certificates.secret.name=x'], want: /caBundle/ },
     { name: 'a malformed image digest', set: ['--set', 'image.digest=latest'], want: /digest/ },
+    { name: 'a mistyped rule id', set: ['--set', 'config.rules.no-such-rule.enabled=false'], want: /no-such-rule/ },
+    { name: 'exemptNamespaces set to null', set: ['--set', 'config.exemptNamespaces=null'], want: /exemptNamespaces/ },
+    { name: 'webhook arming set inside config (the chart owns it)', set: ['--set', 'config.webhookArming.failurePolicy=Ignore'], want: /config\.webhookArming\.failurePolicy is set by the chart/ },
     { name: 'the mode set inside config (the chart owns it)', set: ['--set', 'config.mode=audit'], want: /config\.mode is set by the chart/ },
     { name: 'a certificate file set inside config (the chart owns it)', set: ['--set', 'config.server.certFile=/x'], want: /config\.server\.certFile is set by the chart/ },
     { name: 'meshguard\'s namespace set inside config', set: ['--set', 'config.meshguardNamespace=other'], want: /config\.meshguardNamespace is set by the chart/ },

@@ -133,7 +133,7 @@ Secret), placeholders replaced by values. Call with (dict "root" $ "w" $webhook)
 {{- $vals := list -}}
 {{- range $v := $e.values -}}
 {{- if eq $v "__EXEMPT_NAMESPACES__" -}}
-{{- $vals = concat $vals $root.Values.config.exemptNamespaces -}}
+{{- $vals = concat $vals ($root.Values.config.exemptNamespaces | default list) -}}
 {{- else if eq $v "__RELEASE_NAMESPACE__" -}}
 {{- $vals = append $vals $root.Release.Namespace -}}
 {{- else -}}
