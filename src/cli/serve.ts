@@ -13,6 +13,7 @@ import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
 import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
+import { ExceptionStore, withExceptions } from '../exceptions/store.ts';
 import { followingWebhooks, kubeArmingCluster, startWebhookArming, type WebhookArming } from '../cluster/webhook-arming.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
@@ -128,6 +129,7 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
     [config.scan.intervalSeconds > 0, 'scan.intervalSeconds (--scan-interval)'],
     [config.selfManagedCerts.enabled, 'selfManagedCerts.enabled'],
     [config.webhookArming.enabled, 'webhookArming.enabled'],
+    [config.exceptions.watch, 'exceptions.watch'],
   ];
   const missing = needs.filter(([on]) => on).map(([, what]) => what);
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
@@ -184,6 +186,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   const lifecycle = { draining: false };
   const cluster = clusterState(config, kc, log);
   if (cluster instanceof ClusterCache) cluster.start();
+  let exceptions: ExceptionStore | undefined;
+  if (config.exceptions.watch && kc !== undefined) {
+    exceptions = new ExceptionStore(kc, { ruleIds: RULE_IDS, resyncMs: config.cluster.resyncSeconds * 1000, staleAfterMs: config.cluster.staleAfterSeconds * 1000, log });
+    exceptions.start();
+  }
 
   let reconciler: ReconcilerHandle | undefined;
   if (config.reconciler.enabled && kc !== undefined) {
@@ -213,11 +220,14 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
+  // Without the CRD, or before the first list, no exception applies: admission fails closed on
+  // what an exception would have let through, so this is reported as degraded, not unready.
+  if (exceptions !== undefined) readiness.push({ name: 'exceptions', check: () => exceptions.problem(), degraded: true });
   // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
   // runs without a logger (see app.ts).
   const appLog = pino({ level: config.logLevel });
   const app = await buildApp(config, {
-    cluster,
+    cluster: exceptions !== undefined ? withExceptions(cluster, exceptions) : cluster,
     rules: BUILTIN_RULES,
     recorder,
     audit,
@@ -291,6 +301,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
         await background;
         certs.close();
         if (cluster instanceof ClusterCache) await cluster.stop();
+        await exceptions?.stop();
       };
       lifecycle.draining = true;
       const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));

@@ -13,7 +13,9 @@ import { isExempt } from '../engine/match.ts';
 import type { Result, ValidatingRule, WebhookResource } from '../engine/types.ts';
 import { ALWAYS_EXCLUDED, MESH_CONFIG_NAMESPACE } from './webhook-config.ts';
 import type { ListWatchLog } from './list-watch.ts';
-import { StaticClusterState, type NamespaceInfo } from './state.ts';
+import { StaticClusterState, type ClusterState, type NamespaceInfo } from './state.ts';
+import type { MeshguardException } from '../exceptions/model.ts';
+import { withExceptions } from '../exceptions/store.ts';
 
 export type Placement = NonNullable<WebhookResource['placement']>;
 
@@ -131,7 +133,7 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
 }
 
 /** Judge one existing object as a CREATE of it now: validating rules only (it exists already, nothing would mutate it). */
-export function evaluateObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): ScanFinding[] {
+export function evaluateObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): ScanFinding[] {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
   return [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...out.warnings.map((r) => finding(object, r, 'warn', rules))];
@@ -347,6 +349,8 @@ export interface ScanOptions {
   readonly pageSize?: number;
   readonly onProgress?: (p: ScanProgress) => void;
   readonly now?: () => number;
+  /** MeshguardExceptions to apply, as admission does (an excepted finding is not reported). */
+  readonly exceptions?: (namespace: string) => readonly MeshguardException[];
 }
 
 /** Reading the namespaces failed: the cluster cannot be scanned at all. */
@@ -390,7 +394,9 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       notes.push(`Istio revisions could not be discovered (${apiErrorText(err)}); only configured revisions count`);
     }
   }
-  const state = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const stored = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const exceptions = o.exceptions;
+  const state: ClusterState = exceptions === undefined ? stored : withExceptions(stored, { forNamespace: exceptions });
 
   const kinds: KindReport[] = [];
   const findings: ScanFinding[] = [];

@@ -1,6 +1,7 @@
 // What rules may know about the cluster: namespace labels and installed Istio revisions. In a
 // cluster this comes from watch-backed caches; offline (check, or serve without kubeconfig) from
 // the input manifests and the configuration. Rules read it synchronously: never an API call.
+import type { MeshguardException } from '../exceptions/model.ts';
 
 /**
  * The namespace labels rules read from the cluster state: the mesh labels (policies/lib/mesh.ts)
@@ -38,6 +39,8 @@ export interface ClusterState {
   synced(): boolean;
   /** Why it is not synced (for /readyz), when it can say. */
   problem?(): string | undefined;
+  /** The MeshguardExceptions of a namespace (src/exceptions/store.ts); none when absent. */
+  exceptions?(namespace: string): readonly MeshguardException[];
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

@@ -94,6 +94,9 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     webhookConfigurationName: str('name of the Mutating- and ValidatingWebhookConfiguration to arm', 'meshguard'),
     intervalSeconds: int('seconds between checks (a helm upgrade resets the rendered Ignore; the next check re-arms)', 5, 1, 3600),
   }),
+  exceptions: obj('MeshguardExceptions (meshguard.dev/v1alpha1): admin-only, time-bound exceptions from rules for named or selected objects (docs/exceptions.md)', {
+    watch: bool('watch them in serve (needs cluster access and the CRD; the chart turns it on)', false),
+  }),
   reconciler: obj('keeps the per-namespace hardening resources in every meshed namespace (needs cluster access and Istio CRDs)', {
     enabled: bool('run the reconciler in serve (the chart turns it on)', false),
     dryRun: bool('log what would be created, changed or deleted, and change nothing', false),

@@ -57,6 +57,7 @@ export interface Config {
     readonly webhookConfigurationName: string;
     readonly intervalSeconds: number;
   };
+  readonly exceptions: { readonly watch: boolean };
   readonly reconciler: {
     readonly enabled: boolean;
     readonly dryRun: boolean;

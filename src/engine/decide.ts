@@ -40,7 +40,12 @@ export function namespaceMode(config: Config, req: AdmissionRequest, cluster: Cl
   return modeOf(cluster.namespace(ns)?.labels[MODE_LABEL]) ?? config.mode;
 }
 
+/** Rules whose failures deny in every mode: a MeshguardException written by a tenant while the
+ * namespace (or meshguard) is in audit would still apply once it enforces. */
+export const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['exception-admin-only']);
+
 export function ruleMode(config: Config, ruleId: string, nsMode: Mode): Mode {
+  if (ALWAYS_ENFORCED.has(ruleId)) return 'enforce';
   const pinned = config.rules[ruleId]?.mode;
   return pinned === undefined || pinned === 'inherit' ? nsMode : pinned;
 }

@@ -8,7 +8,8 @@ import type { Config, Mode } from '../config/types.ts';
 import { decide, namespaceMode } from './decide.ts';
 import { evaluate, mutate } from './evaluate.ts';
 import { subjectNamespace } from './match.ts';
-import { auditAnnotations, denialMessage, subjectOf, warningLines, type RuleLookup } from './render.ts';
+import { applyExceptions, exceptionSubject, type Excepted } from './exceptions.ts';
+import { auditAnnotations, denialMessage, exceptionAnnotations, exceptionWarnings, subjectOf, warningLines, type RuleLookup } from './render.ts';
 import type { MutatingRule, Result, RuleContext, ValidatingRule } from './types.ts';
 
 export type Endpoint = 'validate' | 'mutate';
@@ -28,6 +29,8 @@ export interface AuditRecord {
   readonly dryRun: boolean;
   readonly rules: readonly string[];
   readonly findings: readonly { readonly rule: string; readonly status: string; readonly message: string }[];
+  /** Findings a MeshguardException let through (absent when none). */
+  readonly exceptions?: readonly { readonly rule: string; readonly exception: string; readonly expires: string; readonly message: string }[];
 }
 
 export interface ReviewOutcome {
@@ -80,15 +83,26 @@ function findingText(r: Result): string {
   return r.status === 'error' ? `error: ${r.reason ?? ''}` : (r.violation?.message ?? '');
 }
 
+function withExceptions(record: AuditRecord, excepted: readonly Excepted[]): AuditRecord {
+  if (excepted.length === 0) return record;
+  return { ...record, exceptions: excepted.map((x) => ({ rule: x.result.ruleId, exception: `${x.exception.namespace}/${x.exception.name}`, expires: x.exception.expires, message: findingText(x.result) })) };
+}
+
 export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
-  const results = evaluate(rules.validating, ctx);
+  const evaluated = evaluate(rules.validating, ctx);
+  // Exceptions: after evaluation, before decide (src/engine/exceptions.ts).
+  const exceptions = cluster.exceptions?.(subjectNamespace(req)) ?? [];
+  const { results, excepted } = exceptions.length === 0 ? { results: evaluated, excepted: [] as Excepted[] } : applyExceptions(evaluated, exceptionSubject(req), exceptions, Date.now());
   const mode = namespaceMode(config, req, cluster);
   const verdict = decide(results, config, mode);
   // Nothing to report: the plain answer, without building empty warnings and annotations.
-  if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
-  const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
+  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results: evaluated, denials: NONE, warnings: NONE };
+  const extras = {
+    warnings: [...warningLines(verdict.warnings), ...exceptionWarnings(excepted)],
+    auditAnnotations: { ...auditAnnotations(verdict.warnings, ''), ...exceptionAnnotations(excepted) },
+  };
   if (!verdict.allowed) {
     // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
     const isNamespace = req.kind.group === '' && req.kind.kind === 'Namespace';
@@ -97,8 +111,8 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     return {
       response: denied(req.uid, message, extras),
       verdict: 'denied',
-      audit: auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)),
-      results,
+      audit: withExceptions(auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)), excepted),
+      results: evaluated,
       denials: verdict.denials,
       warnings: verdict.warnings,
     };
@@ -106,8 +120,8 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   return {
     response: allowed(req.uid, extras),
     verdict: 'warned',
-    audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
-    results,
+    audit: withExceptions(auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)), excepted),
+    results: evaluated,
     denials: NONE,
     warnings: verdict.warnings,
   };
