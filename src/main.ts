@@ -13,6 +13,7 @@ Usage:
   meshguard review [flags]                 send a sample AdmissionReview to a running server
   meshguard scan   [flags]                 report existing cluster objects that violate the rules
   meshguard verify [flags]                 check the installed webhooks with server-side dry runs
+  meshguard mark-legacy [--apply]          put existing namespaces in audit until an admin enrols them
   meshguard help [command]
   meshguard --version
 
@@ -27,6 +28,7 @@ const runCheck: Run = async (a, io) => (await import('./cli/check.ts')).runCheck
 const runReview: Run = async (a, io) => (await import('./cli/review.ts')).runReview(a, io);
 const runScan: Run = async (a, io) => (await import('./cli/scan.ts')).runScan(a, io);
 const runVerify: Run = async (a, io) => (await import('./cli/verify.ts')).runVerify(a, io);
+const runMarkLegacy: Run = async (a, io) => (await import('./cli/mark-legacy.ts')).runMarkLegacy(a, io);
 
 type Run = (argv: readonly string[], io: Io) => Promise<number>;
 
@@ -44,6 +46,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await runScan(rest, io);
       case 'verify':
         return await runVerify(rest, io);
+      case 'mark-legacy':
+        return await runMarkLegacy(rest, io);
       case 'version':
       case '--version':
       case '-v':
