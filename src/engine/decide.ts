@@ -40,9 +40,10 @@ export function namespaceMode(config: Config, req: AdmissionRequest, cluster: Cl
   return modeOf(cluster.namespace(ns)?.labels[MODE_LABEL]) ?? config.mode;
 }
 
-/** Rules whose failures deny in every mode: a MeshguardException written by a tenant while the
- * namespace (or meshguard) is in audit would still apply once it enforces. */
-export const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['exception-admin-only']);
+/** Rules whose failures deny in every mode, because what they guard outlives the mode: a
+ * meshguard.dev/mode=audit label or a MeshguardException a tenant wrote while the namespace (or
+ * meshguard) was in audit would still apply once it enforces. */
+export const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['control-labels-admin-only', 'exception-admin-only']);
 
 export function ruleMode(config: Config, ruleId: string, nsMode: Mode): Mode {
   if (ALWAYS_ENFORCED.has(ruleId)) return 'enforce';

@@ -3,12 +3,16 @@
 // create a namespace; Helm re-applies the rendered Ignore on upgrade; `meshguard serve` with the
 // chart's configuration arms the webhooks once it is ready and trusted (then the denials work and
 // `meshguard verify`, what `helm test` runs, passes), and disarms them when it drains;
-// `helm uninstall` leaves no webhook configuration.
+// `helm uninstall` leaves no webhook configuration. In between, with the chart's meshguard armed:
+// the MeshguardException lifecycle (admin creates, tenant refused by RBAC and by meshguard,
+// excepted admission recorded, expiry) and the legacy-namespace rollout path (mark-legacy, scan,
+// enrol).
 //
 // This cluster runs no pods: the installed webhooks are pointed at meshguard on loopback (the
 // Service the chart renders would route to its pods), and serve runs as a process.
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -130,7 +134,122 @@ t.test('meshguard with the chart configuration arms the webhooks once ready; den
   const verify = await runCli(['verify', '--kubeconfig', cluster.adminKubeconfig]);
   log('meshguard verify (what helm test runs)', verify);
   t.equal(verify.code, 0, 'meshguard verify passes while armed');
+});
 
+// ------------------------------------------------------------------ exceptions ---
+
+const hostNetDs = (name: string): string =>
+  JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name, namespace: 'monitoring', labels: { app: 'node-exporter' } },
+    spec: { selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { hostNetwork: true, containers: [{ name: 'ne', image: 'quay.io/prometheus/node-exporter:v1.9.1' }] } } },
+  });
+const exceptionYaml = (expires: string): string =>
+  JSON.stringify({
+    apiVersion: 'meshguard.dev/v1alpha1',
+    kind: 'MeshguardException',
+    metadata: { name: 'node-exporter', namespace: 'monitoring' },
+    spec: { kinds: ['apps/DaemonSet'], selector: { matchLabels: { app: 'node-exporter' } }, rules: [{ id: 'workload-host-network' }], reason: 'node-exporter reads the node network statistics', expires },
+  });
+
+t.test('exception lifecycle: an admin creates one, a tenant is refused, an excepted admission is recorded, expiry ends it', async (t) => {
+  if (serve === undefined) return t.fail('meshguard did not start');
+  t.equal((await cluster.kubectl(['create', 'namespace', 'monitoring'])).code, 0);
+  const before = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: hostNetDs('ne-1') });
+  log('kubectl create daemonset ne-1 (hostNetwork, as tenant, no exception)', before);
+  t.match(before.stderr, '[workload-host-network]', 'control: denied without an exception');
+
+  const rbac = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: exceptionYaml('2099-01-01T00:00:00Z') });
+  log('kubectl create meshguardexception (as tenant, chart RBAC)', rbac);
+  t.match(rbac.stderr, /forbidden/, 'RBAC: a tenant may not create one');
+  // A tenant whose role is broader (a wildcard role, a mistake): meshguard refuses it itself.
+  await cluster.applyYaml(
+    [
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'too-broad' }, rules: [{ apiGroups: ['meshguard.dev'], resources: ['*'], verbs: ['*'] }] },
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'too-broad' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'too-broad' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'tenants' }] },
+    ].map((d) => JSON.stringify(d)).join('\n---\n'),
+  );
+  const self = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: exceptionYaml('2099-01-01T00:00:00Z') });
+  log('kubectl create meshguardexception (as tenant with a wildcard role)', self);
+  t.match(self.stderr, 'admission webhook "validate-all-namespaces.meshguard.dev" denied the request', 'meshguard denies a tenant\'s exception itself');
+  t.match(self.stderr, '[exception-admin-only]');
+
+  const expires = new Date(Date.now() + 25_000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const created = await cluster.kubectl(['create', '-f', '-'], { input: exceptionYaml(expires) });
+  log(`kubectl create meshguardexception node-exporter (as admin, expires ${expires})`, created);
+  t.equal(created.code, 0, 'an admin creates it');
+  t.comment((await cluster.kubectl(['get', 'mgex', '-n', 'monitoring'])).stdout);
+
+  let excepted = { code: 1, stdout: '', stderr: '' };
+  const ok = await eventually(async () => {
+    excepted = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: hostNetDs('ne-2') });
+    return excepted.code === 0;
+  }, 15_000, 300);
+  log('kubectl create daemonset ne-2 (as tenant, excepted)', excepted);
+  t.ok(ok, 'the excepted DaemonSet is admitted');
+  t.match(excepted.stderr, `Warning: policy workload-host-network: excepted by MeshguardException monitoring/node-exporter until ${expires}`, 'the warning names the exception and its expiry');
+  const inAuditLog = await eventually(async () => (await readFile(cluster.auditLogPath, 'utf8')).includes('"validate.meshguard.dev/excepted-workload-host-network"'));
+  t.ok(inAuditLog, 'the apiserver audit log holds the excepted-<rule> annotation');
+  const line = (await readFile(cluster.auditLogPath, 'utf8')).split('\n').find((l) => l.includes('"validate.meshguard.dev/excepted-workload-host-network"') && l.includes('ne-2'));
+  t.match(line, 'MeshguardException monitoring/node-exporter (expires', 'naming the exception and its expiry');
+  const record = serve.stdout().split('\n').filter((l) => l.includes('"audit":true') && l.includes('"ne-2"')).map((l) => JSON.parse(l) as Obj)[0];
+  t.same(record?.['exceptions']?.map((x: Obj) => [x.rule, x.exception, x.expires]), [['workload-host-network', 'monitoring/node-exporter', expires]], "meshguard's audit record lists the exception");
+
+  const denied = await eventually(async () => (await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: hostNetDs('ne-3') })).stderr.includes('[workload-host-network]'), 60_000, 1000);
+  t.ok(denied, 'after the expiry the same kind of DaemonSet is denied again');
+  t.comment(`denied again at ${new Date().toISOString()} (expiry ${expires})`);
+  const scan = await runCli(['scan', '--kubeconfig', cluster.adminKubeconfig]);
+  log('meshguard scan (after the expiry)', { ...scan, stdout: scan.stdout.split('\n').filter((l) => /MeshguardException|ACTIVE|EXPIRED|If enforced|would be denied|violations? in/.test(l)).join('\n') + '\n' });
+  t.match(scan.stdout, 'MeshguardExceptions: 0 active, 1 expired');
+  t.match(scan.stdout, `EXPIRED monitoring/node-exporter: apps/DaemonSet (selector) from workload-host-network; expired ${expires}`);
+});
+
+// ------------------------------------------------------------------ legacy rollout ---
+
+const deployment = (namespace: string, name: string): string =>
+  JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace },
+    spec: { selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'web', image: 'docker.io/library/nginx:1.27' }] } } },
+  });
+
+t.test('legacy rollout: a namespace that predates meshguard is marked audit, reported by scan, then enrolled', async (t) => {
+  if (serve === undefined) return t.fail('meshguard did not start');
+  // before-ready was created while no meshguard answered: not in the mesh, like any namespace
+  // that predates meshguard.
+  const blocked = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: deployment('before-ready', 'web-1') });
+  log('kubectl create deployment web-1 -n before-ready (as tenant, enforce)', blocked);
+  t.match(blocked.stderr, 'admission webhook "validate.meshguard.dev" denied the request', 'enforce denies deploys into the legacy namespace');
+  const dry = await runCli(['mark-legacy', '--kubeconfig', cluster.adminKubeconfig]);
+  log('meshguard mark-legacy (dry run)', dry);
+  t.match(dry.stdout, 'would mark before-ready meshguard.dev/mode=audit');
+  const mark = await runCli(['mark-legacy', '--kubeconfig', cluster.adminKubeconfig, '--apply']);
+  log('meshguard mark-legacy --apply (as admin)', mark);
+  t.equal(mark.code, 0);
+  t.equal((await getJson(['namespace', 'before-ready']))?.metadata.labels['meshguard.dev/mode'], 'audit', 'marked');
+  const byTenant = await cluster.kubectl(['label', 'namespace', 'before-ready', 'meshguard.dev/mode-'], { as: 'tenant' });
+  t.match(byTenant.stderr, '[control-labels-admin-only]', 'a tenant cannot remove the marking');
+  const allowed = await eventually(async () => (await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: deployment('before-ready', 'web-2') })).code === 0, 10_000, 300);
+  t.ok(allowed, 'marked: the deploy is admitted (audit)');
+  const scan = await runCli(['scan', '--kubeconfig', cluster.adminKubeconfig]);
+  log('meshguard scan (legacy namespace marked)', { ...scan, stdout: scan.stdout.split('\n').filter((l) => /^Namespace before-ready|If enforced|would be denied|violations? in/.test(l)).join('\n') + '\n' });
+  t.match(scan.stdout, /  before-ready: 2 objects would be denied \(\d+ violations?; all admitted today \(audit\)\)/, 'scan says what enforce would block there (the namespace itself and web-2)');
+  const enrol = await cluster.kubectl(['label', 'namespace', 'before-ready', 'istio-injection=enabled', 'meshguard.dev/mode-']);
+  log('kubectl label namespace before-ready istio-injection=enabled meshguard.dev/mode- (as admin)', enrol);
+  t.equal(enrol.code, 0, 'an admin enrols it');
+  const meshed = await eventually(async () => {
+    const r = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: deployment('before-ready', 'web-3') });
+    return r.code === 0 && !r.stderr.includes('Warning');
+  }, 10_000, 300);
+  t.ok(meshed, 'enrolled and meshed: deploys are admitted without a warning, now under enforce');
+  const optOut = await cluster.kubectl(['label', 'namespace', 'before-ready', 'istio-injection=disabled', '--overwrite'], { as: 'tenant' });
+  t.match(optOut.stderr, 'denied the request', 'and leaving the mesh is denied (enforced)');
+});
+
+t.test('the last replica draining disarms the webhooks', async (t) => {
+  if (serve === undefined) return t.fail('meshguard did not start');
   const stopped = await serve.stop('SIGTERM');
   t.equal(stopped, 0, 'serve exits cleanly');
   t.same(Object.values(await policies()).filter((x) => x !== 'Ignore'), [], 'after the last replica drained: every webhook is Ignore again');

@@ -126,7 +126,7 @@ t.test('helm lint --strict passes', async (t) => {
 
 t.test('helm template is deterministic, with no generated secrets or cluster lookups', async (t) => {
   for (const v of VARIANTS) t.equal(await template(v.args), await template(v.args), `${v.name}: rendered twice, identical`);
-  for (const f of readdirSync(join(CHART_DIR, 'templates'))) {
+  for (const f of readdirSync(join(CHART_DIR, 'templates'), { recursive: true, encoding: 'utf8' }).filter((p) => /\.(ya?ml|tpl|txt)$/.test(p))) {
     const src = readFileSync(join(CHART_DIR, 'templates', f), 'utf8');
     t.notMatch(src, /\b(rand[A-Za-z]*|genCA|genSelfSignedCert|genSignedCert|genPrivateKey|uuidv4|now|lookup)\b/, `${f} uses no random, time or lookup function`);
   }
@@ -256,18 +256,29 @@ t.test('RBAC: no wildcards, writes limited by name', async (t) => {
     }
   }
   t.same(rbacLines(await render()), [
+    'ClusterRole meshguard.dev meshguardexceptions get,list,watch',
     'ClusterRole core namespaces get,list,watch',
     'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations list,watch',
     'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations get,patch [meshguard]',
     'ClusterRole networking.istio.io serviceentries,sidecars get,list,watch,create,update,delete',
     'ClusterRole security.istio.io authorizationpolicies,peerauthentications get,list,watch,create,update,delete',
+    'ClusterRole meshguard.dev meshguardexceptions list,watch',
     'ClusterRole core,events.k8s.io events create',
     'Role discovery.k8s.io endpointslices list',
     'Role core secrets create',
     'Role core secrets get,update [meshguard-tls]',
     'Role coordination.k8s.io leases create',
     'Role coordination.k8s.io leases get,update [meshguard-reconciler]',
-  ], 'the default RBAC, rule by rule');
+    'ClusterRole core namespaces create',
+  ], 'the default RBAC, rule by rule (the first: read access to MeshguardExceptions aggregated into view/edit/admin; the last: the helm test pod, a hook)');
+  const docs = await render();
+  const view = find(docs, 'ClusterRole', 'meshguard-exceptions-view');
+  t.equal(view.metadata.labels['rbac.authorization.k8s.io/aggregate-to-edit'], 'true', 'tenants with edit can read exceptions');
+  t.notOk(docs.filter((d) => d.kind === 'ClusterRole' && d.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] === 'true').some((d) => (d.rules as Obj[]).some((r) => r.verbs.some((v: string) => !['get', 'list', 'watch'].includes(v)))), 'no aggregated role lets tenants write them');
+  const test = find(docs, 'Pod', 'meshguard-test');
+  t.equal(test.metadata.annotations['helm.sh/hook'], 'test', 'the helm test pod is a test hook');
+  t.same(test.spec.containers[0].args, ['verify', '--in-cluster', '--expect=deny'], 'it runs meshguard verify, expecting a denial in enforce mode');
+  t.same(find(await render(['--set', 'mode=audit']), 'Pod', 'meshguard-test').spec.containers[0].args, ['verify', '--in-cluster', '--expect=allow'], 'and an admission in audit mode');
   const cm = rbacLines(await render(['-f', join(CI_DIR, 'cert-manager-values.yaml')]));
   t.notOk(cm.some((l) => /secrets|leases|istio/.test(l)), 'cert-manager without the reconciler: no Secret, Lease or Istio rights');
   t.ok(cm.includes('ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations get,patch [meshguard]'), 'and its own webhook configurations, by name, to arm them (ADR 0005)');

@@ -5,6 +5,7 @@ import { copyJson, runPipeline } from '../../src/engine/offline.ts';
 import { reviewValidate } from '../../src/engine/review.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/engine/types.ts';
+import { ALWAYS_ENFORCED } from '../../src/engine/decide.ts';
 import { ADMIN, TENANT, config, decodePatch, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
 
 const NS_RULES = ['namespace-mesh-enrollment', 'control-labels-admin-only'];
@@ -35,7 +36,7 @@ t.test('namespace fixtures go through mutate then validate, as the apiserver run
           return;
         }
         t.ok(failedRules(v).includes(f.rule), `found by ${f.rule}`);
-        if (mode === 'enforce') {
+        if (mode === 'enforce' || ALWAYS_ENFORCED.has(f.rule)) {
           t.equal(v.response.response.allowed, false);
           t.equal(v.response.response.status?.code, 403);
           t.equal(v.response.response.status?.reason, 'Forbidden');
