@@ -23,6 +23,8 @@ const crds = parseAllDocuments(readFileSync(join(FIXTURES, 'crds/istio-crds.yaml
   .map((d) => d.toJS() as { metadata?: { name?: string } } | null)
   .filter((d) => d !== null && !LEFT_OUT.includes(d.metadata?.name ?? ''));
 await cluster.applyYaml(crds.map((d) => JSON.stringify(d)).join('\n---\n'));
+// meshguard's own CRD (MeshguardException), as the chart installs it.
+await cluster.applyYaml(readFileSync(join(FIXTURES, '../../charts/meshguard/crds/meshguard.dev_meshguardexceptions.yaml'), 'utf8'));
 const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
 if (est.code !== 0) throw new Error(est.stderr);
 
