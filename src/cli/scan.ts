@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../cluster/cache.ts';
 import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../cluster/scan.ts';
-import { BUILTIN_RULES } from '../policies/registry.ts';
+import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
+import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
 import { configFromFlags } from './serve.ts';
 
@@ -42,7 +43,7 @@ function plural(n: number, one: string, many = `${one}s`): string {
 }
 
 /** The text report: one block per namespace, one sub-block per rule, then unreadable kinds and a summary. */
-export function renderScanText(report: ScanReport): string {
+export function renderScanText(report: ScanReport, extra = ''): string {
   const lines: string[] = [];
   const groups = groupFindings(report.findings);
   for (const g of groups) {
@@ -64,6 +65,8 @@ export function renderScanText(report: ScanReport): string {
     lines.push('');
   }
   for (const n of report.notes) lines.push(`note: ${n}`);
+  // Sections added by the caller (scan-rollout.ts: what enforce would block, exceptions), before the summary.
+  if (extra !== '') lines.push(extra.trimEnd(), '');
   const rules = new Set(report.findings.map((f) => f.rule)).size;
   const read = report.kinds.length - unreadable.length;
   const summary =
@@ -148,9 +151,13 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   const showProgress = io.progress ?? (io.err === processIo.err && process.stderr.isTTY === true);
   const progress = showProgress ? progressLine(io.err) : undefined;
   let report: ScanReport;
+  // MeshguardExceptions: applied as admission applies them, and listed (active and expired).
+  const nowMs = Date.now();
+  const exceptions = await listExceptions(kc, RULE_IDS);
   try {
     report = await scanCluster(kubeScanSource(kc), config, BUILTIN_RULES, {
       pageSize: size,
+      exceptions: activeByNamespace(exceptions, nowMs),
       ...(progress !== undefined ? { onProgress: (p: ScanProgress) => progress.update(p) } : {}),
     });
   } catch (err) {
@@ -162,6 +169,6 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
     throw err;
   }
   progress?.done();
-  io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report));
+  io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report, `${renderWouldBlock(wouldBlock(report.findings, config))}${renderExceptions(exceptions, nowMs)}`));
   return report.findings.length > 0 ? EXIT.VIOLATIONS : EXIT.OK;
 }

@@ -1,5 +1,6 @@
 // meshguard serve: load configuration, certificates and rules, listen on HTTPS, reload
 // certificates, drain and close on SIGTERM.
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -12,6 +13,8 @@ import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
 import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
+import { ExceptionStore, withExceptions } from '../exceptions/store.ts';
+import { followingWebhooks, kubeArmingCluster, startWebhookArming, type WebhookArming } from '../cluster/webhook-arming.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { PromRecorder } from '../metrics/recorder.ts';
@@ -129,6 +132,8 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
     [config.reconciler.enabled, 'reconciler.enabled (--reconcile)'],
     [config.scan.intervalSeconds > 0, 'scan.intervalSeconds (--scan-interval)'],
     [config.selfManagedCerts.enabled, 'selfManagedCerts.enabled'],
+    [config.webhookArming.enabled, 'webhookArming.enabled'],
+    [config.exceptions.watch, 'exceptions.watch'],
   ];
   const missing = needs.filter(([on]) => on).map(([, what]) => what);
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
@@ -191,6 +196,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   const lifecycle = { draining: false };
   const cluster = clusterState(config, kc, log);
   if (cluster instanceof ClusterCache) cluster.start();
+  let exceptions: ExceptionStore | undefined;
+  if (config.exceptions.watch && kc !== undefined) {
+    exceptions = new ExceptionStore(kc, { ruleIds: RULE_IDS, resyncMs: config.cluster.resyncSeconds * 1000, staleAfterMs: config.cluster.staleAfterSeconds * 1000, log });
+    exceptions.start();
+  }
 
   let reconciler: ReconcilerHandle | undefined;
   if (config.reconciler.enabled && kc !== undefined) {
@@ -221,11 +231,14 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
+  // Without the CRD, or before the first list, no exception applies: admission fails closed on
+  // what an exception would have let through, so this is reported as degraded, not unready.
+  if (exceptions !== undefined) readiness.push({ name: 'exceptions', check: () => exceptions.problem(), degraded: true });
   // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
   // runs without a logger (see app.ts).
   const appLog = pino({ level: config.logLevel });
   const app = await buildApp(config, {
-    cluster,
+    cluster: exceptions !== undefined ? withExceptions(cluster, exceptions) : cluster,
     rules: BUILTIN_RULES,
     recorder,
     audit,
@@ -244,7 +257,24 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
     scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
     managed !== undefined ? 'self-managed certificates' : undefined,
+    config.webhookArming.enabled ? `webhook arming (${config.webhookArming.failurePolicy} once ready)` : undefined,
   ].filter((x) => x !== undefined);
+  // Webhook arming (docs/adr/0005): only once this process listens can it be the ready meshguard
+  // behind a fail-closed webhook.
+  let arming: WebhookArming | undefined;
+  if (config.webhookArming.enabled && kc !== undefined) {
+    const gates = readiness.filter((c) => c.degraded !== true);
+    arming = startWebhookArming({
+      cluster: kubeArmingCluster(kc, config.webhookArming.webhookConfigurationName),
+      armed: config.webhookArming.failurePolicy,
+      followers: followingWebhooks([...BUILTIN_RULES.validating, ...BUILTIN_RULES.mutating]),
+      pod: hostname(),
+      selfReady: () => !lifecycle.draining && cluster.synced() && gates.every((c) => c.check() === undefined),
+      servedCert: () => certs.material.cert,
+      intervalMs: config.webhookArming.intervalSeconds * 1000,
+      log,
+    });
+  }
   io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile}${extras.length > 0 ? `; ${extras.join(', ')}` : ''})\n`);
 
   certs.watch(
@@ -275,12 +305,15 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
       // released now, so another replica takes over reconciling while this one still drains.
-      const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Arming stops first: its last check sets the webhooks to Ignore unless another ready
+      // replica answers, while this one still serves for drainSeconds.
+      const background = Promise.allSettled([arming?.stop(), reconciler?.stop(), scan?.stop(), managed?.stop()]);
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {
         await background;
         certs.close();
         if (cluster instanceof ClusterCache) await cluster.stop();
+        await exceptions?.stop();
       };
       lifecycle.draining = true;
       const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));

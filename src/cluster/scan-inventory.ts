@@ -8,7 +8,7 @@ import type { Config, Mode } from '../config/types.ts';
 import { decide, MODE_LABEL } from '../engine/decide.ts';
 import { defaultModes, type RuleSet } from '../engine/review.ts';
 import { results, type InventoryFinding, type Result } from '../engine/types.ts';
-import type { StaticClusterState } from './state.ts';
+import type { ClusterState } from './state.ts';
 
 export interface InventoryScanFinding {
   readonly finding: InventoryFinding;
@@ -24,7 +24,7 @@ function modeOf(v: unknown): Mode | undefined {
 export function inventoryFindings(
   objects: readonly KObject[],
   served: (group: string, resource: string) => boolean,
-  state: StaticClusterState,
+  state: ClusterState,
   config: Config,
   rules: RuleSet,
 ): { findings: InventoryScanFinding[]; errors: string[] } {

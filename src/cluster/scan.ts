@@ -14,7 +14,9 @@ import type { Result, ValidatingRule, WebhookResource } from '../engine/types.ts
 import { ALWAYS_EXCLUDED, MESH_CONFIG_NAMESPACE } from './webhook-config.ts';
 import type { ListWatchLog } from './list-watch.ts';
 import { inventoryFindings } from './scan-inventory.ts';
-import { StaticClusterState, type NamespaceInfo } from './state.ts';
+import { StaticClusterState, type ClusterState, type NamespaceInfo } from './state.ts';
+import type { MeshguardException } from '../exceptions/model.ts';
+import { withExceptions } from '../exceptions/store.ts';
 
 export type Placement = NonNullable<WebhookResource['placement']>;
 
@@ -132,7 +134,7 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
 }
 
 /** Judge one existing object as a CREATE of it now: validating rules only (it exists already, nothing would mutate it). */
-export function evaluateObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): ScanFinding[] {
+export function evaluateObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): ScanFinding[] {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
   // Advisory warnings stand in at admission for what the mesh-wide checks judge here (scan-inventory.ts).
@@ -350,6 +352,8 @@ export interface ScanOptions {
   readonly pageSize?: number;
   readonly onProgress?: (p: ScanProgress) => void;
   readonly now?: () => number;
+  /** MeshguardExceptions to apply, as admission does (an excepted finding is not reported). */
+  readonly exceptions?: (namespace: string) => readonly MeshguardException[];
 }
 
 /** Reading the namespaces failed: the cluster cannot be scanned at all. */
@@ -393,7 +397,9 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       notes.push(`Istio revisions could not be discovered (${apiErrorText(err)}); only configured revisions count`);
     }
   }
-  const state = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const stored = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const exceptions = o.exceptions;
+  const state: ClusterState = exceptions === undefined ? stored : withExceptions(stored, { forNamespace: exceptions });
 
   const kinds: KindReport[] = [];
   const findings: ScanFinding[] = [];

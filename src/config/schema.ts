@@ -36,6 +36,9 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
     enum: ['enforce', 'audit'],
   }),
+  mutation: str('apply: the mutating webhook changes new objects (namespaces into the mesh) in both modes; report: it only reports what it would change (warning, audit annotation and record) (docs/adr/0002)', 'apply', {
+    enum: ['apply', 'report'],
+  }),
   onError: str('what a rule that throws does in enforce mode: deny (fail closed) or allow with a warning', 'deny', {
     enum: ['deny', 'allow'],
   }),
@@ -93,6 +96,15 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     leafDays: int('serving certificate lifetime in days', 365, 1, 3_650),
     renewBeforeDays: int('renew the serving certificate (and the CA) this many days before expiry', 30, 1, 3_000),
     checkIntervalSeconds: int('how often expiry is checked', 3600, 1, 86_400),
+  }),
+  webhookArming: obj("meshguard's webhooks are registered failing open (Ignore); meshguard switches them to failurePolicy while a ready meshguard answers behind them with a trusted caBundle, and back to Ignore when none does (needs cluster access; docs/adr/0005)", {
+    enabled: bool('arm and disarm the webhooks (the chart turns it on)', false),
+    failurePolicy: str('failurePolicy of an armed webhook (the chart: Fail in enforce mode, Ignore in audit mode)', 'Fail', { enum: ['Fail', 'Ignore'] }),
+    webhookConfigurationName: str('name of the Mutating- and ValidatingWebhookConfiguration to arm', 'meshguard'),
+    intervalSeconds: int('seconds between checks (a helm upgrade resets the rendered Ignore; the next check re-arms)', 5, 1, 3600),
+  }),
+  exceptions: obj('MeshguardExceptions (meshguard.dev/v1alpha1): admin-only, time-bound exceptions from rules for named or selected objects (docs/exceptions.md)', {
+    watch: bool('watch them in serve (needs cluster access and the CRD; the chart turns it on)', false),
   }),
   reconciler: obj('keeps the per-namespace hardening resources in every meshed namespace (needs cluster access and Istio CRDs)', {
     enabled: bool('run the reconciler in serve (the chart turns it on)', false),

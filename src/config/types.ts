@@ -13,6 +13,7 @@ export interface GeneratedResource {
 
 export interface Config {
   readonly mode: Mode;
+  readonly mutation: 'apply' | 'report';
   readonly onError: 'deny' | 'allow';
   readonly server: {
     readonly host: string;
@@ -53,6 +54,13 @@ export interface Config {
     readonly renewBeforeDays: number;
     readonly checkIntervalSeconds: number;
   };
+  readonly webhookArming: {
+    readonly enabled: boolean;
+    readonly failurePolicy: 'Fail' | 'Ignore';
+    readonly webhookConfigurationName: string;
+    readonly intervalSeconds: number;
+  };
+  readonly exceptions: { readonly watch: boolean };
   readonly reconciler: {
     readonly enabled: boolean;
     readonly dryRun: boolean;

@@ -43,8 +43,14 @@ export function namespaceMode(config: Config, req: AdmissionRequest, cluster: Cl
 /** The rule's own default mode (Rule.defaultMode), looked up by id. */
 export type DefaultModes = (ruleId: string) => 'audit' | undefined;
 
-/** Pinned in the configuration, else the rule's default mode, else the namespace's (or global) mode. */
+/** Rules whose failures deny in every mode, because what they guard outlives the mode: a
+ * meshguard.dev/mode=audit label or a MeshguardException a tenant wrote while the namespace (or
+ * meshguard) was in audit would still apply once it enforces. */
+export const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['control-labels-admin-only', 'exception-admin-only']);
+
+/** Always enforced, else pinned in the configuration, else the rule's default mode, else the namespace's (or global) mode. */
 export function ruleMode(config: Config, ruleId: string, nsMode: Mode, defaults?: DefaultModes): Mode {
+  if (ALWAYS_ENFORCED.has(ruleId)) return 'enforce';
   const pinned = config.rules[ruleId]?.mode;
   if (pinned !== undefined && pinned !== 'inherit') return pinned;
   return defaults?.(ruleId) ?? nsMode;

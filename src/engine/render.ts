@@ -72,3 +72,22 @@ export function auditAnnotations(findings: readonly Result[], prefix: string): R
 export function subjectOf(kind: string, namespace: string, name: string): string {
   return `${kind} ${namespace === '' ? '' : `${namespace}/`}${name === '' ? '(unnamed)' : name}`;
 }
+
+/** An admission an exception let through, in words: `policy <id>: excepted by MeshguardException
+ * ns/name until <expiry>` (warning) and `excepted-<id>` audit annotations naming the exception,
+ * its expiry, its reason and the finding. */
+export function exceptionWarnings(excepted: readonly { readonly result: Result; readonly exception: { readonly namespace: string; readonly name: string; readonly expires: string } }[]): string[] {
+  return excepted.map(({ result, exception: e }) => truncate(`policy ${result.ruleId}: excepted by MeshguardException ${e.namespace}/${e.name} until ${e.expires}`, WARNING_MAX));
+}
+
+export function exceptionAnnotations(excepted: readonly { readonly result: Result; readonly exception: { readonly namespace: string; readonly name: string; readonly expires: string; readonly reason: string } }[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const { result, exception: e } of excepted) {
+    const key = truncate(`excepted-${result.ruleId}`, 63).replace(/[^A-Za-z0-9]+$/, '');
+    if (!AUDIT_KEY.test(key)) continue;
+    const text = `MeshguardException ${e.namespace}/${e.name} (expires ${e.expires}; reason: ${e.reason}): ${detail(result)}`;
+    const prev = out[key];
+    out[key] = truncate(prev === undefined ? text : `${prev}; ${text}`, AUDIT_VALUE_MAX);
+  }
+  return out;
+}

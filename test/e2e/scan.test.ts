@@ -4,6 +4,7 @@
 // nothing among the compliant objects, the exempt namespaces or kube-system. Part of the Istio
 // CRDs is left out so that the scan shows its one-line-per-kind answer for a missing CRD.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -27,6 +28,8 @@ const crds = parseAllDocuments(await istioCrdsYaml())
   const r = await cluster.kubectl(['apply', '--server-side', '-f', '-'], { input: crds.map((d) => JSON.stringify(d)).join('\n---\n') });
   if (r.code !== 0) throw new Error(r.stderr);
 }
+// meshguard's own CRD (MeshguardException), as the chart installs it.
+await cluster.applyYaml(readFileSync(join(FIXTURES, '../../charts/meshguard/crds/meshguard.dev_meshguardexceptions.yaml'), 'utf8'));
 const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
 if (est.code !== 0) throw new Error(est.stderr);
 

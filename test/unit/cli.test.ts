@@ -15,7 +15,13 @@ t.test('help and usage errors', async (t) => {
   const help = await runCli(['--help']);
   t.equal(help.code, 0, '--help exits 0');
   t.match(help.stdout, 'meshguard check');
-  for (const cmd of ['serve', 'check', 'review']) {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', 'version']) {
+    const v = await runCli([flag]);
+    t.equal(v.code, 0, `${flag} exits 0`);
+    t.equal(v.stdout, `meshguard ${pkg.version}\n`, `${flag} prints the package version`);
+  }
+  for (const cmd of ['serve', 'check', 'review', 'scan', 'verify']) {
     const r = await runCli([cmd, '--help']);
     t.equal(r.code, 0, `${cmd} --help exits 0`);
     t.match(r.stdout, `Usage: meshguard ${cmd}`);
