@@ -2,7 +2,6 @@
 // certificates, drain and close on SIGTERM.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
 import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
@@ -21,6 +20,7 @@ import { createAuditSink } from '../server/audit-sink.ts';
 import type { ReadinessCheck } from '../server/health.ts';
 import { drainAndClose } from '../server/shutdown.ts';
 import { secureContextOptions } from '../server/tls-options.ts';
+import { createLogger } from '../log.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -103,15 +103,6 @@ async function certPaths(config: Config, io: Io): Promise<FilePaths> {
   return g;
 }
 
-/** Pino-compatible logger for the caches, before the app exists. */
-function cacheLog(config: Config): ListWatchLog {
-  const line = (level: string, obj: object, msg: string): void => {
-    if (config.logLevel === 'silent' || (level === 'info' && ['warn', 'error', 'fatal'].includes(config.logLevel))) return;
-    process.stderr.write(`${JSON.stringify({ level, time: Date.now(), ...obj, msg })}\n`);
-  };
-  return { info: (o, m) => line('info', o, m), warn: (o, m) => line('warn', o, m) };
-}
-
 function kubeConfigOf(config: Config): KubeConfig | undefined {
   const c = config.cluster;
   if (c.kubeconfig === null && !c.inCluster) return undefined;
@@ -167,7 +158,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     flags['reconcile'] = true;
   }
   const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
-  const log = cacheLog(config);
+  // One logger for everything serve runs (src/log.ts).
+  const appLog = createLogger(config.logLevel);
+  const log: ListWatchLog = appLog;
   const kc = kubeConfigOf(config);
   requireCluster(config, kc);
 
@@ -210,9 +203,6 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
-  // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
-  // runs without a logger (see app.ts).
-  const appLog = pino({ level: config.logLevel });
   const app = await buildApp(config, {
     cluster,
     rules: BUILTIN_RULES,

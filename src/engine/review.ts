@@ -88,7 +88,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const verdict = decide(results, config, mode);
   // Nothing to report: the plain answer, without building empty warnings and annotations.
   if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
-  const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
+  const extras = { warnings: warningLines(verdict.warnings, rules.lookup), auditAnnotations: auditAnnotations(verdict.warnings, '') };
   if (!verdict.allowed) {
     // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
     const isNamespace = req.kind.group === '' && req.kind.kind === 'Namespace';
@@ -150,7 +150,7 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   }
   const results = [...applied.results, ...(reported?.results ?? [])];
   const findings = notes.map((n) => n.result);
-  const extras = { warnings: warningLines(findings), auditAnnotations: auditAnnotations(findings, '') };
+  const extras = { warnings: warningLines(findings, rules.lookup), auditAnnotations: auditAnnotations(findings, '') };
   const verdict: VerdictLabel = patch.length > 0 ? 'patched' : findings.length > 0 ? 'warned' : 'allowed';
   const outcome: ReviewOutcome = { response: patched(req.uid, patch, extras), verdict, results, denials: NONE, warnings: findings };
   if (findings.length === 0) return outcome;
