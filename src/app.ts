@@ -126,13 +126,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // request is answered before its body is read.
   if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
   registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
-  registerOverload(app, {
+  const load = registerOverload(app, {
     maxInFlight: config.server.maxInFlight,
     maxInFlightBytes: config.server.maxInFlightBytes,
     bodyLimitBytes: config.server.bodyLimitBytes,
     maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
     recorder,
   });
+  recorder.trackLoad(load);
+  recorder.trackCaches(() => deps.cluster.synced());
 
   registerAdmissionRoutes(app, {
     config,

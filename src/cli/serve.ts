@@ -21,6 +21,7 @@ import type { ReadinessCheck } from '../server/health.ts';
 import { drainAndClose } from '../server/shutdown.ts';
 import { secureContextOptions } from '../server/tls-options.ts';
 import { createLogger } from '../log.ts';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -54,6 +55,9 @@ Flags (environment variable in brackets; flags win over environment, both over t
   --scan-interval S   scan existing objects every S seconds and expose the violations
                       as metrics (0: off, the default; needs a cluster)
                                                                  [MESHGUARD_SCAN_INTERVAL]
+  --metrics-port N    also serve GET /metrics on plain HTTP on this port (-1: off,
+                      the default; 0: any free port)             [MESHGUARD_METRICS_PORT]
+  --metrics-host ADDR address of that listener (default 127.0.0.1) [MESHGUARD_METRICS_HOST]
   -h, --help          this help
 `;
 
@@ -73,6 +77,8 @@ const FLAGS = {
   reconcile: ['MESHGUARD_RECONCILE', 'reconciler.enabled'],
   'reconcile-dry-run': ['MESHGUARD_RECONCILE_DRY_RUN', 'reconciler.dryRun'],
   'scan-interval': ['MESHGUARD_SCAN_INTERVAL', 'scan.intervalSeconds'],
+  'metrics-port': ['MESHGUARD_METRICS_PORT', 'metrics.port'],
+  'metrics-host': ['MESHGUARD_METRICS_HOST', 'metrics.host'],
 } as const;
 
 const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster', 'reconcile', 'reconcile-dry-run']);
@@ -219,6 +225,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   };
   exposeExpiry();
   const address = await app.listen({ host: config.server.host, port: config.server.port });
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics.port >= 0) {
+    metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, recorder });
+    io.err(`meshguard: metrics on ${metricsServer.url}/metrics\n`);
+  }
   const extras = [
     reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
     scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
@@ -254,6 +265,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
       // released now, so another replica takes over reconciling while this one still drains.
       const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Metrics stay scrapeable while draining; the listener closes with the webhook port.
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {
         await background;
@@ -267,6 +279,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
           if (!clean) appLog.warn('shutdown: connections still open after the grace period were closed');
         })
         .catch((err: unknown) => appLog.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+        .then(() => metricsServer?.close())
         .then(() => audit.close())
         .then(() => done(EXIT.OK));
     };

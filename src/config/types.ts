@@ -63,6 +63,7 @@ export interface Config {
   };
   readonly scan: { readonly intervalSeconds: number };
   readonly metricsEnabled: boolean;
+  readonly metrics: { readonly port: number; readonly host: string };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;
   readonly meshguardNamespace: string;

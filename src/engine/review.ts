@@ -36,6 +36,8 @@ export interface ReviewOutcome {
   /** Present when anything was found (denied, warned, or a mutation reported in audit mode). */
   readonly audit?: AuditRecord;
   readonly results: readonly Result[];
+  /** The namespace's mode the request was judged in (validate only; absent when nothing was evaluated). */
+  readonly mode?: Mode;
   /** Findings that denied (validate only). */
   readonly denials: readonly Result[];
   /** Findings reported but allowed (audit mode, errors with onError allow, audit-mode mutations). */
@@ -87,7 +89,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const mode = namespaceMode(config, req, cluster);
   const verdict = decide(results, config, mode);
   // Nothing to report: the plain answer, without building empty warnings and annotations.
-  if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
+  if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, mode, denials: NONE, warnings: NONE };
   const extras = { warnings: warningLines(verdict.warnings, rules.lookup), auditAnnotations: auditAnnotations(verdict.warnings, '') };
   if (!verdict.allowed) {
     // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
@@ -99,6 +101,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
       verdict: 'denied',
       audit: auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)),
       results,
+      mode,
       denials: verdict.denials,
       warnings: verdict.warnings,
     };
@@ -108,6 +111,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     verdict: 'warned',
     audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
     results,
+    mode,
     denials: NONE,
     warnings: verdict.warnings,
   };
