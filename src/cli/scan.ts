@@ -6,6 +6,9 @@ import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding
 import { BUILTIN_RULES } from '../policies/registry.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
 import { configFromFlags } from './serve.ts';
+import { kubeReportClient } from '../reports/client.ts';
+import type { ReportFormat } from '../reports/plan.ts';
+import { writeReports } from '../reports/writer.ts';
 
 export const SCAN_HELP = `Usage: meshguard scan [flags]
 
@@ -21,11 +24,15 @@ Flags:
   --config FILE        configuration file, as for serve                     [MESHGUARD_CONFIG]
   --mode MODE          enforce | audit: how findings are labelled (deny or warn)
   --page-size N        objects per list request (default 500)
+  --policy-reports     also write the findings as wgpolicyk8s.io/v1alpha2 PolicyReports (one
+                       per namespace) and a ClusterPolicyReport named meshguard, replacing
+                       the previous ones (needs their CRDs; the chart can install them)
+  --open-reports       the same as openreports.io/v1alpha1 Reports and a ClusterReport
   -h, --help           this help
 
 A progress line is shown on stderr when stderr is a terminal.
-Exit codes: 0 no violations, 1 violations found, 2 bad usage, configuration, or the cluster
-cannot be read at all.
+Exit codes: 0 no violations, 1 violations found, 2 bad usage, configuration, the cluster
+cannot be read at all, or requested reports could not be written.
 `;
 
 export interface ScanIo extends Io {
@@ -126,6 +133,8 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
       config: { type: 'string' },
       mode: { type: 'string' },
       'page-size': { type: 'string' },
+      'policy-reports': { type: 'boolean' },
+      'open-reports': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -163,5 +172,12 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   }
   progress?.done();
   io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report));
+  const formats: ReportFormat[] = [...(values['policy-reports'] === true ? (['wgpolicyk8s'] as const) : []), ...(values['open-reports'] === true ? (['openreports'] as const) : [])];
+  if (formats.length > 0) {
+    const w = await writeReports(kubeReportClient(kc), report, formats);
+    io.err(`meshguard: reports: ${w.created} created, ${w.replaced} replaced, ${w.deleted} deleted\n`);
+    for (const line of [...w.skipped.map((x) => `not written: ${x}`), ...w.errors]) io.err(`meshguard: reports: ${line}\n`);
+    if (w.errors.length > 0 || w.skipped.length > 0) return EXIT.USAGE;
+  }
   return report.findings.length > 0 ? EXIT.VIOLATIONS : EXIT.OK;
 }

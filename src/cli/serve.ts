@@ -22,6 +22,9 @@ import { drainAndClose } from '../server/shutdown.ts';
 import { secureContextOptions } from '../server/tls-options.ts';
 import { createLogger } from '../log.ts';
 import { startMetricsServer, type MetricsServer } from '../metrics/server.ts';
+import { kubeReportClient } from '../reports/client.ts';
+import type { ReportFormat } from '../reports/plan.ts';
+import { startReportWriter } from '../reports/writer.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -53,7 +56,8 @@ Flags (environment variable in brackets; flags win over environment, both over t
                       would create, change or delete; change nothing
                                                                  [MESHGUARD_RECONCILE_DRY_RUN]
   --scan-interval S   scan existing objects every S seconds and expose the violations
-                      as metrics (0: off, the default; needs a cluster)
+                      as metrics (0: off, the default; needs a cluster); with
+                      scan.policyReports / scan.openReports also as PolicyReports
                                                                  [MESHGUARD_SCAN_INTERVAL]
   --metrics-port N    also serve GET /metrics on plain HTTP on this port (-1: off,
                       the default; 0: any free port)             [MESHGUARD_METRICS_PORT]
@@ -127,6 +131,13 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
 }
 
+/** The report formats the periodic scan writes; reports without a periodic scan are refused. */
+function reportFormats(config: Config): ReportFormat[] {
+  const formats: ReportFormat[] = [...(config.scan.policyReports ? (['wgpolicyk8s'] as const) : []), ...(config.scan.openReports ? (['openreports'] as const) : [])];
+  if (formats.length > 0 && config.scan.intervalSeconds === 0) throw new ConfigError('scan', 'policyReports and openReports are written by the periodic scan: set scan.intervalSeconds (--scan-interval) too');
+  return formats;
+}
+
 function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterState {
   const c = config.cluster;
   if (kc === undefined) return new StaticClusterState([], config.revisions);
@@ -193,13 +204,18 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     });
   }
   let scan: PeriodicScan | undefined;
+  const formats = reportFormats(config);
+  const reports = kc !== undefined && formats.length > 0 ? startReportWriter({ client: kubeReportClient(kc), formats, log }) : undefined;
   if (kc !== undefined) {
     scan = startPeriodicScan({
       config,
       source: kubeScanSource(kc),
       rules: BUILTIN_RULES,
       log,
-      onResult: (m) => recorder.scanCompleted(m.counts, m.completedAtSeconds),
+      onResult: (m, report) => {
+        recorder.scanCompleted(m.counts, m.completedAtSeconds);
+        reports?.submit(report);
+      },
       // With a reconciler, only its leader scans: one replica's numbers, not one per replica.
       ...(reconciler !== undefined ? { shouldRun: () => reconciler.isLeader() } : {}),
     });
@@ -264,7 +280,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
       // released now, so another replica takes over reconciling while this one still drains.
-      const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      const background = Promise.allSettled([reconciler?.stop(), scan?.stop().then(() => reports?.close()), managed?.stop()]);
       // Metrics stay scrapeable while draining; the listener closes with the webhook port.
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {

@@ -7,7 +7,7 @@
 import { ApiException, HttpMethod, KubernetesObjectApi, type KubeConfig, type KubernetesObject, type ResponseContext } from '@kubernetes/client-node';
 import type { KObject, UserInfo } from '../admission/types.ts';
 import type { Config } from '../config/types.ts';
-import { syntheticRequest } from '../engine/offline.ts';
+import { isClusterScoped, syntheticRequest } from '../engine/offline.ts';
 import { reviewValidate, type RuleSet } from '../engine/review.ts';
 import { isExempt } from '../engine/match.ts';
 import type { Result, ValidatingRule, WebhookResource } from '../engine/types.ts';
@@ -96,9 +96,13 @@ export interface ScanFinding {
   /** The namespace the finding belongs to: the object's, or a Namespace's own name; '' for other cluster-scoped objects. */
   readonly namespace: string;
   readonly name: string;
+  /** metadata.uid ('' when the object has none). */
+  readonly uid: string;
   readonly rule: string;
   /** deny: admission would refuse it now; warn: admission would let it through with a warning (audit mode). */
   readonly action: 'deny' | 'warn';
+  /** fail: the rule found a violation; error: the rule could not be evaluated. */
+  readonly status: 'fail' | 'error' | 'pass' | 'skip';
   readonly message: string;
   readonly path?: string;
   readonly value?: string;
@@ -122,8 +126,10 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
     apiVersion: typeof object.apiVersion === 'string' ? object.apiVersion : '',
     namespace: kind === 'Namespace' ? metaString(object, 'name') : metaString(object, 'namespace'),
     name: metaString(object, 'name'),
+    uid: typeof object.metadata?.uid === 'string' ? object.metadata.uid : '',
     rule: r.ruleId,
     action,
+    status: r.status,
     message: r.status === 'error' ? `rule could not be evaluated (${r.reason ?? ''})` : (v?.message ?? ''),
     fix: v?.fix ?? rules.lookup(r.ruleId)?.fix ?? '',
   };
@@ -132,9 +138,16 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
 
 /** Judge one existing object as a CREATE of it now: validating rules only (it exists already, nothing would mutate it). */
 export function evaluateObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): ScanFinding[] {
+  return judgeObject(object, index, state, config, rules).findings;
+}
+
+/** The findings, and how many rules the object passed. */
+export function judgeObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): { findings: ScanFinding[]; passed: number } {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
-  return [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...out.warnings.map((r) => finding(object, r, 'warn', rules))];
+  const failed = new Set([...out.denials, ...out.warnings].map((r) => r.ruleId));
+  const passed = new Set(out.results.filter((r) => r.status === 'pass' && !failed.has(r.ruleId)).map((r) => r.ruleId)).size;
+  return { findings: [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...out.warnings.map((r) => finding(object, r, 'warn', rules))], passed };
 }
 
 export function compareFindings(a: ScanFinding, b: ScanFinding): number {
@@ -334,6 +347,15 @@ export interface ScanReport {
   readonly findings: readonly ScanFinding[];
   /** Problems that did not stop the scan but may make it less exact (e.g. revision discovery). */
   readonly notes: readonly string[];
+  /** Per report scope (a namespace; '' for cluster-scoped objects, Namespaces included): the
+   * objects judged and the (object, rule) pairs that passed. Every scope with objects is listed. */
+  readonly scopes: readonly ScanScope[];
+}
+
+export interface ScanScope {
+  readonly namespace: string;
+  readonly objects: number;
+  readonly passed: number;
 }
 
 export interface ScanProgress {
@@ -394,6 +416,7 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
 
   const kinds: KindReport[] = [];
   const findings: ScanFinding[] = [];
+  const scopes = new Map<string, ScanScope>();
   let objects = 0;
   for (const [i, target] of targets.entries()) {
     const name = targetName(target);
@@ -411,9 +434,23 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
     }
     const scoped = listed.items.filter((item) => inScope(target.placements, item, config));
     kinds.push({ resource: name, version: listed.version, objects: scoped.length });
-    for (const item of scoped) findings.push(...evaluateObject(item, objects++, state, config, rules));
+    for (const item of scoped) {
+      const judged = judgeObject(item, objects++, state, config, rules);
+      findings.push(...judged.findings);
+      const key = isClusterScoped(typeof item.kind === 'string' ? item.kind : '') ? '' : metaString(item, 'namespace');
+      const scope = scopes.get(key) ?? { namespace: key, objects: 0, passed: 0 };
+      scopes.set(key, { namespace: key, objects: scope.objects + 1, passed: scope.passed + judged.passed });
+    }
   }
-  return { startedAt, completedAt: new Date(now()).toISOString(), objects, kinds, findings: findings.sort(compareFindings), notes };
+  return {
+    startedAt,
+    completedAt: new Date(now()).toISOString(),
+    objects,
+    kinds,
+    findings: findings.sort(compareFindings),
+    notes,
+    scopes: [...scopes.values()].sort((a, b) => a.namespace.localeCompare(b.namespace)),
+  };
 }
 
 // ------------------------------------------------------------------------ periodic scan ---

@@ -61,7 +61,7 @@ export interface Config {
     readonly serviceEntries: Readonly<Record<string, GeneratedResource>>;
     readonly authorizationPolicies: Readonly<Record<string, GeneratedResource>>;
   };
-  readonly scan: { readonly intervalSeconds: number };
+  readonly scan: { readonly intervalSeconds: number; readonly policyReports: boolean; readonly openReports: boolean };
   readonly metricsEnabled: boolean;
   readonly metrics: { readonly port: number; readonly host: string };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

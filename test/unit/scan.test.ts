@@ -205,8 +205,10 @@ const F = (namespace: string, rule: string, kind: string, name: string, action: 
   apiVersion: 'v1',
   namespace,
   name,
+  uid: '',
   rule,
   action,
+  status: 'fail',
   message: `${kind} ${name} is wrong`,
   fix: 'fix it',
 });
@@ -231,6 +233,7 @@ t.test('the text and JSON reports', async (t) => {
       { resource: 'sidecars.networking.istio.io', objects: 0, error: 'not served by the API server (tried v1): its CRD is not installed' },
     ],
     notes: [],
+    scopes: [],
     findings: [
       { ...F('off', 'namespace-mesh-enrollment', 'Namespace', 'off'), path: 'metadata.labels["istio-injection"]', value: 'disabled' },
       F('team-a', 'peer-authentication-strict', 'PeerAuthentication', 'default', 'warn'),
