@@ -46,8 +46,21 @@ interface ListedReport {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
 }
 
+/** 429 (e.g. "storage is (re)initializing" just after a CRD is created) is retried a few times. */
+async function withRetry<T>(call: () => Promise<T>, attempts = 5, delayMs = 1000): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      if ((err as { code?: unknown } | null)?.code !== 429 || i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
+
 export function kubeReportClient(kc: KubeConfig): ReportClient {
-  const api = kc.makeApiClient(JsonApi);
+  const raw = kc.makeApiClient(JsonApi);
+  const api = { send: (...args: Parameters<JsonApi['send']>) => withRetry(() => raw.send(...args)) };
   return {
     async list(kind) {
       const out: ExistingReport[] = [];
