@@ -24,6 +24,8 @@ Flags:
   --config FILE        configuration file, as for serve                     [MESHGUARD_CONFIG]
   --mode MODE          enforce | audit: how findings are labelled (deny or warn)
   --page-size N        objects per list request (default 500)
+  --namespace NS       only objects in this namespace (a Namespace by its name; repeatable)
+  --rule ID            only this rule (repeatable; docs/rules.md lists the ids)
   --policy-reports     also write the findings as wgpolicyk8s.io/v1alpha2 PolicyReports (one
                        per namespace) and a ClusterPolicyReport named meshguard, replacing
                        the previous ones (needs their CRDs; the chart can install them)
@@ -133,6 +135,8 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
       config: { type: 'string' },
       mode: { type: 'string' },
       'page-size': { type: 'string' },
+      namespace: { type: 'string', multiple: true },
+      rule: { type: 'string', multiple: true },
       'policy-reports': { type: 'boolean' },
       'open-reports': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -145,6 +149,13 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   }
   if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
   const size = pageSize(values['page-size']);
+  const onlyRules = values.rule ?? [];
+  for (const id of onlyRules) if (!BUILTIN_RULES.validating.some((r) => r.id === id)) throw new UsageError(`--rule ${id}: no such validating rule (docs/rules.md lists them)`);
+  const onlyNamespaces = values.namespace ?? [];
+  if ((onlyRules.length > 0 || onlyNamespaces.length > 0) && (values['policy-reports'] === true || values['open-reports'] === true)) {
+    throw new UsageError('--namespace and --rule narrow the output; reports are written from a full scan (they replace every namespace\'s report): drop one or the other');
+  }
+  const rules = onlyRules.length === 0 ? BUILTIN_RULES : { ...BUILTIN_RULES, validating: BUILTIN_RULES.validating.filter((r) => onlyRules.includes(r.id)) };
   const config = configFromFlags(values, io.env, ['config', 'mode', 'kubeconfig', 'in-cluster']);
   let kc;
   try {
@@ -158,8 +169,9 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   const progress = showProgress ? progressLine(io.err) : undefined;
   let report: ScanReport;
   try {
-    report = await scanCluster(kubeScanSource(kc), config, BUILTIN_RULES, {
+    report = await scanCluster(kubeScanSource(kc), config, rules, {
       pageSize: size,
+      ...(onlyNamespaces.length > 0 ? { namespaces: new Set(onlyNamespaces) } : {}),
       ...(progress !== undefined ? { onProgress: (p: ScanProgress) => progress.update(p) } : {}),
     });
   } catch (err) {

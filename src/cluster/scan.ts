@@ -367,6 +367,8 @@ export interface ScanProgress {
 
 export interface ScanOptions {
   readonly pageSize?: number;
+  /** Judge only objects in these namespaces (a Namespace by its own name); all when absent. */
+  readonly namespaces?: ReadonlySet<string>;
   readonly onProgress?: (p: ScanProgress) => void;
   readonly now?: () => number;
 }
@@ -432,7 +434,10 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       kinds.push({ resource: name, objects: 0, error: err instanceof NotServed ? err.message : `cannot list: ${apiErrorText(err)}` });
       continue;
     }
-    const scoped = listed.items.filter((item) => inScope(target.placements, item, config));
+    const wanted = o.namespaces;
+    const scoped = listed.items.filter(
+      (item) => inScope(target.placements, item, config) && (wanted === undefined || wanted.has(item.kind === 'Namespace' ? metaString(item, 'name') : metaString(item, 'namespace'))),
+    );
     kinds.push({ resource: name, version: listed.version, objects: scoped.length });
     for (const item of scoped) {
       const judged = judgeObject(item, objects++, state, config, rules);

@@ -112,3 +112,12 @@ t.test('meshguard serve with the periodic scan writes the reports too', async (t
   }, 60_000, 500);
   t.ok(written, 'the periodic scan reported the new Deployment');
 });
+
+t.test('meshguard scan --namespace and --rule narrow the output', async (t) => {
+  const r = await runCli(['scan', '--kubeconfig', cluster.adminKubeconfig, '-o', 'json', '--namespace', 'rep-off', '--rule', 'namespace-mesh-enrollment']);
+  t.equal(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout) as { findings: { kind: string; name: string; rule: string }[] };
+  t.same(report.findings.map((f) => `${f.kind} ${f.name} [${f.rule}]`), ['Namespace rep-off [namespace-mesh-enrollment]']);
+  const none = await runCli(['scan', '--kubeconfig', cluster.adminKubeconfig, '-o', 'json', '--namespace', 'rep-clean']);
+  t.equal(none.code, 0, 'a clean namespace alone: exit 0');
+});

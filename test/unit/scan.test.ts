@@ -184,6 +184,10 @@ t.test('a scan: findings by the same rules, unreadable kinds listed, the scan go
 
   const audit = await scanCluster(seeded(), config({ mode: 'audit' }), BUILTIN_RULES);
   t.ok(audit.findings.every((f) => f.action === 'warn'), 'in audit mode every finding is a warning');
+
+  const only = await scanCluster(seeded(), config(), BUILTIN_RULES, { namespaces: new Set(['team-a', 'off']) });
+  t.same(only.findings.map((f) => `${f.kind} ${f.name}`), ['Namespace off', 'PeerAuthentication default'], 'namespaces: only objects in them (a Namespace by its own name)');
+  t.same(only.scopes.map((s) => s.namespace), ['', 'team-a'], 'the scopes follow the filter');
 });
 
 t.test('a scan that cannot read namespaces stops with a ScanError; revision discovery failing is a note', async (t) => {
@@ -313,6 +317,8 @@ t.test('meshguard scan: usage and configuration errors exit 2', async (t) => {
     { name: 'a kubeconfig without a cluster', args: ['scan', '--kubeconfig', empty], want: /no cluster to scan/ },
     { name: 'an unknown flag', args: ['scan', '--bogus'], want: /Unknown option '--bogus'/ },
     { name: 'a bad mode', args: ['scan', '--mode', 'loud', '--kubeconfig', empty], want: /mode/ },
+    { name: 'an unknown rule', args: ['scan', '--rule', 'no-such-rule', '--kubeconfig', empty], want: /--rule no-such-rule: no such validating rule/ },
+    { name: 'a filter with reports', args: ['scan', '--namespace', 'a', '--policy-reports', '--kubeconfig', empty], want: /reports are written from a full scan/ },
   ];
   for (const row of rows) {
     const { o, io: x } = io();
