@@ -140,7 +140,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // every client for a certificate (probes and metrics scrapers need none), and the admission
   // endpoints refuse a connection without one signed by that CA, before its body is read.
   if (config.server.clientCaFile !== null) registerClientAuth(app, recorder);
-  const gauge = registerOverload(app, {
+  const load = registerOverload(app, {
     maxInFlight: config.server.maxInFlight,
     maxInFlightBytes: config.server.maxInFlightBytes,
     maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
@@ -148,12 +148,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     bodyRateGraceMs: config.server.bodyRateGraceMs,
     recorder,
   });
+  recorder.trackLoad(load);
+  recorder.trackCaches(() => deps.cluster.synced());
 
   // JSON only: every other media type (Fastify also parses text/plain by default) gets 415. The
   // body is read by readBody, which counts each chunk into the load gauge as it arrives.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', (req, payload, done) => {
-    readBody(req.raw, payload, gauge, config.server.bodyLimitBytes, (err, text) => {
+    readBody(req.raw, payload, load, config.server.bodyLimitBytes, (err, text) => {
       if (err !== null) {
         done(err as FastifyError, undefined);
         return;

@@ -3,7 +3,6 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
 import { ensureGenerated, FileCertSource, type FilePaths, type TlsMaterial } from '../certs/source.ts';
@@ -25,6 +24,11 @@ import type { ReadinessCheck } from '../server/health.ts';
 import { drainAndClose } from '../server/shutdown.ts';
 import { readClientCa, serverTlsOptions } from '../server/tls-options.ts';
 import type { ServerOptions as HttpsOptions } from 'node:https';
+import { createLogger } from '../log.ts';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.ts';
+import { kubeReportClient } from '../reports/client.ts';
+import type { ReportFormat } from '../reports/plan.ts';
+import { startReportWriter } from '../reports/writer.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -58,8 +62,12 @@ Flags (environment variable in brackets; flags win over environment, both over t
                       would create, change or delete; change nothing
                                                                  [MESHGUARD_RECONCILE_DRY_RUN]
   --scan-interval S   scan existing objects every S seconds and expose the violations
-                      as metrics (0: off, the default; needs a cluster)
+                      as metrics (0: off, the default; needs a cluster); with
+                      scan.policyReports / scan.openReports also as PolicyReports
                                                                  [MESHGUARD_SCAN_INTERVAL]
+  --metrics-port N    also serve GET /metrics on plain HTTP on this port (-1: off,
+                      the default; 0: any free port)             [MESHGUARD_METRICS_PORT]
+  --metrics-host ADDR address of that listener (default 127.0.0.1) [MESHGUARD_METRICS_HOST]
   -h, --help          this help
 `;
 
@@ -80,6 +88,8 @@ const FLAGS = {
   reconcile: ['MESHGUARD_RECONCILE', 'reconciler.enabled'],
   'reconcile-dry-run': ['MESHGUARD_RECONCILE_DRY_RUN', 'reconciler.dryRun'],
   'scan-interval': ['MESHGUARD_SCAN_INTERVAL', 'scan.intervalSeconds'],
+  'metrics-port': ['MESHGUARD_METRICS_PORT', 'metrics.port'],
+  'metrics-host': ['MESHGUARD_METRICS_HOST', 'metrics.host'],
 } as const;
 
 const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster', 'reconcile', 'reconcile-dry-run']);
@@ -110,15 +120,6 @@ async function certPaths(config: Config, io: Io): Promise<FilePaths> {
   return g;
 }
 
-/** Pino-compatible logger for the caches, before the app exists. */
-function cacheLog(config: Config): ListWatchLog {
-  const line = (level: string, obj: object, msg: string): void => {
-    if (config.logLevel === 'silent' || (level === 'info' && ['warn', 'error', 'fatal'].includes(config.logLevel))) return;
-    process.stderr.write(`${JSON.stringify({ level, time: Date.now(), ...obj, msg })}\n`);
-  };
-  return { info: (o, m) => line('info', o, m), warn: (o, m) => line('warn', o, m) };
-}
-
 function kubeConfigOf(config: Config): KubeConfig | undefined {
   const c = config.cluster;
   if (c.kubeconfig === null && !c.inCluster) return undefined;
@@ -137,6 +138,13 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
   ];
   const missing = needs.filter(([on]) => on).map(([, what]) => what);
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
+}
+
+/** The report formats the periodic scan writes; reports without a periodic scan are refused. */
+function reportFormats(config: Config): ReportFormat[] {
+  const formats: ReportFormat[] = [...(config.scan.policyReports ? (['wgpolicyk8s'] as const) : []), ...(config.scan.openReports ? (['openreports'] as const) : [])];
+  if (formats.length > 0 && config.scan.intervalSeconds === 0) throw new ConfigError('scan', 'policyReports and openReports are written by the periodic scan: set scan.intervalSeconds (--scan-interval) too');
+  return formats;
 }
 
 function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterState {
@@ -176,7 +184,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     flags['reconcile'] = true;
   }
   const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
-  const log = cacheLog(config);
+  // One logger for everything serve runs (src/log.ts).
+  const appLog = createLogger(config.logLevel);
+  const log: ListWatchLog = appLog;
   const kc = kubeConfigOf(config);
   requireCluster(config, kc);
 
@@ -214,13 +224,18 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     });
   }
   let scan: PeriodicScan | undefined;
+  const formats = reportFormats(config);
+  const reports = kc !== undefined && formats.length > 0 ? startReportWriter({ client: kubeReportClient(kc), formats, log }) : undefined;
   if (kc !== undefined) {
     scan = startPeriodicScan({
       config,
       source: kubeScanSource(kc),
       rules: BUILTIN_RULES,
       log,
-      onResult: (m) => recorder.scanCompleted(m.counts, m.completedAtSeconds),
+      onResult: (m, report) => {
+        recorder.scanCompleted(m.counts, m.completedAtSeconds);
+        reports?.submit(report);
+      },
       // With a reconciler, only its leader scans: one replica's numbers, not one per replica.
       ...(reconciler !== undefined ? { shouldRun: () => reconciler.isLeader() } : {}),
     });
@@ -234,9 +249,6 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   // Without the CRD, or before the first list, no exception applies: admission fails closed on
   // what an exception would have let through, so this is reported as degraded, not unready.
   if (exceptions !== undefined) readiness.push({ name: 'exceptions', check: () => exceptions.problem(), degraded: true });
-  // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
-  // runs without a logger (see app.ts).
-  const appLog = pino({ level: config.logLevel });
   const app = await buildApp(config, {
     cluster: exceptions !== undefined ? withExceptions(cluster, exceptions) : cluster,
     rules: BUILTIN_RULES,
@@ -253,6 +265,11 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   };
   exposeExpiry();
   const address = await app.listen({ host: config.server.host, port: config.server.port });
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics.port >= 0) {
+    metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, recorder });
+    io.err(`meshguard: metrics on ${metricsServer.url}/metrics\n`);
+  }
   const extras = [
     reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
     scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
@@ -307,7 +324,8 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // released now, so another replica takes over reconciling while this one still drains.
       // Arming stops first: its last check sets the webhooks to Ignore unless another ready
       // replica answers, while this one still serves for drainSeconds.
-      const background = Promise.allSettled([arming?.stop(), reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      const background = Promise.allSettled([arming?.stop(), reconciler?.stop(), scan?.stop().then(() => reports?.close()), managed?.stop()]);
+      // Metrics stay scrapeable while draining; the listener closes with the webhook port.
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {
         await background;
@@ -322,6 +340,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
           if (!clean) appLog.warn('shutdown: connections still open after the grace period were closed');
         })
         .catch((err: unknown) => appLog.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+        .then(() => metricsServer?.close())
         .then(() => audit.close())
         .then(() => done(EXIT.OK));
     };

@@ -156,8 +156,14 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   }),
   scan: obj('periodic scan of existing objects in serve (metrics meshguard_scan_violations)', {
     intervalSeconds: int('seconds between scans; 0 turns the periodic scan off', 0, 0, 604_800),
+    policyReports: bool('after each scan, write wgpolicyk8s.io/v1alpha2 PolicyReports (one per namespace) and a ClusterPolicyReport (needs their CRDs)', false),
+    openReports: bool('after each scan, write openreports.io/v1alpha1 Reports and a ClusterReport (needs their CRDs)', false),
   }),
-  metricsEnabled: bool('serve GET /metrics', true),
+  metricsEnabled: bool('serve GET /metrics on the HTTPS webhook port (turn off with metrics.port set to keep /metrics off the port the apiserver calls)', true),
+  metrics: obj('the optional plain-HTTP metrics listener', {
+    port: int('plain-HTTP port serving only GET /metrics; -1: off (the default), 0: any free port', -1, -1, 65535),
+    host: str('address of the metrics listener', '127.0.0.1'),
+  }),
   logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
   auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),
   meshguardNamespace: str("meshguard's own namespace (always exempt)", 'meshguard', { pattern: NAMESPACE_NAME }),

@@ -77,8 +77,9 @@ export interface Config {
       readonly extra: Readonly<Record<string, GeneratedResource>>;
     };
   };
-  readonly scan: { readonly intervalSeconds: number };
+  readonly scan: { readonly intervalSeconds: number; readonly policyReports: boolean; readonly openReports: boolean };
   readonly metricsEnabled: boolean;
+  readonly metrics: { readonly port: number; readonly host: string };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;
   readonly meshguardNamespace: string;

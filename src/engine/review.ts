@@ -39,6 +39,8 @@ export interface ReviewOutcome {
   /** Present when anything was found (denied, warned, or a mutation reported in audit mode). */
   readonly audit?: AuditRecord;
   readonly results: readonly Result[];
+  /** The namespace's mode the request was judged in (validate only; absent when nothing was evaluated). */
+  readonly mode?: Mode;
   /** Findings that denied (validate only). */
   readonly denials: readonly Result[];
   /** Findings reported but allowed (audit mode, errors with onError allow, audit-mode mutations). */
@@ -103,9 +105,9 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   const mode = namespaceMode(config, req, cluster);
   const verdict = decide(results, config, mode, defaultModes(rules));
   // Nothing to report: the plain answer, without building empty warnings and annotations.
-  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results: evaluated, denials: NONE, warnings: NONE };
+  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results: evaluated, mode, denials: NONE, warnings: NONE };
   const extras = {
-    warnings: [...warningLines(verdict.warnings), ...exceptionWarnings(excepted)],
+    warnings: [...warningLines(verdict.warnings, rules.lookup), ...exceptionWarnings(excepted)],
     auditAnnotations: { ...auditAnnotations(verdict.warnings, ''), ...exceptionAnnotations(excepted) },
   };
   if (!verdict.allowed) {
@@ -118,6 +120,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
       verdict: 'denied',
       audit: withExceptions(auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)), excepted),
       results: evaluated,
+      mode,
       denials: verdict.denials,
       warnings: verdict.warnings,
     };
@@ -127,6 +130,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     verdict: 'warned',
     audit: withExceptions(auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)), excepted),
     results: evaluated,
+    mode,
     denials: NONE,
     warnings: verdict.warnings,
   };
@@ -169,7 +173,7 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   }
   const results = [...applied.results, ...(reported?.results ?? [])];
   const findings = notes.map((n) => n.result);
-  const extras = { warnings: warningLines(findings), auditAnnotations: auditAnnotations(findings, '') };
+  const extras = { warnings: warningLines(findings, rules.lookup), auditAnnotations: auditAnnotations(findings, '') };
   const verdict: VerdictLabel = patch.length > 0 ? 'patched' : findings.length > 0 ? 'warned' : 'allowed';
   const outcome: ReviewOutcome = { response: patched(req.uid, patch, extras), verdict, results, denials: NONE, warnings: findings };
   if (findings.length === 0) return outcome;

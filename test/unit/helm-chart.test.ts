@@ -292,14 +292,13 @@ t.test('RBAC: no wildcards, writes limited by name', async (t) => {
     'ClusterRole networking.istio.io serviceentries,sidecars get,list,watch,create,update,delete',
     'ClusterRole security.istio.io authorizationpolicies,peerauthentications get,list,watch,create,update,delete',
     'ClusterRole meshguard.dev meshguardexceptions list,watch',
-    'ClusterRole core,events.k8s.io events create',
     'Role discovery.k8s.io endpointslices list',
     'Role core secrets create',
     'Role core secrets get,update [meshguard-tls]',
     'Role coordination.k8s.io leases create',
     'Role coordination.k8s.io leases get,update [meshguard-reconciler]',
     'ClusterRole core namespaces create',
-  ], 'the default RBAC, rule by rule (the first: read access to MeshguardExceptions aggregated into view/edit/admin; the last: the helm test pod, a hook)');
+  ], 'the default RBAC, rule by rule (the first: read access to MeshguardExceptions aggregated into view/edit/admin; the last: the helm test pod, a hook; no Events: meshguard writes none)');
   const docs = await render();
   const view = find(docs, 'ClusterRole', 'meshguard-exceptions-view');
   t.equal(view.metadata.labels['rbac.authorization.k8s.io/aggregate-to-edit'], 'true', 'tenants with edit can read exceptions');
@@ -386,4 +385,36 @@ t.test('namespace.create renders the release namespace, restricted and outside t
   t.equal(ns.metadata.name, NS);
   t.equal(ns.metadata.labels['pod-security.kubernetes.io/enforce'], 'restricted');
   t.equal(ns.metadata.labels['istio-injection'], 'disabled');
+});
+
+t.test('monitoring: ServiceMonitor, PrometheusRule and dashboard on request; the metrics port through Service and NetworkPolicy', async (t) => {
+  const plain = await render();
+  t.notOk(plain.some((d) => ['ServiceMonitor', 'PrometheusRule', 'CustomResourceDefinition'].includes(d.kind) || d.metadata?.name === 'meshguard-dashboard'), 'all off by default');
+  const https = await render(['--set', 'monitoring.serviceMonitor.enabled=true', '--set', 'monitoring.prometheusRule.enabled=true', '--set', 'monitoring.dashboard.enabled=true']);
+  const sm = find(https, 'ServiceMonitor');
+  t.same(sm.spec.endpoints, [{ port: 'https', scheme: 'https', tlsConfig: { serverName: 'meshguard.meshguard.svc', ca: { secret: { name: 'meshguard-tls', key: 'ca.crt' } } }, path: '/metrics', interval: '30s', scrapeTimeout: '10s', honorLabels: false }], 'no metrics port: /metrics on https, verified against the CA');
+  const rule = find(https, 'PrometheusRule');
+  const alerts = rule.spec.groups.flatMap((g: Obj) => g.rules.map((r: Obj) => r.alert)).sort();
+  t.same(alerts, ['MeshguardCachesStale', 'MeshguardCertificateExpired', 'MeshguardCertificateExpiresSoon', 'MeshguardCertificateReloadFailing', 'MeshguardReconcilerFailures', 'MeshguardScanStale', 'MeshguardShedding', 'MeshguardWebhookErrors', 'MeshguardWebhookLatencyHigh']);
+  const dash = find(https, 'ConfigMap', 'meshguard-dashboard');
+  t.equal(dash.metadata.labels.grafana_dashboard, '1');
+  t.equal(JSON.parse(dash.data['meshguard.json']).uid, 'meshguard', 'the dashboard JSON survives templating');
+  const port = await render(['--set', 'monitoring.serviceMonitor.enabled=true', '--set', 'config.metrics.port=9090', '--set', 'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring']);
+  t.same(find(port, 'ServiceMonitor').spec.endpoints[0].port, 'metrics');
+  t.same(find(port, 'Service').spec.ports.map((p: Obj) => `${p.name}:${p.port}`), ['https:443', 'metrics:9090']);
+  t.ok(find(port, 'Deployment').spec.template.spec.containers[0].ports.some((p: Obj) => p.name === 'metrics' && p.containerPort === 9090));
+  const np = find(port, 'NetworkPolicy').spec.ingress;
+  t.same(np[1], { ports: [{ protocol: 'TCP', port: 9090 }], from: [{ namespaceSelector: { matchLabels: { name: 'monitoring' } } }] }, 'the metrics port admits its own sources');
+  t.equal(JSON.parse(find(port, 'ConfigMap', 'meshguard').data['config.json']).metrics.port, 9090);
+});
+
+t.test('reports: CRDs on request (kept on uninstall), RBAC for the reports the scan writes', async (t) => {
+  const docs = await render(['--set', 'reports.installPolicyReportCRDs=true', '--set', 'reports.installOpenReportsCRDs=true', '--set', 'config.scan.intervalSeconds=600', '--set', 'config.scan.policyReports=true', '--set', 'config.scan.openReports=true']);
+  const crds = docs.filter((d) => d.kind === 'CustomResourceDefinition');
+  t.same(crds.map((c) => c.metadata.name).sort(), ['clusterpolicyreports.wgpolicyk8s.io', 'clusterreports.openreports.io', 'policyreports.wgpolicyk8s.io', 'reports.openreports.io']);
+  for (const c of crds) t.equal(c.metadata.annotations['helm.sh/resource-policy'], 'keep', `${c.metadata.name} is kept on uninstall`);
+  const rules = find(docs, 'ClusterRole').rules.filter((r: Obj) => r.apiGroups.includes('wgpolicyk8s.io') || r.apiGroups.includes('openreports.io'));
+  t.same(rules.map((r: Obj) => `${r.apiGroups} ${r.verbs}${r.resourceNames ? ` [${r.resourceNames}]` : ''}`), ['wgpolicyk8s.io list,create', 'wgpolicyk8s.io update,delete [meshguard]', 'openreports.io list,create', 'openreports.io update,delete [meshguard]']);
+  const noScan = await render(['--set', 'config.scan.policyReports=true']);
+  t.notOk(JSON.stringify(find(noScan, 'ClusterRole')).includes('wgpolicyk8s.io'), 'without the periodic scan nothing writes reports: no RBAC');
 });

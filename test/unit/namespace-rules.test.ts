@@ -6,6 +6,7 @@ import { reviewValidate } from '../../src/engine/review.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/engine/types.ts';
 import { ALWAYS_ENFORCED } from '../../src/engine/decide.ts';
+import { WARNING_MAX } from '../../src/engine/render.ts';
 import { ADMIN, TENANT, config, decodePatch, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
 
 const NS_RULES = ['namespace-mesh-enrollment', 'control-labels-admin-only'];
@@ -260,6 +261,13 @@ t.test('per-rule settings: disable and pin to audit', async (t) => {
 
 t.test('warnings and audit annotations stay within what kubectl and the apiserver accept', async (t) => {
   const o = validate(namespace('x'.repeat(63), { 'istio-injection': 'x'.repeat(300), 'istio.io/rev': 'y'.repeat(60), 'meshguard.dev/mode': 'z' }), { config: config({ mode: 'audit' }) });
-  for (const w of o.response.response.warnings ?? []) t.ok(w.length <= 120, `warning of ${w.length} characters`);
+  const warnings = o.response.response.warnings ?? [];
+  t.ok(warnings.length > 0, 'audit mode warns');
+  for (const w of warnings) {
+    t.ok(w.length <= WARNING_MAX && WARNING_MAX === 256, `warning of ${w.length} characters`);
+    t.match(w, /^policy [a-z0-9-]+: /, 'the warning starts with the rule id');
+  }
+  const enrollment = warnings.find((w) => w.startsWith('policy namespace-mesh-enrollment:'));
+  t.match(enrollment, /\(at metadata\.labels\["istio-injection"\]\) Fix: /, 'a 300-character label value still leaves the field and the fix in the warning');
   for (const k of Object.keys(o.response.response.auditAnnotations ?? {})) t.match(k, /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, `audit key ${k}`);
 });

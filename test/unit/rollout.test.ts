@@ -24,7 +24,7 @@ t.test('mark-legacy marks existing namespaces that are neither exempt nor alread
   t.match(plan.skip.find((s) => s.name === 'pinned')?.why, 'already meshguard.dev/mode=enforce');
 });
 
-const finding = (namespace: string, name: string, rule: string, action: 'deny' | 'warn'): ScanFinding => ({ kind: 'Deployment', apiVersion: 'apps/v1', namespace, name, rule, action, message: 'm', fix: '' });
+const finding = (namespace: string, name: string, rule: string, action: 'deny' | 'warn'): ScanFinding => ({ kind: 'Deployment', apiVersion: 'apps/v1', namespace, name, uid: '', rule, action, status: 'fail', message: 'm', fix: '' });
 
 t.test('scan says per namespace what enforce would deny, and what audit admits today', async (t) => {
   const findings = [
