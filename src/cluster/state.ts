@@ -8,8 +8,18 @@
  * cached namespaces cost a name and a shared labels object each; NamespaceInfo's type makes
  * reading any other label a type error (test/unit/namespace-cache.test.ts checks the list).
  */
-export const NAMESPACE_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode', 'meshguard.dev/mode'] as const;
+export const NAMESPACE_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode', 'meshguard.dev/mode', 'meshguard.dev/exempt'] as const;
 export type NamespaceLabel = (typeof NAMESPACE_LABELS)[number];
+
+/**
+ * An infrastructure namespace (a CNI's, a node monitoring agent's) that meshguard leaves alone:
+ * the namespace and workload webhooks do not match it (namespaceSelector), so its Pods start while
+ * meshguard is down, and the rules skip it. Like every meshguard.dev/ label only meshguard's
+ * administrators may set or remove it (control-labels-admin-only, which still sees every
+ * namespace write that touches it).
+ */
+export const EXEMPT_LABEL = 'meshguard.dev/exempt';
+export const EXEMPT_VALUE = 'infrastructure';
 export type NamespaceLabels = Readonly<Partial<Record<NamespaceLabel, string>>>;
 
 export interface NamespaceInfo {
