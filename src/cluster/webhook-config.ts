@@ -105,7 +105,7 @@ export const DELETION_PATH_CONDITIONS = Object.freeze([
 export const NAMESPACE_CONDITIONS = Object.freeze([
   {
     name: 'subresource-label-edits-only',
-    expression: `request.subResource == '' || ${LABELS_OR_ANNOTATIONS_CHANGED}`,
+    expression: `!has(request.subResource) || request.subResource == '' || ${LABELS_OR_ANNOTATIONS_CHANGED}`,
   },
   {
     name: 'exempt-namespace-label-edits-only',
