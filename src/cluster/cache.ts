@@ -83,6 +83,7 @@ export class ClusterCache implements ClusterState {
   #revisions: ReadonlySet<string>;
   readonly #configured: readonly string[];
   readonly watchers: ListWatch<unknown>[] = [];
+  #revisionWatchers: ListWatch<unknown>[] = [];
 
   constructor(kc: KubeConfig, o: CacheOptions) {
     this.#configured = o.configuredRevisions;
@@ -134,6 +135,7 @@ export class ClusterCache implements ClusterState {
         },
       });
       this.watchers.push(mwcWatch as ListWatch<unknown>);
+      this.#revisionWatchers = [mwcWatch as ListWatch<unknown>];
     }
   }
 
@@ -174,6 +176,11 @@ export class ClusterCache implements ClusterState {
 
   problem(): string | undefined {
     return this.watchers.map((w) => w.problem()).find((p) => p !== undefined);
+  }
+
+  staleFor(kind: { readonly group: string; readonly kind: string }): string | undefined {
+    const read = kind.group === '' && kind.kind === 'Namespace' ? this.#revisionWatchers : this.watchers;
+    return read.map((w) => w.problem()).find((p) => p !== undefined);
   }
 
   get size(): number {

@@ -48,6 +48,10 @@ export interface ClusterState {
   synced(): boolean;
   /** Why it is not synced (for /readyz), when it can say. */
   problem?(): string | undefined;
+  /** Why the part of the state a request of this kind reads is not current (undefined: it is).
+   * A Namespace's decision reads only the Istio revisions; anything else also reads namespace
+   * labels. Without it, synced() stands for every kind. */
+  staleFor?(kind: { readonly group: string; readonly kind: string }): string | undefined;
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

@@ -158,18 +158,19 @@ export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Reco
   const workloadExcluded = notIn(defaultNames, { exemptLabel: true });
   const minimalExcluded = notIn([...ALWAYS_EXCLUDED, o.meshguardNamespace]);
   const { namespaces, rest } = splitNamespaces(ruleEntries(validatingRules, 'default'));
-  const validating: Record<string, unknown>[] = [
-    webhook(o, 'validate.meshguard.dev', '/validate', rest, { namespaceSelector: workloadExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }),
-  ];
+  const validating: Record<string, unknown>[] = [];
   // Namespaces have their own webhook, excluded by name only: a selector on the exempt label would
   // also hide a tenant's attempt to set it from the rule that guards it.
   if (namespaces.length > 0) {
     validating.push(
-      webhook(o, 'validate-namespaces.meshguard.dev', '/validate', namespaces, {
+      webhook(o, 'validate.meshguard.dev', '/validate', namespaces, {
         namespaceSelector: notIn(defaultNames),
         matchConditions: [...DELETION_PATH_CONDITIONS, ...NAMESPACE_CONDITIONS],
       }),
     );
+  }
+  if (rest.length > 0) {
+    validating.push(webhook(o, 'validate-workloads.meshguard.dev', '/validate', rest, { namespaceSelector: workloadExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
   }
   const all = ruleEntries(validatingRules, 'all-namespaces');
   if (all.length > 0) validating.push(webhook(o, 'validate-all-namespaces.meshguard.dev', '/validate', all, { namespaceSelector: minimalExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));

@@ -121,7 +121,7 @@ t.test('meshguard down: deletes complete, label edits still wait, exempt namespa
   mgStopped = true;
   const blocked = await cluster.kubectl(['create', '--dry-run=server', '-f', '-'], { as: 'tenant', input: deployment('new', 'team-x') });
   t.not(blocked.code, 0, 'meshguard is down: a new Deployment in team-x is refused (failurePolicy Fail)');
-  t.match(blocked.stderr, /failed calling webhook "validate\.meshguard\.dev"/, 'because the webhook cannot be called');
+  t.match(blocked.stderr, /failed calling webhook "validate-workloads\.meshguard\.dev"/, 'because the webhook cannot be called');
 
   // A workload with a finalizer: deleted, then its finalizer removed, as its controller would.
   const del = await cluster.kubectl(['delete', 'deployment', 'web', '-n', 'team-d', '--wait=false']);
@@ -143,7 +143,7 @@ t.test('meshguard down: deletes complete, label edits still wait, exempt namespa
   ns.metadata.labels['istio-injection'] = 'disabled';
   const viaStatus = await cluster.kubectl(['replace', '--raw', '/api/v1/namespaces/team-x/status', '-f', '-'], { input: JSON.stringify(ns) });
   t.not(viaStatus.code, 0, 'a label change through namespaces/status still waits for meshguard');
-  t.match(viaStatus.stderr, /validate-namespaces\.meshguard\.dev/, 'refused by the namespace webhook that cannot be called');
+  t.match(viaStatus.stderr, /failed calling webhook "validate\.meshguard\.dev"/, 'refused: the namespace webhook cannot be called');
 
   // Infrastructure: exempt namespaces are not blocked; others are.
   const exempt = await cluster.kubectl(['create', '-f', '-'], { input: nodeAgent('calico-system') });

@@ -66,14 +66,14 @@ t.test('webhook configurations: the workload and mutating webhooks leave exempt 
   const byName = (n: string): Hook => hooks.find((h) => h.name === n) as Hook;
   const excludesLabel = (h: Hook): boolean => h.namespaceSelector.matchExpressions.some((e) => e.key === EXEMPT_LABEL && e.operator === 'NotIn' && e.values.includes(EXEMPT_VALUE));
   const resources = (h: Hook): string[] => h.rules.flatMap((r) => r.resources);
-  t.ok(excludesLabel(byName('validate.meshguard.dev')), 'validate.meshguard.dev (Pods and workloads) does not match exempt namespaces');
+  t.ok(excludesLabel(byName('validate-workloads.meshguard.dev')), 'validate-workloads.meshguard.dev (Pods and workloads) does not match exempt namespaces');
   t.ok(excludesLabel(byName('mutate.meshguard.dev')), 'mutate.meshguard.dev never enrols an exempt namespace');
-  t.ok(resources(byName('validate.meshguard.dev')).includes('pods') && !resources(byName('validate.meshguard.dev')).some((r) => r.startsWith('namespaces')), 'Pods there, namespaces not');
-  const nsHook = byName('validate-namespaces.meshguard.dev');
+  t.ok(resources(byName('validate-workloads.meshguard.dev')).includes('pods') && !resources(byName('validate-workloads.meshguard.dev')).some((r) => r.startsWith('namespaces')), 'Pods there, namespaces not');
+  const nsHook = byName('validate.meshguard.dev');
   t.same(resources(nsHook).sort(), ['namespaces', 'namespaces/finalize', 'namespaces/status'], 'namespaces have their own webhook');
   t.notOk(excludesLabel(nsHook), 'which matches exempt namespaces too: setting the label is always checked');
   t.notOk(excludesLabel(byName('validate-all-namespaces.meshguard.dev')), 'Istio resources are checked in exempt namespaces as before');
   t.same(nsHook.matchConditions?.map((c) => c.name), [...DELETION_PATH_CONDITIONS, ...NAMESPACE_CONDITIONS].map((c) => c.name), 'the namespace webhook carries the deletion-path and namespace conditions');
-  for (const n of ['validate.meshguard.dev', 'validate-all-namespaces.meshguard.dev']) t.same(byName(n).matchConditions, DELETION_PATH_CONDITIONS, `${n} carries the deletion-path condition`);
+  for (const n of ['validate-workloads.meshguard.dev', 'validate-all-namespaces.meshguard.dev']) t.same(byName(n).matchConditions, DELETION_PATH_CONDITIONS, `${n} carries the deletion-path condition`);
   for (const h of hooks) t.ok((h.matchConditions ?? []).length <= 64 && (h.matchConditions ?? []).every((c) => /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(c.name)), `${h.name}: condition names are qualified names, at most 64 conditions`);
 });

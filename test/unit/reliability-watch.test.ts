@@ -270,6 +270,9 @@ t.test('a blackholed connection (no reset, nothing answered): the stall is seen 
   const stale = await get(server, '/readyz');
   t.match(stale.json().failing.caches, /namespaces: watch stalled: nothing received for \d+ s \(bound 2 s\)/, `/readyz names the stalled cache: ${stale.json().failing.caches}`);
   t.same(await validate(), { status: 503, allowed: undefined, code: 'MG_CACHE_STALE' }, 'the Deployment is not admitted on the stale labels: 503 MG_CACHE_STALE, so the failure policy applies');
+  const nsReview = JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-n', labels: { 'istio-injection': 'enabled' } } }));
+  const nsAnswer = await post(server, '/validate', nsReview);
+  t.match({ status: nsAnswer.status, allowed: nsAnswer.json().response?.allowed }, { status: 200, allowed: true }, 'a Namespace is still decided: its decision reads no namespace labels from the cache (only Istio revisions, not watched here)');
   t.ok(await eventually(() => (nsWatch?.stats.stalls ?? 0) >= 1, 4 * STALE_MS + 2000), 'the silent watch was abandoned as stalled');
   t.ok(await eventually(() => warnings.some((w) => /not answered within|nothing received|no response within/.test(w)), 10_000), `the relists and watches that followed timed out too: ${warnings.slice(-2).join(' | ')}`);
   // Hung requests are given up by the client, not left open: at most the ones in flight now.
