@@ -16,15 +16,10 @@ export interface Meshguard {
   readonly certDir: string;
   /** Apply the webhook configurations generated from the rule registry, once meshguard is ready
    * (its caches synced: until then it answers 503 MG_CACHE_STALE, and the failure policy applies). */
-  register(failurePolicy: FailurePolicy, o?: RegisterOptions): Promise<void>;
+  register(failurePolicy: FailurePolicy): Promise<void>;
   /** The JSON audit records meshguard printed so far. */
   auditRecords(): Record<string, unknown>[];
   stop(): Promise<void>;
-}
-
-export interface RegisterOptions {
-  /** Also excluded by the webhooks' namespaceSelector: namespaces carrying this label (key=value). */
-  readonly exemptLabel?: { readonly key: string; readonly value: string };
 }
 
 export interface MeshguardOptions {
