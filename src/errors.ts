@@ -32,6 +32,7 @@ export const ERRORS = Object.freeze({
   OVERLOADED: spec('MG_OVERLOADED', 503, 'meshguard is overloaded; the apiserver applies the failure policy'),
   SHUTTING_DOWN: spec('MG_SHUTTING_DOWN', 503, 'meshguard is shutting down'),
   INTERNAL: spec('MG_INTERNAL', 500, 'internal error'),
+  CACHE_STALE: spec('MG_CACHE_STALE', 503, "meshguard's copy of the cluster state is not current (the apiserver watch is down or stalled); the apiserver applies the failure policy"),
 });
 
 export type ErrorName = keyof typeof ERRORS;

@@ -1,7 +1,8 @@
 // ClusterState backed by the API server: namespaces and Istio revisions, each a ListWatch.
 // Admission reads these maps synchronously; no API call is made per request.
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, Watch, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, Observable, type ConfigurationOptions, type RequestContext, type ResponseContext, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
+import { WatchClient } from './watch-client.ts';
 import { namespaceLabels, type ClusterState, type NamespaceInfo, type NamespaceLabels } from './state.ts';
 
 export interface CacheOptions {
@@ -14,6 +15,23 @@ export interface CacheOptions {
 }
 
 const REVISION_LABELS = ['istio.io/rev', 'istio.io/tag'] as const;
+
+/** Call options that abort a client-node request (and the reading of its body) on `signal`:
+ * ListWatch aborts a list page that outlives its timeout. */
+export function abortOn(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (ctx: RequestContext) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
 
 export function loadKubeConfig(opts: { kubeconfig: string | null; inCluster: boolean }): KubeConfig {
   const kc = new KubeConfig();
@@ -65,17 +83,19 @@ export class ClusterCache implements ClusterState {
   #revisions: ReadonlySet<string>;
   readonly #configured: readonly string[];
   readonly watchers: ListWatch<unknown>[] = [];
+  #revisionWatchers: ListWatch<unknown>[] = [];
 
   constructor(kc: KubeConfig, o: CacheOptions) {
     this.#configured = o.configuredRevisions;
     this.#revisions = new Set(o.configuredRevisions);
     const core = kc.makeApiClient(CoreV1Api);
-    const watch = new Watch(kc);
+    // A watch whose response has not begun within the staleness bound is given up (watch-client.ts).
+    const watch = new WatchClient(kc, o.staleAfterMs);
     const common = { watch, resyncMs: o.resyncMs, staleAfterMs: o.staleAfterMs, log: o.log };
     const nsWatch = new ListWatch<V1Namespace>({
       ...common,
       name: 'namespaces',
-      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
+      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }, abortOn(p.signal)),
       watchPath: '/api/v1/namespaces',
       // Each namespace is cut down to its name and the labels rules read as its page or event
       // arrives: client-node's objects (managedFields, timestamps as Dates) are several KiB each,
@@ -97,7 +117,7 @@ export class ClusterCache implements ClusterState {
       const mwcWatch = new ListWatch<V1MutatingWebhookConfiguration>({
         ...common,
         name: 'istio revisions (mutatingwebhookconfigurations)',
-        list: (p) => adm.listMutatingWebhookConfiguration({ labelSelector: selector, limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }),
+        list: (p) => adm.listMutatingWebhookConfiguration({ labelSelector: selector, limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }, abortOn(p.signal)),
         watchPath: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
         watchParams: { labelSelector: selector },
         replace: (items) => {
@@ -115,6 +135,7 @@ export class ClusterCache implements ClusterState {
         },
       });
       this.watchers.push(mwcWatch as ListWatch<unknown>);
+      this.#revisionWatchers = [mwcWatch as ListWatch<unknown>];
     }
   }
 
@@ -155,6 +176,11 @@ export class ClusterCache implements ClusterState {
 
   problem(): string | undefined {
     return this.watchers.map((w) => w.problem()).find((p) => p !== undefined);
+  }
+
+  staleFor(kind: { readonly group: string; readonly kind: string }): string | undefined {
+    const read = kind.group === '' && kind.kind === 'Namespace' ? this.#revisionWatchers : this.watchers;
+    return read.map((w) => w.problem()).find((p) => p !== undefined);
   }
 
   get size(): number {

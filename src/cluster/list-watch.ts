@@ -2,7 +2,15 @@
 // paged list (or a streaming list, see streamingList), watch from the list's resourceVersion,
 // re-watch after a clean end, relist after an error, a 410 Gone or the resync period, exponential
 // backoff between failures. Readiness: synced once the first list completed, and unsynced again
-// while the watch has been down longer than the staleness bound.
+// once nothing has been heard from the apiserver for longer than the staleness bound.
+//
+// A connection that stops carrying bytes without being reset (a blackholed link, a hung proxy)
+// raises no error: a watch on it just looks quiet. So quiet must have a bound: each watch asks the
+// server to end it cleanly after half the staleness bound (timeoutSeconds; watch bookmarks carry
+// the resourceVersion forward), every event, bookmark and clean end counts as word from the
+// apiserver, and a watch that has been silent past the bound is abandoned as stalled and the copy
+// relisted. List pages have a timeout too. So a stalled watch or list shows in problem() within
+// the bound, however quiet the resource is.
 import type { Watch } from '@kubernetes/client-node';
 
 export interface Listed<T> {
@@ -17,7 +25,8 @@ export interface ListWatchLog {
 
 export interface ListWatchOptions<T> {
   readonly name: string;
-  list(page: { limit: number; _continue?: string }): Promise<Listed<T>>;
+  /** One page. `signal` aborts it when the page timed out or the ListWatch stopped. */
+  list(page: { limit: number; _continue?: string; signal: AbortSignal }): Promise<Listed<T>>;
   readonly watch: Pick<Watch, 'watch'>;
   readonly watchPath: string;
   readonly watchParams?: Readonly<Record<string, string>>;
@@ -25,7 +34,12 @@ export interface ListWatchOptions<T> {
   upsert(item: T): void;
   remove(item: T): void;
   readonly resyncMs: number;
+  /** Readiness bound: the copy is stale once nothing was heard for this long (see the header). */
   readonly staleAfterMs: number;
+  /** How long one list page may take (default: staleAfterMs, at least 5 s). */
+  readonly listTimeoutMs?: number;
+  /** timeoutSeconds of each watch (default: half of staleAfterMs, at least 1 s). */
+  readonly watchTimeoutSeconds?: number;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly pageSize?: number;
@@ -48,6 +62,11 @@ export interface ListWatchOptions<T> {
 
 type WatchEnd = 'closed' | 'resync' | 'gone' | 'stopped';
 
+/** Nothing arrived within the bound: a watch, a streaming list or a list page stalled. */
+export class StallError extends Error {
+  override readonly name = 'StallError';
+}
+
 function resourceVersionOf(obj: unknown): string | undefined {
   const rv = (obj as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
   return typeof rv === 'string' ? rv : undefined;
@@ -58,12 +77,16 @@ export class ListWatch<T> {
   readonly #now: () => number;
   #stopped = false;
   #hasSynced = false;
-  #downSince: number | null = null;
+  /** When the apiserver was last heard from on this resource (sync, watch start, event, bookmark, clean end). */
+  #lastHeard = 0;
+  /** Why the last attempt failed, until the apiserver is heard from again. */
+  #lastFailure: 'error' | 'stall' | undefined;
   #abort: AbortController | undefined;
+  readonly #stopSignal = new AbortController();
   #wake: (() => void) | undefined;
   #done: Promise<void> | undefined;
-  /** Counters for tests and metrics: paged lists, streaming lists, watches, failures. */
-  readonly stats = { lists: 0, streams: 0, watches: 0, failures: 0 };
+  /** Counters for tests and metrics: paged lists, streaming lists, watches, failures, stalls. */
+  readonly stats = { lists: 0, streams: 0, watches: 0, failures: 0, stalls: 0 };
   /** Set once the server refused a streaming list: paged lists from then on. */
   #streamingOff = false;
 
@@ -78,6 +101,7 @@ export class ListWatch<T> {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopSignal.abort();
     this.#abort?.abort();
     this.#wake?.();
     await this.#done;
@@ -86,10 +110,58 @@ export class ListWatch<T> {
   /** undefined when healthy; otherwise why the copy cannot be trusted. */
   problem(): string | undefined {
     if (!this.#hasSynced) return `${this.#o.name}: initial list not completed`;
-    if (this.#downSince !== null && this.#now() - this.#downSince > this.#o.staleAfterMs) {
-      return `${this.#o.name}: watch down for ${Math.round((this.#now() - this.#downSince) / 1000)} s (bound ${this.#o.staleAfterMs / 1000} s)`;
+    const silentMs = this.#now() - this.#lastHeard;
+    if (silentMs <= this.#o.staleAfterMs) return undefined;
+    const s = Math.round(silentMs / 1000);
+    const bound = this.#o.staleAfterMs / 1000;
+    return this.#lastFailure === 'error'
+      ? `${this.#o.name}: watch down for ${s} s (bound ${bound} s)`
+      : `${this.#o.name}: watch stalled: nothing received for ${s} s (bound ${bound} s)`;
+  }
+
+  /** The apiserver answered: the copy is current as of now. */
+  #heard(): void {
+    this.#lastHeard = this.#now();
+    this.#lastFailure = undefined;
+  }
+
+  /** A list page or streamed object arrived: word from the apiserver, unless the copy is being
+   * rebuilt after a failure (then only the completed sync makes it current again). */
+  #progress(): void {
+    if (this.#lastFailure === undefined && this.#hasSynced) this.#lastHeard = this.#now();
+  }
+
+  /** A timer that checks, a few times per staleness bound, whether `since()` is older than it. */
+  #watchdog(since: () => number, onStall: (silentMs: number) => void): ReturnType<typeof setInterval> {
+    const every = Math.max(100, Math.min(1000, this.#o.staleAfterMs / 4));
+    const timer = setInterval(() => {
+      const silentMs = this.#now() - since();
+      if (silentMs > this.#o.staleAfterMs) onStall(silentMs);
+    }, every);
+    timer.unref();
+    return timer;
+  }
+
+  /** One list page, abandoned (and its request aborted) after listTimeoutMs. */
+  async #page(limit: number, cont: string | undefined): Promise<Listed<T>> {
+    const timeoutMs = this.#o.listTimeoutMs ?? Math.max(this.#o.staleAfterMs, 5000);
+    const ac = new AbortController();
+    const onStop = (): void => ac.abort();
+    this.#stopSignal.signal.addEventListener('abort', onStop, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        ac.abort();
+        reject(new StallError(`list page not answered within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([this.#o.list({ limit, ...(cont !== undefined ? { _continue: cont } : {}), signal: ac.signal }), timedOut]);
+    } finally {
+      clearTimeout(timer);
+      this.#stopSignal.signal.removeEventListener('abort', onStop);
     }
-    return undefined;
   }
 
   synced(): boolean {
@@ -102,7 +174,8 @@ export class ListWatch<T> {
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = await this.#o.list({ limit: this.#o.pageSize ?? 500, ...(cont !== undefined ? { _continue: cont } : {}) });
+      const page = await this.#page(this.#o.pageSize ?? 500, cont);
+      this.#progress();
       for (const item of page.items) items.push(compact === undefined ? item : compact(item));
       rv = page.metadata?.resourceVersion ?? rv;
       cont = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
@@ -132,10 +205,12 @@ export class ListWatch<T> {
       const items: T[] = [];
       let settled = false;
       let ac: AbortController | undefined;
+      let lastEvent = this.#now();
       const settle = (f: () => void): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearInterval(watchdog);
         ac?.abort();
         f();
       };
@@ -149,8 +224,20 @@ export class ListWatch<T> {
       const compact = this.#o.compact;
       const timer = setTimeout(() => refuse(`no end of the initial events within ${timeoutMs / 1000} s`), timeoutMs);
       timer.unref();
+      // Silence past the bound: after some objects, the pattern of a server that ignored
+      // sendInitialEvents (it sends what exists, then nothing); before any, a stalled connection,
+      // retried as a failure with streaming lists still on.
+      const watchdog = this.#watchdog(
+        () => lastEvent,
+        (silentMs) => {
+          if (items.length > 0) refuse(`no end of the initial events after ${Math.round(silentMs / 1000)} s of silence`);
+          else settle(() => reject(new StallError(`streaming list: nothing received for ${Math.round(silentMs / 1000)} s`)));
+        },
+      );
       const onEvent = (phase: string, obj: unknown): void => {
         if (settled) return;
+        lastEvent = this.#now();
+        this.#progress();
         if (phase === 'ADDED') items.push(compact === undefined ? (obj as T) : compact(obj as T));
         else if (phase === 'BOOKMARK') {
           const annotations = (obj as { metadata?: { annotations?: Record<string, unknown> } } | null)?.metadata?.annotations;
@@ -182,51 +269,74 @@ export class ListWatch<T> {
     });
   }
 
-  #watch(rv: string): Promise<{ end: WatchEnd; rv: string }> {
+  /** One watch from rv until it ends: cleanly (the server's timeoutSeconds), at the resync time
+   * (resyncInMs from now), on 410 Gone, on stop, or with an error (rejects; a StallError when
+   * nothing arrived within the staleness bound). */
+  #watch(rv: string, resyncInMs: number): Promise<{ end: WatchEnd; rv: string }> {
     return new Promise((resolve, reject) => {
       let last = rv;
       let settled = false;
-      const finish = (end: WatchEnd): void => {
-        if (settled) return;
+      let ac: AbortController | undefined;
+      const stopTimers = (): void => {
         settled = true;
         clearTimeout(resync);
-        this.#abort?.abort();
+        clearInterval(watchdog);
+        ac?.abort();
+      };
+      const finish = (end: WatchEnd): void => {
+        if (settled) return;
+        stopTimers();
         resolve({ end, rv: last });
       };
-      const resync = setTimeout(() => finish('resync'), this.#o.resyncMs);
+      const fail = (err: Error): void => {
+        if (settled) return;
+        stopTimers();
+        reject(err);
+      };
+      const resync = setTimeout(() => finish('resync'), Math.max(0, resyncInMs));
       resync.unref();
+      const watchdog = this.#watchdog(
+        () => this.#lastHeard,
+        (silentMs) => {
+          this.stats.stalls++;
+          fail(new StallError(`watch stalled: no event, bookmark or end for ${Math.round(silentMs / 1000)} s`));
+        },
+      );
       const onEvent = (phase: string, obj: unknown): void => {
+        if (settled) return;
         if (phase === 'ERROR') {
           const code = (obj as { code?: unknown } | null)?.code;
           if (code === 410) finish('gone');
-          else {
-            settled = true;
-            clearTimeout(resync);
-            this.#abort?.abort();
-            reject(new Error(`watch error event: ${JSON.stringify(obj)}`));
-          }
+          else fail(new Error(`watch error event: ${JSON.stringify(obj)}`));
           return;
         }
+        this.#heard();
         last = resourceVersionOf(obj) ?? last;
         if (phase === 'ADDED' || phase === 'MODIFIED') this.#o.upsert(obj as T);
         else if (phase === 'DELETED') this.#o.remove(obj as T);
       };
       const onDone = (err: unknown): void => {
         if (settled) return;
-        if (err === null || err === undefined || this.#stopped) finish(this.#stopped ? 'stopped' : 'closed');
-        else {
-          settled = true;
-          clearTimeout(resync);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
+        if (this.#stopped) finish('stopped');
+        else if (err === null || err === undefined) {
+          // The server ended the watch (timeoutSeconds): word from it, and a re-watch from `last`.
+          this.#heard();
+          finish('closed');
+        } else fail(err instanceof Error ? err : new Error(String(err)));
       };
+      const timeoutSeconds = this.#o.watchTimeoutSeconds ?? Math.max(1, Math.floor(this.#o.staleAfterMs / 2000));
       this.#o.watch
-        .watch(this.#o.watchPath, { ...this.#o.watchParams, resourceVersion: rv, allowWatchBookmarks: true }, onEvent, onDone)
-        .then((ac) => {
-          this.#abort = ac;
-          this.#downSince = null;
+        .watch(this.#o.watchPath, { ...this.#o.watchParams, resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+        .then((c) => {
+          ac = c;
+          this.#abort = c;
+          if (settled || this.#stopped) {
+            c.abort();
+            return;
+          }
+          // client-node resolves once the server answered 200: the watch is established.
+          this.#heard();
           this.stats.watches++;
-          if (settled || this.#stopped) ac.abort();
         })
         .catch((err: unknown) => onDone(err ?? new Error('watch failed')));
     });
@@ -249,17 +359,21 @@ export class ListWatch<T> {
       try {
         let rv = await this.#sync();
         this.#hasSynced = true;
-        this.#downSince = null;
+        this.#heard();
         backoff = this.#o.backoffInitialMs ?? 500;
+        const resyncAt = this.#now() + this.#o.resyncMs;
         for (;;) {
-          const r = await this.#watch(rv);
+          const r = await this.#watch(rv, resyncAt - this.#now());
           if (r.end !== 'closed' || this.#stopped) break; // resync, 410 Gone or stop: relist
           rv = r.rv;
         }
       } catch (err) {
         if (this.#stopped) break;
         this.stats.failures++;
-        this.#downSince ??= this.#now();
+        const stalled = err instanceof StallError;
+        // A stall stays a stall while the retries time out too; an error replaces it.
+        if (!stalled || this.#lastFailure === undefined) this.#lastFailure = stalled ? 'stall' : 'error';
+        this.#abort?.abort();
         this.#o.log.warn({ resource: this.#o.name, err: (err as Error).message, retryInMs: backoff }, 'list/watch failed; retrying');
         await this.#sleep(backoff);
         backoff = Math.min(backoff * 2, this.#o.backoffMaxMs ?? 30_000);

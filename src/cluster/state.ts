@@ -9,8 +9,18 @@ import type { MeshguardException } from '../exceptions/model.ts';
  * cached namespaces cost a name and a shared labels object each; NamespaceInfo's type makes
  * reading any other label a type error (test/unit/namespace-cache.test.ts checks the list).
  */
-export const NAMESPACE_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode', 'meshguard.dev/mode'] as const;
+export const NAMESPACE_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode', 'meshguard.dev/mode', 'meshguard.dev/exempt'] as const;
 export type NamespaceLabel = (typeof NAMESPACE_LABELS)[number];
+
+/**
+ * An infrastructure namespace (a CNI's, a node monitoring agent's) that meshguard leaves alone:
+ * the namespace and workload webhooks do not match it (namespaceSelector), so its Pods start while
+ * meshguard is down, and the rules skip it. Like every meshguard.dev/ label only meshguard's
+ * administrators may set or remove it (control-labels-admin-only, which still sees every
+ * namespace write that touches it).
+ */
+export const EXEMPT_LABEL = 'meshguard.dev/exempt';
+export const EXEMPT_VALUE = 'infrastructure';
 export type NamespaceLabels = Readonly<Partial<Record<NamespaceLabel, string>>>;
 
 export interface NamespaceInfo {
@@ -45,6 +55,10 @@ export interface ClusterState {
   injectorValues?(): Readonly<Record<string, unknown>> | undefined;
   /** The MeshguardExceptions of a namespace (src/exceptions/store.ts); none when absent. */
   exceptions?(namespace: string): readonly MeshguardException[];
+  /** Why the part of the state a request of this kind reads is not current (undefined: it is).
+   * A Namespace's decision reads only the Istio revisions; anything else also reads namespace
+   * labels. Without it, synced() stands for every kind. */
+  staleFor?(kind: { readonly group: string; readonly kind: string }): string | undefined;
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

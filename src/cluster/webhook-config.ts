@@ -2,6 +2,7 @@
 // from the rule registry so that they list exactly the resources the rules read. Used by the docs,
 // the Helm chart check and the real-apiserver suite.
 import type { Rule, WebhookResource } from '../engine/types.ts';
+import { EXEMPT_LABEL, EXEMPT_VALUE } from './state.ts';
 
 export type FailurePolicy = 'Fail' | 'Ignore';
 
@@ -68,8 +69,64 @@ function clientConfig(o: WebhookConfigOptions, path: string): Record<string, unk
   return cc;
 }
 
-function notIn(names: readonly string[]): Record<string, unknown> {
-  return { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...new Set(names)].sort() }] };
+function notIn(names: readonly string[], o: { exemptLabel?: boolean } = {}): Record<string, unknown> {
+  const byName = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...new Set(names)].sort() };
+  // NotIn also matches namespaces without the label: only the labelled ones are left out.
+  const byLabel = { key: EXEMPT_LABEL, operator: 'NotIn', values: [EXEMPT_VALUE] };
+  return { matchExpressions: o.exemptLabel === true ? [byName, byLabel] : [byName] };
+}
+
+const LABELS_OR_ANNOTATIONS_CHANGED =
+  'object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) || object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})';
+
+/**
+ * matchConditions (CEL; the webhook is called only when every one holds) that keep meshguard off
+ * the deletion path, so that deleting works while meshguard is down, whatever the failure policy.
+ * Neither skips anything a rule could object to: rules read labels, annotations and spec.
+ */
+export const DELETION_PATH_CONDITIONS = Object.freeze([
+  // An update of an object that is already being deleted (the stored object has a
+  // deletionTimestamp) that leaves its labels, annotations and spec as they were: a controller
+  // removing its finalizer. Such objects start nothing new.
+  {
+    name: 'not-deletion-bookkeeping',
+    expression: `request.operation != 'UPDATE' || !has(oldObject.metadata.deletionTimestamp) || object.?spec.orValue({}) != oldObject.?spec.orValue({}) || ${LABELS_OR_ANNOTATIONS_CHANGED}`,
+  },
+]);
+
+/**
+ * The namespace webhook's further conditions. namespaces/status and namespaces/finalize are
+ * intercepted because a write through them may also change labels (their strategies keep the
+ * submitted metadata): only such writes are sent, so the namespace controller's status updates
+ * and its final finalize call never wait for meshguard. A namespace labelled
+ * meshguard.dev/exempt=infrastructure that stays so is sent only when its labels or annotations
+ * change (the label is guarded there), so its operator's other writes never wait either.
+ */
+export const NAMESPACE_CONDITIONS = Object.freeze([
+  {
+    name: 'subresource-label-edits-only',
+    expression: `!has(request.subResource) || request.subResource == '' || ${LABELS_OR_ANNOTATIONS_CHANGED}`,
+  },
+  {
+    name: 'exempt-namespace-label-edits-only',
+    expression: `request.operation != 'UPDATE' || object.metadata.?labels[?'${EXEMPT_LABEL}'].orValue('') != '${EXEMPT_VALUE}' || oldObject.metadata.?labels[?'${EXEMPT_LABEL}'].orValue('') != '${EXEMPT_VALUE}' || ${LABELS_OR_ANNOTATIONS_CHANGED}`,
+  },
+]);
+
+const isNamespaceResource = (r: string): boolean => r === 'namespaces' || r.startsWith('namespaces/');
+
+/** Entries split by whether they are core namespaces (the namespace webhook) or anything else. */
+function splitNamespaces(entries: RuleEntry[]): { namespaces: RuleEntry[]; rest: RuleEntry[] } {
+  const namespaces: RuleEntry[] = [];
+  const rest: RuleEntry[] = [];
+  for (const e of entries) {
+    const core = e.apiGroups.length === 1 && e.apiGroups[0] === '';
+    const ns = core ? e.resources.filter(isNamespaceResource) : [];
+    const other = core ? e.resources.filter((r) => !isNamespaceResource(r)) : e.resources;
+    if (ns.length > 0) namespaces.push({ ...e, resources: ns });
+    if (other.length > 0) rest.push({ ...e, resources: other });
+  }
+  return { namespaces, rest };
 }
 
 function webhook(o: WebhookConfigOptions, name: string, path: string, rules: RuleEntry[], extra: Record<string, unknown>): Record<string, unknown> {
@@ -95,13 +152,28 @@ function metadata(o: WebhookConfigOptions): Record<string, unknown> {
 export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Record<string, unknown>; validating: Record<string, unknown> } {
   const mutatingRules = o.rules.filter((r) => r.type === 'mutating');
   const validatingRules = o.rules.filter((r) => r.type === 'validating');
-  const defaultExcluded = notIn([...ALWAYS_EXCLUDED, ...o.exemptNamespaces, o.meshguardNamespace]);
+  const defaultNames = [...ALWAYS_EXCLUDED, ...o.exemptNamespaces, o.meshguardNamespace];
+  // Workloads: not in infrastructure namespaces labelled exempt either, so that their Pods (a
+  // CNI's, after a node replacement) start while meshguard is down.
+  const workloadExcluded = notIn(defaultNames, { exemptLabel: true });
   const minimalExcluded = notIn([...ALWAYS_EXCLUDED, o.meshguardNamespace]);
-  const validating: Record<string, unknown>[] = [
-    webhook(o, 'validate.meshguard.dev', '/validate', ruleEntries(validatingRules, 'default'), { namespaceSelector: defaultExcluded }),
-  ];
+  const { namespaces, rest } = splitNamespaces(ruleEntries(validatingRules, 'default'));
+  const validating: Record<string, unknown>[] = [];
+  // Namespaces have their own webhook, excluded by name only: a selector on the exempt label would
+  // also hide a tenant's attempt to set it from the rule that guards it.
+  if (namespaces.length > 0) {
+    validating.push(
+      webhook(o, 'validate.meshguard.dev', '/validate', namespaces, {
+        namespaceSelector: notIn(defaultNames),
+        matchConditions: [...DELETION_PATH_CONDITIONS, ...NAMESPACE_CONDITIONS],
+      }),
+    );
+  }
+  if (rest.length > 0) {
+    validating.push(webhook(o, 'validate-workloads.meshguard.dev', '/validate', rest, { namespaceSelector: workloadExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
+  }
   const all = ruleEntries(validatingRules, 'all-namespaces');
-  if (all.length > 0) validating.push(webhook(o, 'validate-all-namespaces.meshguard.dev', '/validate', all, { namespaceSelector: minimalExcluded }));
+  if (all.length > 0) validating.push(webhook(o, 'validate-all-namespaces.meshguard.dev', '/validate', all, { namespaceSelector: minimalExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
   const meshConfig = ruleEntries(validatingRules, 'mesh-config');
   if (meshConfig.length > 0) {
     // ConfigMaps double as leader-election locks: only the mesh config in istio-system is sent,
@@ -121,7 +193,8 @@ export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Reco
       metadata: metadata(o),
       webhooks: [
         webhook(o, 'mutate.meshguard.dev', '/mutate', ruleEntries(mutatingRules, 'default'), {
-          namespaceSelector: defaultExcluded,
+          // Never enrol an infrastructure namespace in the mesh (its creation is still validated).
+          namespaceSelector: workloadExcluded,
           // The mutation only adds labels when none is present; another mutator running after it
           // cannot make it add anything new, so a second call would be wasted.
           reinvocationPolicy: 'Never',

@@ -84,7 +84,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     kubeconfig: nullableStr('kubeconfig file; unset and inCluster false: no cluster (namespaces from configuration only)'),
     inCluster: bool('use the pod service account (in-cluster configuration)', false),
     resyncSeconds: int('relist period of the caches', 600, 10, 86_400),
-    staleAfterSeconds: int('readiness turns false when a watch has been down this long', 60, 1, 3_600),
+    staleAfterSeconds: int('readiness turns false, and admission requests get 503 MG_CACHE_STALE (the failure policy applies), once nothing has been heard on a cache watch for this long: down or stalled (each watch is ended by the apiserver and renewed every half of it)', 60, 2, 3_600),
     discoverRevisions: bool('discover installed Istio revisions and tags from MutatingWebhookConfigurations', true),
   }),
   selfManagedCerts: obj('meshguard manages its own CA and serving certificate in a Secret and patches the caBundle into its webhook configurations (needs cluster access)', {

@@ -5,7 +5,7 @@ import { isSkip, results, type MutatingRule, type Result, type RuleContext, type
 
 export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
   const plan = matchPlan(rules, ctx.request, ctx.config);
-  const subject = requestSubject(ctx.request, ctx.config);
+  const subject = requestSubject(ctx.request, ctx.config, ctx.cluster);
   const out: Result[] = [];
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as ValidatingRule;
@@ -77,7 +77,7 @@ export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object:
   const changes: { ruleId: string; description: string }[] = [];
   const out: Result[] = [];
   for (const rule of rules) {
-    const reason = skipReason(rule, ctx.request, ctx.config);
+    const reason = skipReason(rule, ctx.request, ctx.config, ctx.cluster);
     if (reason !== undefined) {
       out.push(results.skip(rule.id, reason));
       continue;

@@ -1,6 +1,8 @@
 // Named skip predicates: whether a rule applies to a request, and if not, why.
 import type { AdmissionRequest } from '../admission/types.ts';
+import { EXEMPT_LABEL, EXEMPT_VALUE, type ClusterState } from '../cluster/state.ts';
 import type { Config } from '../config/types.ts';
+import { isAdmin } from './decide.ts';
 import { results, type Result, type Rule } from './types.ts';
 
 /** The namespace a request is about: the Namespace's own name, or the object's namespace. */
@@ -45,9 +47,21 @@ export interface RequestSubject {
   readonly exempt: boolean;
 }
 
-export function requestSubject(req: AdmissionRequest, config: Config): RequestSubject {
+export function requestSubject(req: AdmissionRequest, config: Config, cluster?: ClusterState): RequestSubject {
   const namespace = subjectNamespace(req);
-  return { hasObject: req.object !== null, namespace, exempt: isExempt(config, namespace) };
+  return { hasObject: req.object !== null, namespace, exempt: isExempt(config, namespace) || exemptByLabel(req, config, namespace, cluster) };
+}
+
+/** Labelled meshguard.dev/exempt=infrastructure. A Namespace by the label an administrator writes,
+ * else by the stored one (as the mode label: a tenant's label is not trusted, and
+ * control-labels-admin-only, which ignores exemptions, denies it); anything in a namespace by
+ * the namespace's label in the cluster state. */
+function exemptByLabel(req: AdmissionRequest, config: Config, namespace: string, cluster: ClusterState | undefined): boolean {
+  if (req.kind.group === '' && req.kind.kind === 'Namespace') {
+    const trusted = isAdmin(config, req) ? req.object : req.oldObject;
+    return trusted?.metadata?.labels?.[EXEMPT_LABEL] === EXEMPT_VALUE;
+  }
+  return namespace !== '' && cluster?.namespace(namespace)?.labels[EXEMPT_LABEL] === EXEMPT_VALUE;
 }
 
 /** The part that depends on the request's object and namespace: what is left of skipReason for a
@@ -59,8 +73,8 @@ export function requestSkipReason(rule: Rule, subject: RequestSubject): string |
 }
 
 /** undefined when the rule applies; otherwise the reason it is skipped. */
-export function skipReason(rule: Rule, req: AdmissionRequest, config: Config): string | undefined {
-  return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, requestSubject(req, config));
+export function skipReason(rule: Rule, req: AdmissionRequest, config: Config, cluster?: ClusterState): string | undefined {
+  return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, requestSubject(req, config, cluster));
 }
 
 /** Per rule, in order: the skip Result when the rule does not apply to requests of this shape

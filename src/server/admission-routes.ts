@@ -41,6 +41,22 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
       return;
     }
     const r = decoded.request;
+    // Rules read namespace labels and Istio revisions from the watch-backed caches: while what this
+    // request's decision reads is not current (not synced yet, or nothing heard from the apiserver
+    // within cluster.staleAfterSeconds), no decision is made from it. The 503 makes the apiserver
+    // apply the failure policy, as it does when no replica is ready (docs/failure-modes.md).
+    const stale =
+      deps.cluster.staleFor !== undefined
+        ? deps.cluster.staleFor(r.kind)
+        : deps.cluster.synced()
+          ? undefined
+          : (deps.cluster.problem?.() ?? 'cluster caches not synced');
+    if (stale !== undefined) {
+      const body = errorBody('CACHE_STALE', stale);
+      deps.recorder.observeRejected(`/${endpoint}`, body.code);
+      void reply.code(body.statusCode).send(body);
+      return;
+    }
     // Too late to evaluate within the apiserver's timeout: the mode's deterministic answer now.
     const late = overdueAnswer(req.raw, r, deps.config, deps.cluster);
     if (late !== undefined) {

@@ -13,7 +13,6 @@ import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 export const FIXTURES = join(ROOT, 'test/fixtures');
-export const PEER = join(ROOT, '../shared/peer-suites/kyverno-istio');
 
 export const ADMIN = { username: 'admin', groups: ['system:masters', 'system:authenticated'] };
 export const TENANT = { username: 'tenant', groups: ['tenants', 'system:authenticated'] };

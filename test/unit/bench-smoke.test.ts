@@ -1,7 +1,9 @@
 // The benchmark harness still works (issue 7): `node test/bench/run.ts --quick` runs end to end
-// against meshguard and the floor, no request fails, and the results file has the shape the docs
-// and the README point at. Structure only: a smoke run's figures mean nothing, and nothing here is
-// timed.
+// against meshguard and the floor, every answer is the right one, and the results file has the
+// shape the docs and the README point at. Structure and correctness only: a smoke run's figures
+// mean nothing and nothing here is timed. On a busy machine meshguard may shed load (503
+// MG_OVERLOADED, its documented answer past saturation); the harness counts those apart, so the
+// test holds however loaded the machine is, while a wrong verdict or a broken connection fails it.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 interface Agg { rps: number; p50Us: number; p99Us: number; cpuUsPerRequest: number; errors: number; rounds: number }
+const finite = (...xs: number[]): boolean => xs.every((x) => Number.isFinite(x) && x >= 0);
 interface Results {
   date: string;
   quick: boolean;
@@ -26,10 +29,11 @@ interface Results {
   profileDiff: { area: string; aUs: number; bUs: number }[];
   framework: { variant: string; agg: Agg; cpuRatio: number; rpsRatio: number }[] | null;
   totalErrors: number;
-  runs: { server: string; requests: number; errors: number }[];
+  totalShed: number;
+  runs: { server: string; requests: number; errors: number; shed: number }[];
 }
 
-t.test('npm run bench -- --quick completes with zero request errors and a well-formed results file', async (t) => {
+t.test('npm run bench -- --quick completes with every answer right and a well-formed results file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-bench-smoke-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'quick.json');
@@ -39,7 +43,7 @@ t.test('npm run bench -- --quick completes with zero request errors and a well-f
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const [code] = (await once(child, 'exit')) as [number | null];
-  t.equal(code, 0, 'run.ts --quick exits 0 (it exits 1 when any request failed)', { stderr: stderr.slice(-4000) });
+  t.equal(code, 0, 'run.ts --quick exits 0 (it exits 1 on a wrong answer or a broken connection)', { stderr: stderr.slice(-4000) });
   t.match(stdout, /## Targets \(issue 7\)/, 'prints the report with its targets section');
 
   const r = JSON.parse(readFileSync(out, 'utf8')) as Results;
@@ -47,25 +51,26 @@ t.test('npm run bench -- --quick completes with zero request errors and a well-f
   t.ok(!Number.isNaN(Date.parse(r.date)), 'dated');
   t.ok(r.machine.nproc >= 1 && typeof r.machine.cpuModel === 'string' && r.machine.node.startsWith('v'), 'names the machine and the Node version');
   t.equal(r.loadAverage.start.length, 3, 'records the load average');
-  t.equal(r.totalErrors, 0, 'zero request errors in total');
-  t.ok(r.runs.length > 0 && r.runs.every((x) => x.errors === 0 && x.requests > 0), 'every run answered requests, none failed');
+  t.equal(r.totalErrors, 0, 'no wrong answer and no broken connection in any run');
+  t.ok(Number.isInteger(r.totalShed) && r.totalShed >= 0, `load shedding is counted apart: ${r.totalShed} answers were 503 MG_OVERLOADED`);
+  t.ok(r.runs.length > 0 && r.runs.every((x) => x.errors === 0 && x.requests + x.shed > 0), 'every run was answered, and every answer was the expected verdict or a shed 503');
   t.ok(r.runs.some((x) => x.server === 'meshguard') && r.runs.some((x) => x.server === 'floor'), 'both meshguard and the floor were driven');
 
   const scenarios = ['pod-create', 'deployment-update', 'namespace-create', 'pod-denied', 'mix'];
   for (const s of scenarios) {
     for (const c of r.settings.connections) {
       const row = r.main.find((x) => x.scenario === s && x.connections === c);
-      t.ok(row !== undefined && row.meshguard.rounds > 0 && row.floor.rounds > 0 && row.meshguard.rps > 0 && row.floor.rps > 0 && row.meshguard.cpuUsPerRequest > 0 && Number.isFinite(row.rpsRatio) && Number.isFinite(row.cpuRatio), `main table: ${s} at ${c} connections, both servers, with ratios`);
+      t.ok(row !== undefined && row.meshguard.rounds > 0 && row.floor.rounds > 0 && finite(row.meshguard.rps, row.floor.rps, row.meshguard.cpuUsPerRequest, row.rpsRatio, row.cpuRatio), `main table: ${s} at ${c} connections, both servers, with ratios`);
     }
   }
   t.equal(r.sizeScaling.length, 4, 'size scaling: four object sizes');
-  t.ok(r.sizeScaling.every((x) => x.meshguard.rps > 0 && x.floor.rps > 0), 'size scaling: both servers answered at every size');
+  t.ok(r.sizeScaling.every((x) => x.meshguard.rounds > 0 && x.floor.rounds > 0 && finite(x.meshguard.rps, x.floor.rps)), 'size scaling: both servers were driven at every size');
   t.same(Object.keys(r.handshakes).sort(), ['floor ECDSA P-256', 'floor RSA-2048', 'meshguard ECDSA P-256', 'meshguard RSA-2048'], 'handshakes: ECDSA and RSA for both servers');
   t.ok(r.micro !== null && r.micro.kinds.length === 4 && r.micro.kinds.every((k) => k.totalNs > 0), 'microbenchmark: one row per request kind');
   t.ok(r.profileDiff.length > 0 && r.profileDiff.some((d) => d.aUs > 0) && r.profileDiff.some((d) => d.bUs > 0), 'profile: a per-area diff of meshguard against the floor');
   const split = r.framework ?? [];
   t.same(split.map((f) => f.variant), ['floor', 'floor + 10 µs busy-wait', 'fastify-floor', 'decision path on node:https', 'meshguard'], 'framework split: the floor, the busy-wait floor, the Fastify floor, the decision-path floor and meshguard');
-  t.ok(split.every((f) => f.agg.rps > 0 && f.agg.cpuUsPerRequest > 0 && Number.isFinite(f.cpuRatio) && Number.isFinite(f.rpsRatio)), 'framework split: every server answered, with ratios to the floor');
+  t.ok(split.every((f) => f.agg.rounds > 0 && finite(f.agg.rps, f.agg.cpuUsPerRequest, f.cpuRatio, f.rpsRatio)), 'framework split: every server was driven, with ratios to the floor');
   const names = r.targets.map((x) => x.target);
   for (const key of ['throughput at 50 connections', 'server CPU per request', 'p99 at 2 connections', 'peak RSS', 'no request errors']) {
     t.ok(names.some((n) => n.includes(key)), `targets: "${key}" is reported`);

@@ -8,8 +8,9 @@
 //    never patches, patch iff patchType, a patch applies cleanly to the request object with
 //    fast-json-patch, warnings bounded); no rule produces an `error` result on well-typed input;
 //  - through real HTTPS: every answer is a 200 AdmissionReview or a coded 4xx, never a 5xx;
-//  - prototype-poisoning payloads, 1 MiB of nesting and over-limit bodies are refused while the
-//    event loop keeps turning (longest delay measured with monitorEventLoopDelay).
+//  - prototype-poisoning payloads, 1 MiB of nesting and over-limit bodies are refused, all at once,
+//    and the server answers normally afterwards (the longest event-loop delay is reported, not
+//    asserted: it depends on the machine).
 import t from 'tap';
 import fc from 'fast-check';
 import fastJsonPatch from 'fast-json-patch';
@@ -416,41 +417,24 @@ t.test('every kind a rule matches is fuzzed', async (t) => {
   t.comment(`kinds without a fixture object (fuzzed from a minimal object): ${synthetic.join(', ') || 'none'}`);
 });
 
-/**
- * Rules known to produce error results on well-typed input, found by this test (bugs to fix in the
- * rule; each entry is a todo below, so the suite stays green while it reports them). Any other rule
- * that errors fails the property with a shrunk counterexample.
- */
-const KNOWN_TYPED_ERRORS: Readonly<Record<string, string>> = {};
-const typedErrors = new Map<string, string>();
-
 t.test('well-typed but odd reviews: decoded, no throw, well-formed answers, no rule errors', async (t) => {
   for (const k of KINDS) {
-    let errors = 0;
-    fc.assert(
+    // fc.check, not fc.assert: the outcome is asserted here, with the shrunk counterexample.
+    const details = fc.check(
       fc.property(caseArb(k, typedStep, false), (c) => {
         const run = runCase(c);
         if (run.outcome === undefined || run.request === undefined) throw new Error(`a well-typed review was refused by the decoder: ${run.decodeError}`);
         const wellFormed = !LONE_SURROGATE_ESCAPE.test(c.body) && !LONE_SURROGATE_ESCAPE.test(JSON.stringify(c.namespaceLabels ?? {}));
         const problem = answerProblem(c.endpoint, run.request, run.outcome.response, wellFormed);
         if (problem !== undefined) throw new Error(problem);
-        for (const e of errorResults(run.outcome.results)) {
-          if (KNOWN_TYPED_ERRORS[e.ruleId] === undefined) {
-            errors++;
-            throw new Error(`rule error on well-typed input: ${e.ruleId}: ${e.reason ?? ''}`);
-          }
-          if (!typedErrors.has(e.ruleId)) typedErrors.set(e.ruleId, e.reason ?? '');
-        }
+        const e = errorResults(run.outcome.results)[0];
+        if (e !== undefined) throw new Error(`rule error on well-typed input: ${e.ruleId}: ${e.reason ?? ''}`);
       }),
       { numRuns: RUNS },
     );
-    t.equal(errors, 0, `${k.group === '' ? 'core' : k.group}/${k.kind}: ${RUNS} reviews, no throw, every answer well formed, no rule error outside the known list`);
+    t.notOk(details.failed, `${k.group === '' ? 'core' : k.group}/${k.kind}: ${details.numRuns} reviews, no throw, every answer well formed, no rule error`, details.failed ? { counterexample: fc.stringify(details.counterexample), error: String(details.errorInstance) } : {});
   }
   t.same(splitSurrogates, [], 'messages never cut a surrogate pair in half (input without lone surrogates)');
-  for (const [rule, why] of Object.entries(KNOWN_TYPED_ERRORS)) {
-    const seen = typedErrors.get(rule);
-    t.equal(seen, undefined, `${rule} produces no error result on well-typed input${seen === undefined ? '' : ` (seen: ${seen})`}`, { todo: `known bug: ${why}` });
-  }
 });
 
 /** Rules that produced `error` results on garbage, with one example each (the test reports them). */
@@ -481,7 +465,7 @@ t.test('garbage reviews (wrong types, nulls, arrays for maps, odd envelopes): no
   for (const l of list) t.comment(`rule error on garbage: ${l}`);
   // A rule error is never a crash: decide() turns it into a denial in enforce (fail closed) or a
   // warning. It is still a bug in the rule's input handling, reported here by name.
-  t.same(list, [], 'no rule produces an error result on garbage input', list.length > 0 ? { todo: `rules that error on garbage (bugs to fix in the rules): ${[...garbageErrors.keys()].join(', ')}` } : {});
+  t.same(list, [], 'no rule produces an error result on garbage input');
 });
 
 t.test('any JSON at all: the decoder never throws and answers a coded error or a request', async (t) => {
@@ -594,7 +578,7 @@ function attack(body: Buffer | string, headers: Record<string, string> = {}, pat
   });
 }
 
-t.test('poisoning, deep nesting and over-limit bodies are refused without stalling the event loop', async (t) => {
+t.test('poisoning, deep nesting and over-limit bodies are refused, all at once, and the server answers afterwards', async (t) => {
   const MiB = 1024 * 1024;
   const deepArrays = `${'['.repeat(MiB / 2)}${']'.repeat(MiB / 2)}`;
   const deepObject = `${'{"a":'.repeat(MiB / 10)}{"__proto__":{"polluted":1}}${'}'.repeat(MiB / 10)}`;
@@ -629,8 +613,9 @@ t.test('poisoning, deep nesting and over-limit bodies are refused without stalli
   for (const { name, r, statuses, codes } of results.slice(0, cases.length * 3)) {
     t.ok(statuses.includes(r.status) && (r.status === 200 || codes.includes(r.code)), `${name}: ${r.status} ${r.code}`);
   }
-  const maxMs = h.max / 1e6;
-  t.ok(maxMs < 1000, `longest event-loop delay during the attack: ${maxMs.toFixed(0)} ms (bound 1000 ms; not a benchmark)`);
+  // Reported, not asserted: on a busy machine any delay is possible. Stalls show up as failures
+  // above (the server answers every case, with the right code) and in the benchmark.
+  t.comment(`longest event-loop delay during the attack: ${(h.max / 1e6).toFixed(0)} ms`);
   t.equal(({} as Record<string, unknown>)['polluted'], undefined, 'Object.prototype is not polluted');
   const after = await post(server, '/validate', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'after', kind: { group: '', version: 'v1', kind: 'Namespace' }, operation: 'CREATE', object: { metadata: { name: 'x', labels: { 'istio-injection': 'enabled' } } } } }));
   t.equal(after.status, 200, 'the server answers normally afterwards');

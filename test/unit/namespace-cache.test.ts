@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { KObject } from '../../src/admission/types.ts';
 import { SharedLabels } from '../../src/cluster/cache.ts';
-import { NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/cluster/state.ts';
+import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/cluster/state.ts';
 import { MODE_LABEL } from '../../src/engine/decide.ts';
 import type { ReviewOutcome } from '../../src/engine/review.ts';
 import { MESH_LABELS } from '../../src/policies/lib/mesh.ts';
@@ -28,8 +28,8 @@ function states(namespaces: readonly { name: string; labels: Record<string, stri
   };
 }
 
-t.test('the cached labels are exactly the labels rules read from the cluster state: the mesh labels and the mode label', async (t) => {
-  t.same([...NAMESPACE_LABELS].sort(), [...MESH_LABELS, MODE_LABEL].sort());
+t.test('the cached labels are exactly the labels rules read from the cluster state: the mesh labels, the mode label and the exemption label', async (t) => {
+  t.same([...NAMESPACE_LABELS].sort(), [...MESH_LABELS, MODE_LABEL, EXEMPT_LABEL].sort());
 });
 
 t.test('namespaces with the same rule labels share one frozen object; other labels and non-strings are dropped', async (t) => {

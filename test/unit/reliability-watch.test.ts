@@ -5,7 +5,10 @@
 // 429 or 500 on demand; test/e2e/watch-failures.test.ts restarts a real apiserver instead.
 // Must hold: the cache retries with growing backoff, readiness (/readyz) reports the cache problem
 // while the initial list fails and once the watch has been down longer than the staleness bound,
-// and after recovery the cache, readiness and admission decisions use the fresh labels.
+// no admission decision is made from a stale copy (503 MG_CACHE_STALE: the failure policy applies),
+// and after recovery the cache, readiness and admission decisions use the fresh labels. A
+// blackholed connection (requests accepted, nothing ever answered, no reset) is detected the same
+// way, within the bound, and its hung requests are given up.
 import t from 'tap';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
@@ -36,6 +39,10 @@ class FakeApiserver {
   server!: Server;
   url = '';
   state: 'boot' | 'up' | 'down' = 'boot';
+  /** Blackholed: every request is accepted and never answered, and open watches go silent. */
+  blackhole = false;
+  /** Requests held unanswered by the blackhole that the client has not given up yet. */
+  readonly held = new Set<ServerResponse>();
   /** A watch with sendInitialEvents (a streaming list): refused with 422 like an apiserver without
    * WatchList (1.33, or the gate off), or ignored like one older than 1.27 (the namespace as a
    * plain ADDED event, and never the bookmark that ends the initial events). */
@@ -67,6 +74,11 @@ class FakeApiserver {
         res.writeHead(404).end();
         return;
       }
+      if (this.blackhole) {
+        this.held.add(res);
+        res.on('close', () => this.held.delete(res));
+        return;
+      }
       if (u.searchParams.get('watch') === 'true' && u.searchParams.get('sendInitialEvents') === 'true' && this.streaming === 'refuse') {
         this.hits.push({ atMs: performance.now() - this.t0, kind: 'stream', status: 422 });
         res.writeHead(422, { 'content-type': 'application/json' });
@@ -80,6 +92,13 @@ class FakeApiserver {
         res.write(u.searchParams.get('sendInitialEvents') === 'true' ? `${JSON.stringify({ type: 'ADDED', object: this.namespace() })}\n` : '');
         this.watches.add(res);
         res.on('close', () => this.watches.delete(res));
+        // Like the apiserver: the watch ends cleanly after timeoutSeconds (unless blackholed).
+        const timeoutSeconds = Number(u.searchParams.get('timeoutSeconds') ?? 0);
+        if (timeoutSeconds > 0) {
+          setTimeout(() => {
+            if (!this.blackhole) res.end();
+          }, timeoutSeconds * 1000).unref();
+        }
         return;
       }
       if (this.state === 'down') return this.#fail(res, this.hits.length % 2 === 0 ? 429 : 500, 'list');
@@ -99,6 +118,7 @@ class FakeApiserver {
   modify(labels: Record<string, string>): void {
     this.labels = labels;
     this.rv++;
+    if (this.blackhole) return; // the change is made, the event never arrives
     for (const w of this.watches) w.write(`${JSON.stringify({ type: 'MODIFIED', object: this.namespace() })}\n`);
   }
 
@@ -136,22 +156,27 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   const warnings: { retryInMs?: number; err?: string }[] = [];
   const cache = new ClusterCache(kc, {
     resyncMs: 600_000,
-    staleAfterMs: 1000,
+    staleAfterMs: 2000,
     discoverRevisions: false,
     configuredRevisions: [],
     log: { info: () => {}, warn: (o) => void warnings.push(o as { retryInMs?: number }) },
   });
-  const server = await startServer({ 'cluster.staleAfterSeconds': 1 }, { cluster: cache });
+  const server = await startServer({ 'cluster.staleAfterSeconds': 2 }, { cluster: cache });
   t.teardown(() => server.close());
   t.teardown(() => cache.stop());
   const deployment = (): string =>
     JSON.stringify(reviewBody({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'team-w' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } }));
   const allowed = async (): Promise<boolean> => (await post(server, '/validate', deployment())).json().response.allowed as boolean;
+  const answer = async (): Promise<{ status: number; code: unknown }> => {
+    const r = await post(server, '/validate', deployment());
+    return { status: r.status, code: r.json().code };
+  };
 
   cache.start();
   const booting = await get(server, '/readyz');
   t.equal(booting.status, 503, 'not ready while the initial list is answered 429 and 500');
   t.match(booting.json().failing.caches, /namespaces: initial list not completed/, 'and /readyz says which cache and why');
+  t.same(await answer(), { status: 503, code: 'MG_CACHE_STALE' }, 'no decision before the initial sync: 503 MG_CACHE_STALE (the apiserver applies the failure policy)');
 
   t.ok(await eventually(() => cache.synced(), 10_000), 'the cache syncs once the list succeeds');
   t.same(fake.hits[0] && `${fake.hits[0].kind} ${fake.hits[0].status}`, 'stream 422', 'a streaming list first, refused (an apiserver without WatchList)');
@@ -176,8 +201,8 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   t.equal((await get(server, '/readyz')).status, 200, 'still ready right after the watch drops (within the staleness bound)');
   t.ok(await eventually(async () => (await get(server, '/readyz')).status === 503, 5000), 'readiness turns false once the watch has been down longer than the bound');
   const stale = await get(server, '/readyz');
-  t.match(stale.json().failing.caches, /namespaces: watch down for \d+ s \(bound 1 s\)/, `/readyz names the stale cache after ${((performance.now() - downAt) / 1000).toFixed(1)} s`);
-  t.equal(await allowed(), true, 'while stale, decisions still use the last known labels (readiness tells the Service to prefer other replicas)');
+  t.match(stale.json().failing.caches, /namespaces: watch down for \d+ s \(bound 2 s\)/, `/readyz names the stale cache after ${((performance.now() - downAt) / 1000).toFixed(1)} s`);
+  t.same(await answer(), { status: 503, code: 'MG_CACHE_STALE' }, 'while stale, no decision is made from the last known labels: 503 MG_CACHE_STALE');
   await sleep(3500);
   const failing = fake.hits.slice(hitsBefore).filter((h) => h.status !== 200);
   const gaps = failing.slice(1).map((h, i) => h.atMs - (failing[i]?.atMs ?? 0));
@@ -197,6 +222,68 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   t.ok(await eventually(() => fake.watches.size === 1, 5000), 'a new watch is open');
   fake.modify({ 'istio-injection': 'enabled' });
   t.ok(await eventually(async () => await allowed(), 5000), 'watch events flow again after recovery');
+});
+
+t.test('a blackholed connection (no reset, nothing answered): the stall is seen within the bound, no decision from stale labels, recovery', async (t) => {
+  const fake = new FakeApiserver();
+  fake.state = 'up';
+  await fake.start();
+  t.teardown(() => fake.close());
+  const kc = await kubeConfigFor(fake);
+  const warnings: string[] = [];
+  const STALE_MS = 2000;
+  const cache = new ClusterCache(kc, {
+    resyncMs: 600_000,
+    staleAfterMs: STALE_MS,
+    discoverRevisions: false,
+    configuredRevisions: [],
+    log: { info: () => {}, warn: (o) => void warnings.push((o as { err?: string }).err ?? '') },
+  });
+  const server = await startServer({ 'cluster.staleAfterSeconds': 2 }, { cluster: cache });
+  t.teardown(() => server.close());
+  t.teardown(() => cache.stop());
+  const deployment = JSON.stringify(reviewBody({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'team-w' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } }));
+  const validate = async (): Promise<{ status: number; allowed: unknown; code: unknown }> => {
+    const r = await post(server, '/validate', deployment);
+    const j = r.json();
+    return { status: r.status, allowed: j.response?.allowed, code: j.code };
+  };
+  const [nsWatch] = cache.watchers;
+
+  fake.labels = { 'istio-injection': 'enabled' };
+  cache.start();
+  t.ok(await eventually(() => cache.synced(), 10_000), 'synced');
+  t.match(await validate(), { status: 200, allowed: true }, 'a Deployment in team-w (istio-injection=enabled) is allowed');
+  // A quiet, healthy watch is not a stall: the server ends each watch after timeoutSeconds
+  // (half the bound) and the cache watches again.
+  const watchesBefore = fake.hits.filter((h) => h.kind === 'watch').length;
+  await sleep(3 * STALE_MS);
+  t.equal((await get(server, '/readyz')).status, 200, 'three bounds of a quiet watch later, still ready');
+  t.ok(fake.hits.filter((h) => h.kind === 'watch').length > watchesBefore, 'the watch was ended by the server and opened again meanwhile');
+  t.equal(nsWatch?.stats.stalls, 0, 'no stall counted');
+
+  // The link goes dark: nothing more arrives, nothing is reset. Meanwhile an admin takes the
+  // namespace out of the mesh; the event is never delivered.
+  fake.blackhole = true;
+  fake.modify({ 'istio-injection': 'disabled' });
+  t.ok(await eventually(async () => (await get(server, '/readyz')).status === 503, 4 * STALE_MS + 2000), 'readiness turns 503 (within four bounds)');
+  const stale = await get(server, '/readyz');
+  t.match(stale.json().failing.caches, /namespaces: watch stalled: nothing received for \d+ s \(bound 2 s\)/, `/readyz names the stalled cache: ${stale.json().failing.caches}`);
+  t.same(await validate(), { status: 503, allowed: undefined, code: 'MG_CACHE_STALE' }, 'the Deployment is not admitted on the stale labels: 503 MG_CACHE_STALE, so the failure policy applies');
+  const nsReview = JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-n', labels: { 'istio-injection': 'enabled' } } }));
+  const nsAnswer = await post(server, '/validate', nsReview);
+  t.match({ status: nsAnswer.status, allowed: nsAnswer.json().response?.allowed }, { status: 200, allowed: true }, 'a Namespace is still decided: its decision reads no namespace labels from the cache (only Istio revisions, not watched here)');
+  t.ok(await eventually(() => (nsWatch?.stats.stalls ?? 0) >= 1, 4 * STALE_MS + 2000), 'the silent watch was abandoned as stalled');
+  t.ok(await eventually(() => warnings.some((w) => /not answered within|nothing received|no response within/.test(w)), 10_000), `the relists and watches that followed timed out too: ${warnings.slice(-2).join(' | ')}`);
+  // Hung requests are given up by the client, not left open: at most the ones in flight now.
+  await sleep(2 * STALE_MS);
+  t.ok(fake.held.size <= 2, `requests held by the blackhole and still open on the client side: ${fake.held.size}`);
+
+  // The link comes back: relist, watch, fresh labels decide.
+  fake.blackhole = false;
+  t.ok(await eventually(() => cache.synced(), 30_000), 'the cache recovers (relist, then watch)');
+  t.same(cache.namespace('team-w')?.labels, { 'istio-injection': 'disabled' }, 'with the labels changed during the blackhole');
+  t.match(await validate(), { status: 200, allowed: false }, 'and the Deployment is denied on them');
 });
 
 t.test('an apiserver that ignores sendInitialEvents (older than 1.27): no end of the initial events, paged lists after the timeout', async (t) => {

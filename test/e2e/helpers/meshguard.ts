@@ -6,6 +6,7 @@ import { webhookConfigurations, type FailurePolicy } from '../../../src/cluster/
 import { DEFAULT_EXEMPT_NAMESPACES } from '../../../src/config/schema.ts';
 import { RULES } from '../../../src/policies/registry.ts';
 import { startServe, type ServeProcess } from '../../helpers/process.ts';
+import { get } from '../../helpers/server.ts';
 import type { Cluster } from './cluster.ts';
 
 export interface Meshguard {
@@ -13,7 +14,8 @@ export interface Meshguard {
   readonly url: string;
   readonly caPem: string;
   readonly certDir: string;
-  /** Apply the webhook configurations generated from the rule registry. */
+  /** Apply the webhook configurations generated from the rule registry, once meshguard is ready
+   * (its caches synced: until then it answers 503 MG_CACHE_STALE, and the failure policy applies). */
   register(failurePolicy: FailurePolicy): Promise<void>;
   /** The JSON audit records meshguard printed so far. */
   auditRecords(): Record<string, unknown>[];
@@ -21,6 +23,8 @@ export interface Meshguard {
 }
 
 export interface MeshguardOptions {
+  /** The kubeconfig meshguard uses (default: the cluster's admin kubeconfig). */
+  readonly kubeconfig?: string;
   readonly mode?: 'enforce' | 'audit';
   /** Extra configuration (written to a file passed with --config). */
   readonly config?: Record<string, unknown>;
@@ -42,7 +46,7 @@ export async function startMeshguard(cluster: Cluster, o: MeshguardOptions = {})
   const proc = await startServe([
     '--port', String(o.port ?? 0),
     '--cert-dir', certDir,
-    '--kubeconfig', cluster.adminKubeconfig,
+    '--kubeconfig', o.kubeconfig ?? cluster.adminKubeconfig,
     '--mode', o.mode ?? 'enforce',
     '--config', configFile,
     '--log-level', 'warn',
@@ -55,6 +59,7 @@ export async function startMeshguard(cluster: Cluster, o: MeshguardOptions = {})
     caPem,
     certDir,
     async register(failurePolicy) {
+      await eventually(async () => (await get({ url: proc.url, ca: caPem }, '/readyz').catch(() => ({ status: 0 }))).status === 200, 60_000, 100);
       const { mutating, validating } = webhookConfigurations({
         client: { url: proc.url },
         caBundle: Buffer.from(caPem).toString('base64'),

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import type { KObject } from '../../src/admission/types.ts';
-import { failedRules, loadYaml, PEER, validate } from '../helpers/review.ts';
+import { failedRules, loadYaml, validate } from '../../test/helpers/review.ts';
+import { PEER } from './suites.ts';
 
 /** Deliberate differences from Kyverno (policy, case, Kyverno, meshguard). */
 export const DIFFERENCES = [

@@ -4,7 +4,8 @@ import t from 'tap';
 import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
 import type { KObject } from '../../src/admission/types.ts';
-import { config, decodePatch, failedRules, loadYaml, mutate, PEER, validate } from '../helpers/review.ts';
+import { config, decodePatch, failedRules, loadYaml, mutate, validate } from '../../test/helpers/review.ts';
+import { PEER } from './suites.ts';
 
 /** Deliberate differences from Kyverno, also listed in the README. */
 export const DIFFERENCES = [

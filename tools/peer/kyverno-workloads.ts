@@ -17,7 +17,8 @@ import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import type { KObject } from '../../src/admission/types.ts';
 import type { Config } from '../../src/config/types.ts';
-import { config, failedRules, loadYaml, ns, PEER, state, validate } from '../helpers/review.ts';
+import { config, failedRules, loadYaml, ns, state, validate } from '../../test/helpers/review.ts';
+import { PEER } from './suites.ts';
 
 /** Deliberate differences from Kyverno (policy, case, Kyverno, meshguard), also listed in the README. */
 export const DIFFERENCES = [
