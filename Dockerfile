@@ -42,4 +42,8 @@ COPY --from=build /app/dist/meshguard.mjs /app/dist/meshguard.mjs.map /app/dist/
 USER 65532:65532
 EXPOSE 8443
 # Probes (/healthz, /readyz over HTTPS) replace a HEALTHCHECK.
-ENTRYPOINT ["/nodejs/bin/node", "/app/meshguard.mjs", "serve"]
+# The entrypoint is meshguard itself and the subcommand the default command, so the same image
+# runs `check`, `scan`, `verify` (the chart's helm test) or `--version`:
+#   docker run --rm -v $PWD:/m meshguard check -f /m
+ENTRYPOINT ["/nodejs/bin/node", "/app/meshguard.mjs"]
+CMD ["serve"]

@@ -13,7 +13,9 @@ import { registerAdmissionRoutes } from './server/admission-routes.ts';
 import { parseJsonBody, PoisonedBodyError } from './server/json-body.ts';
 import { registerHealthRoutes, type ReadinessCheck } from './server/health.ts';
 import { registerDeadlines } from './server/deadline.ts';
-import { registerOverload } from './server/overload.ts';
+import { createDrainer, registerOverload } from './server/overload.ts';
+import { readBody } from './server/body-reader.ts';
+import type { TLSSocket } from 'node:tls';
 import { registerDrainHeaders } from './server/shutdown.ts';
 
 export interface AppDeps {
@@ -60,6 +62,29 @@ function errorName(err: FastifyError): ErrorName {
   return 'INTERNAL';
 }
 
+const ADMISSION_PATHS: ReadonlySet<string> = new Set(['/validate', '/mutate']);
+
+function registerClientAuth(app: FastifyInstance, recorder: Recorder): void {
+  const drainer = createDrainer({ lingerMs: 5000, concurrency: 8 });
+  app.addHook('onRequest', function meshguardClientAuth(req, reply, done) {
+    const socket = req.raw.socket as TLSSocket | null;
+    const path = req.url.split('?')[0] ?? '';
+    if (!ADMISSION_PATHS.has(path) || socket?.authorized === true) {
+      done();
+      return;
+    }
+    const body = errorBody('CLIENT_CERT', socket?.authorizationError !== undefined && socket.authorizationError !== null ? String(socket.authorizationError) : 'no client certificate was presented');
+    recorder.observeRejected(path, body.code);
+    if (req.raw.complete) {
+      void reply.code(body.statusCode).send(body);
+      return;
+    }
+    // Answer before reading the body, without losing the answer to a reset.
+    reply.hijack();
+    drainer.answer(req.raw, socket, body);
+  });
+}
+
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   const opts: FastifyServerOptions & { https?: HttpsOptions } = {
     // Fastify gets no logger: meshguard logs through its own (deps.log). With a logger, Fastify
@@ -89,21 +114,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   const app = Fastify(opts as FastifyServerOptions);
   if ('headersTimeout' in app.server) app.server.headersTimeout = config.server.headersTimeoutMs;
 
-  // JSON only: every other media type (Fastify also parses text/plain by default) gets 415.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    if (body === '') {
-      done(Object.assign(new Error('the body is empty'), { code: 'FST_ERR_CTP_EMPTY_JSON_BODY', statusCode: 400 }), undefined);
-      return;
-    }
-    try {
-      done(null, parseJsonBody(body as string));
-    } catch (err) {
-      const poisoned = err instanceof PoisonedBodyError;
-      done(Object.assign(err as Error, { code: poisoned ? 'MG_BODY_POISONED' : 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400 }), undefined);
-    }
-  });
-
   const recorder = deps.recorder ?? noopRecorder;
   const log = deps.log ?? silentLog;
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
@@ -126,12 +136,41 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // request is answered before its body is read.
   if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
   registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
-  registerOverload(app, {
+  // Client-certificate authentication of the apiserver (server.clientCaFile): the TLS layer asks
+  // every client for a certificate (probes and metrics scrapers need none), and the admission
+  // endpoints refuse a connection without one signed by that CA, before its body is read.
+  if (config.server.clientCaFile !== null) registerClientAuth(app, recorder);
+  const load = registerOverload(app, {
     maxInFlight: config.server.maxInFlight,
     maxInFlightBytes: config.server.maxInFlightBytes,
-    bodyLimitBytes: config.server.bodyLimitBytes,
     maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
+    minBodyBytesPerSecond: config.server.minBodyBytesPerSecond,
+    bodyRateGraceMs: config.server.bodyRateGraceMs,
     recorder,
+  });
+  recorder.trackLoad(load);
+  recorder.trackCaches(() => deps.cluster.synced());
+
+  // JSON only: every other media type (Fastify also parses text/plain by default) gets 415. The
+  // body is read by readBody, which counts each chunk into the load gauge as it arrives.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', (req, payload, done) => {
+    readBody(req.raw, payload, load, config.server.bodyLimitBytes, (err, text) => {
+      if (err !== null) {
+        done(err as FastifyError, undefined);
+        return;
+      }
+      if (text === '' || text === undefined) {
+        done(Object.assign(new Error('the body is empty'), { code: 'FST_ERR_CTP_EMPTY_JSON_BODY', statusCode: 400 }), undefined);
+        return;
+      }
+      try {
+        done(null, parseJsonBody(text));
+      } catch (err) {
+        const poisoned = err instanceof PoisonedBodyError;
+        done(Object.assign(err as Error, { code: poisoned ? 'MG_BODY_POISONED' : 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400 }), undefined);
+      }
+    });
   });
 
   registerAdmissionRoutes(app, {

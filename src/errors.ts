@@ -24,6 +24,8 @@ export const ERRORS = Object.freeze({
   REQUEST_MISSING: spec('MG_REQUEST_MISSING', 400, 'the AdmissionReview has no request'),
   REQUEST_UID: spec('MG_REQUEST_UID', 400, 'request.uid must be a non-empty string'),
   REQUEST_INVALID: spec('MG_REQUEST_INVALID', 400, 'a required request field is missing or has the wrong type'),
+  REQUEST_OBJECT_MISSING: spec('MG_REQUEST_OBJECT_MISSING', 400, 'request.object is null on a CREATE or UPDATE; the apiserver always sends the object'),
+  CLIENT_CERT: spec('MG_CLIENT_CERT', 401, 'a client certificate signed by server.clientCaFile is required on /validate and /mutate'),
   NOT_FOUND: spec('MG_NOT_FOUND', 404, 'no such route'),
   METHOD: spec('MG_METHOD', 405, 'method not allowed on this route'),
   TIMEOUT: spec('MG_TIMEOUT', 408, 'the request was not received in time'),
@@ -51,6 +53,18 @@ export function errorBody(name: ErrorName, detail?: string): ErrorBody {
     message: detail === undefined || detail === '' ? e.summary : `${e.summary}: ${detail}`,
   };
 }
+
+/** Why a serving certificate is refused, at start (meshguard exits with code 2) and on reload
+ * (the certificate in service is kept and meshguard_certificate_reload_failing is 1). */
+export const CERT_ERRORS = Object.freeze({
+  CERT_UNREADABLE: Object.freeze({ code: 'MG_CERT_UNREADABLE', summary: 'the certificate or key file is missing or not PEM' }),
+  CERT_KEY_MISMATCH: Object.freeze({ code: 'MG_CERT_KEY_MISMATCH', summary: 'the private key does not match the certificate' }),
+  CERT_NOT_YET_VALID: Object.freeze({ code: 'MG_CERT_NOT_YET_VALID', summary: 'the certificate is not valid yet (notBefore is in the future)' }),
+  CERT_EXPIRED: Object.freeze({ code: 'MG_CERT_EXPIRED', summary: 'the certificate has expired (notAfter is in the past)' }),
+  CERT_NAMES: Object.freeze({ code: 'MG_CERT_NAMES', summary: 'the certificate\'s subject alternative names do not cover every configured name (server.certSans)' }),
+});
+
+export type CertErrorName = keyof typeof CERT_ERRORS;
 
 /** A decode failure: a value, returned by the decoder, not thrown. */
 export interface DecodeError {

@@ -2,11 +2,8 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, EXIT, processIo, type Io } from './cli/args.ts';
-import { runCheck } from './cli/check.ts';
-import { runReview } from './cli/review.ts';
-import { runScan } from './cli/scan.ts';
-import { runServe } from './cli/serve.ts';
-import { ConfigError } from './config/load.ts';
+import { VERSION } from './version.ts';
+import { ConfigError } from './config/schema-dsl.ts';
 
 export const USAGE = `meshguard: admission webhook that keeps Istio hardening on
 
@@ -15,11 +12,25 @@ Usage:
   meshguard check  -f <file|dir|-> [flags] evaluate manifests offline (CI)
   meshguard review [flags]                 send a sample AdmissionReview to a running server
   meshguard scan   [flags]                 report existing cluster objects that violate the rules
+  meshguard verify [flags]                 check the installed webhooks with server-side dry runs
+  meshguard mark-legacy [--apply]          put existing namespaces in audit until an admin enrols them
   meshguard help [command]
+  meshguard --version
 
 Run 'meshguard <command> --help' for the flags of a command.
 Exit codes: 0 ok/clean, 1 violations found, 2 bad usage, configuration or input.
 `;
+
+// Subcommands are loaded when run: `meshguard --help` and `--version` then evaluate none of
+// the server's dependencies (client-node, fastify), in the bundle as from the sources.
+const runServe: Run = async (a, io) => (await import('./cli/serve.ts')).runServe(a, io);
+const runCheck: Run = async (a, io) => (await import('./cli/check.ts')).runCheck(a, io);
+const runReview: Run = async (a, io) => (await import('./cli/review.ts')).runReview(a, io);
+const runScan: Run = async (a, io) => (await import('./cli/scan.ts')).runScan(a, io);
+const runVerify: Run = async (a, io) => (await import('./cli/verify.ts')).runVerify(a, io);
+const runMarkLegacy: Run = async (a, io) => (await import('./cli/mark-legacy.ts')).runMarkLegacy(a, io);
+
+type Run = (argv: readonly string[], io: Io) => Promise<number>;
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -33,6 +44,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await runReview(rest, io);
       case 'scan':
         return await runScan(rest, io);
+      case 'verify':
+        return await runVerify(rest, io);
+      case 'mark-legacy':
+        return await runMarkLegacy(rest, io);
+      case 'version':
+      case '--version':
+      case '-v':
+        io.out(`meshguard ${VERSION}\n`);
+        return EXIT.OK;
       case undefined:
       case 'help':
       case '--help':

@@ -101,6 +101,11 @@ export function decodeReview(body: unknown): DecodeResult {
   if (object === undefined || oldObject === undefined) {
     return fail('REQUEST_INVALID', 'request.object and request.oldObject must be objects or null');
   }
+  // The apiserver always sends the object on CREATE and UPDATE; without it no rule can judge the
+  // request, and allowing it unjudged would let a forged or broken review through in enforce mode.
+  if (object === null && (operation === 'CREATE' || operation === 'UPDATE')) {
+    return fail('REQUEST_OBJECT_MISSING', `request.object is null on ${operation}`);
+  }
   const userInfo = decodeUserInfo(r['userInfo']);
   if (userInfo === undefined) return fail('REQUEST_INVALID', 'request.userInfo must be {username, groups[]}');
   const dryRun = r['dryRun'];

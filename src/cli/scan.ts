@@ -3,9 +3,13 @@
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../cluster/cache.ts';
 import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../cluster/scan.ts';
-import { BUILTIN_RULES } from '../policies/registry.ts';
+import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
+import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
 import { configFromFlags } from './serve.ts';
+import { kubeReportClient } from '../reports/client.ts';
+import type { ReportFormat } from '../reports/plan.ts';
+import { writeReports } from '../reports/writer.ts';
 
 export const SCAN_HELP = `Usage: meshguard scan [flags]
 
@@ -21,11 +25,17 @@ Flags:
   --config FILE        configuration file, as for serve                     [MESHGUARD_CONFIG]
   --mode MODE          enforce | audit: how findings are labelled (deny or warn)
   --page-size N        objects per list request (default 500)
+  --namespace NS       only objects in this namespace (a Namespace by its name; repeatable)
+  --rule ID            only this rule (repeatable; docs/rules.md lists the ids)
+  --policy-reports     also write the findings as wgpolicyk8s.io/v1alpha2 PolicyReports (one
+                       per namespace) and a ClusterPolicyReport named meshguard, replacing
+                       the previous ones (needs their CRDs; the chart can install them)
+  --open-reports       the same as openreports.io/v1alpha1 Reports and a ClusterReport
   -h, --help           this help
 
 A progress line is shown on stderr when stderr is a terminal.
-Exit codes: 0 no violations, 1 violations found, 2 bad usage, configuration, or the cluster
-cannot be read at all.
+Exit codes: 0 no violations, 1 violations found, 2 bad usage, configuration, the cluster
+cannot be read at all, or requested reports could not be written.
 `;
 
 export interface ScanIo extends Io {
@@ -42,7 +52,7 @@ function plural(n: number, one: string, many = `${one}s`): string {
 }
 
 /** The text report: one block per namespace, one sub-block per rule, then unreadable kinds and a summary. */
-export function renderScanText(report: ScanReport): string {
+export function renderScanText(report: ScanReport, extra = ''): string {
   const lines: string[] = [];
   const groups = groupFindings(report.findings);
   for (const g of groups) {
@@ -64,6 +74,8 @@ export function renderScanText(report: ScanReport): string {
     lines.push('');
   }
   for (const n of report.notes) lines.push(`note: ${n}`);
+  // Sections added by the caller (scan-rollout.ts: what enforce would block, exceptions), before the summary.
+  if (extra !== '') lines.push(extra.trimEnd(), '');
   const rules = new Set(report.findings.map((f) => f.rule)).size;
   const read = report.kinds.length - unreadable.length;
   const summary =
@@ -126,6 +138,10 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
       config: { type: 'string' },
       mode: { type: 'string' },
       'page-size': { type: 'string' },
+      namespace: { type: 'string', multiple: true },
+      rule: { type: 'string', multiple: true },
+      'policy-reports': { type: 'boolean' },
+      'open-reports': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -136,6 +152,13 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   }
   if (values.output !== 'text' && values.output !== 'json') throw new UsageError(`--output must be text or json, got "${values.output}"`);
   const size = pageSize(values['page-size']);
+  const onlyRules = values.rule ?? [];
+  for (const id of onlyRules) if (!BUILTIN_RULES.validating.some((r) => r.id === id)) throw new UsageError(`--rule ${id}: no such validating rule (docs/rules.md lists them)`);
+  const onlyNamespaces = values.namespace ?? [];
+  if ((onlyRules.length > 0 || onlyNamespaces.length > 0) && (values['policy-reports'] === true || values['open-reports'] === true)) {
+    throw new UsageError('--namespace and --rule narrow the output; reports are written from a full scan (they replace every namespace\'s report): drop one or the other');
+  }
+  const rules = onlyRules.length === 0 ? BUILTIN_RULES : { ...BUILTIN_RULES, validating: BUILTIN_RULES.validating.filter((r) => onlyRules.includes(r.id)) };
   const config = configFromFlags(values, io.env, ['config', 'mode', 'kubeconfig', 'in-cluster']);
   let kc;
   try {
@@ -148,9 +171,14 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   const showProgress = io.progress ?? (io.err === processIo.err && process.stderr.isTTY === true);
   const progress = showProgress ? progressLine(io.err) : undefined;
   let report: ScanReport;
+  // MeshguardExceptions: applied as admission applies them, and listed (active and expired).
+  const nowMs = Date.now();
+  const exceptions = await listExceptions(kc, RULE_IDS);
   try {
-    report = await scanCluster(kubeScanSource(kc), config, BUILTIN_RULES, {
+    report = await scanCluster(kubeScanSource(kc), config, rules, {
       pageSize: size,
+      exceptions: activeByNamespace(exceptions, nowMs),
+      ...(onlyNamespaces.length > 0 ? { namespaces: new Set(onlyNamespaces) } : {}),
       ...(progress !== undefined ? { onProgress: (p: ScanProgress) => progress.update(p) } : {}),
     });
   } catch (err) {
@@ -162,6 +190,13 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
     throw err;
   }
   progress?.done();
-  io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report));
+  io.out(values.output === 'json' ? renderScanJson(report) : renderScanText(report, `${renderWouldBlock(wouldBlock(report.findings, config))}${renderExceptions(exceptions, nowMs)}`));
+  const formats: ReportFormat[] = [...(values['policy-reports'] === true ? (['wgpolicyk8s'] as const) : []), ...(values['open-reports'] === true ? (['openreports'] as const) : [])];
+  if (formats.length > 0) {
+    const w = await writeReports(kubeReportClient(kc), report, formats);
+    io.err(`meshguard: reports: ${w.created} created, ${w.replaced} replaced, ${w.deleted} deleted\n`);
+    for (const line of [...w.skipped.map((x) => `not written: ${x}`), ...w.errors]) io.err(`meshguard: reports: ${line}\n`);
+    if (w.errors.length > 0 || w.skipped.length > 0) return EXIT.USAGE;
+  }
   return report.findings.length > 0 ? EXIT.VIOLATIONS : EXIT.OK;
 }

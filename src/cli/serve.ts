@@ -1,17 +1,19 @@
 // meshguard serve: load configuration, certificates and rules, listen on HTTPS, reload
 // certificates, drain and close on SIGTERM.
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { buildApp } from '../app.ts';
 import { defaultSans } from '../certs/generate.ts';
-import { ensureGenerated, FileCertSource, type FilePaths } from '../certs/source.ts';
+import { ensureGenerated, FileCertSource, type FilePaths, type TlsMaterial } from '../certs/source.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { startSelfManagedCerts, type SelfManagedCerts } from '../certs/manager.ts';
+import { servingSans, startSelfManagedCerts, type SelfManagedCerts } from '../certs/manager.ts';
 import { ClusterCache, loadKubeConfig } from '../cluster/cache.ts';
 import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../cluster/scan.ts';
 import type { ListWatchLog } from '../cluster/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../cluster/state.ts';
+import { ExceptionStore, withExceptions } from '../exceptions/store.ts';
+import { followingWebhooks, kubeArmingCluster, startWebhookArming, type WebhookArming } from '../cluster/webhook-arming.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config } from '../config/types.ts';
 import { PromRecorder } from '../metrics/recorder.ts';
@@ -20,7 +22,13 @@ import { startReconciler, type ReconcilerHandle } from '../reconciler/index.ts';
 import { createAuditSink } from '../server/audit-sink.ts';
 import type { ReadinessCheck } from '../server/health.ts';
 import { drainAndClose } from '../server/shutdown.ts';
-import { secureContextOptions } from '../server/tls-options.ts';
+import { readClientCa, serverTlsOptions } from '../server/tls-options.ts';
+import type { ServerOptions as HttpsOptions } from 'node:https';
+import { createLogger } from '../log.ts';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.ts';
+import { kubeReportClient } from '../reports/client.ts';
+import type { ReportFormat } from '../reports/plan.ts';
+import { startReportWriter } from '../reports/writer.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const SERVE_HELP = `Usage: meshguard serve [flags]
@@ -35,6 +43,8 @@ Flags (environment variable in brackets; flags win over environment, both over t
   --cert-file FILE    serving certificate (PEM), reloaded on change [MESHGUARD_CERT_FILE]
   --key-file FILE     private key (PEM) for --cert-file          [MESHGUARD_KEY_FILE]
   --ca-file FILE      CA bundle of --cert-file (expiry metric)   [MESHGUARD_CA_FILE]
+  --client-ca-file FILE  require client certificates signed by this CA on
+                      /validate and /mutate (the apiserver's)    [MESHGUARD_CLIENT_CA_FILE]
   --cert-dir DIR      where to generate a CA and certificate when no --cert-file
                       is given (default ./certs)                 [MESHGUARD_CERT_DIR]
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent   [MESHGUARD_LOG_LEVEL]
@@ -52,8 +62,12 @@ Flags (environment variable in brackets; flags win over environment, both over t
                       would create, change or delete; change nothing
                                                                  [MESHGUARD_RECONCILE_DRY_RUN]
   --scan-interval S   scan existing objects every S seconds and expose the violations
-                      as metrics (0: off, the default; needs a cluster)
+                      as metrics (0: off, the default; needs a cluster); with
+                      scan.policyReports / scan.openReports also as PolicyReports
                                                                  [MESHGUARD_SCAN_INTERVAL]
+  --metrics-port N    also serve GET /metrics on plain HTTP on this port (-1: off,
+                      the default; 0: any free port)             [MESHGUARD_METRICS_PORT]
+  --metrics-host ADDR address of that listener (default 127.0.0.1) [MESHGUARD_METRICS_HOST]
   -h, --help          this help
 `;
 
@@ -65,6 +79,7 @@ const FLAGS = {
   'cert-file': ['MESHGUARD_CERT_FILE', 'server.certFile'],
   'key-file': ['MESHGUARD_KEY_FILE', 'server.keyFile'],
   'ca-file': ['MESHGUARD_CA_FILE', 'server.caFile'],
+  'client-ca-file': ['MESHGUARD_CLIENT_CA_FILE', 'server.clientCaFile'],
   'cert-dir': ['MESHGUARD_CERT_DIR', 'server.certDir'],
   'log-level': ['MESHGUARD_LOG_LEVEL', 'logLevel'],
   'audit-log': ['MESHGUARD_AUDIT_LOG', 'auditLogFile'],
@@ -73,6 +88,8 @@ const FLAGS = {
   reconcile: ['MESHGUARD_RECONCILE', 'reconciler.enabled'],
   'reconcile-dry-run': ['MESHGUARD_RECONCILE_DRY_RUN', 'reconciler.dryRun'],
   'scan-interval': ['MESHGUARD_SCAN_INTERVAL', 'scan.intervalSeconds'],
+  'metrics-port': ['MESHGUARD_METRICS_PORT', 'metrics.port'],
+  'metrics-host': ['MESHGUARD_METRICS_HOST', 'metrics.host'],
 } as const;
 
 const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['in-cluster', 'reconcile', 'reconcile-dry-run']);
@@ -103,15 +120,6 @@ async function certPaths(config: Config, io: Io): Promise<FilePaths> {
   return g;
 }
 
-/** Pino-compatible logger for the caches, before the app exists. */
-function cacheLog(config: Config): ListWatchLog {
-  const line = (level: string, obj: object, msg: string): void => {
-    if (config.logLevel === 'silent' || (level === 'info' && ['warn', 'error', 'fatal'].includes(config.logLevel))) return;
-    process.stderr.write(`${JSON.stringify({ level, time: Date.now(), ...obj, msg })}\n`);
-  };
-  return { info: (o, m) => line('info', o, m), warn: (o, m) => line('warn', o, m) };
-}
-
 function kubeConfigOf(config: Config): KubeConfig | undefined {
   const c = config.cluster;
   if (c.kubeconfig === null && !c.inCluster) return undefined;
@@ -125,9 +133,18 @@ function requireCluster(config: Config, kc: KubeConfig | undefined): void {
     [config.reconciler.enabled, 'reconciler.enabled (--reconcile)'],
     [config.scan.intervalSeconds > 0, 'scan.intervalSeconds (--scan-interval)'],
     [config.selfManagedCerts.enabled, 'selfManagedCerts.enabled'],
+    [config.webhookArming.enabled, 'webhookArming.enabled'],
+    [config.exceptions.watch, 'exceptions.watch'],
   ];
   const missing = needs.filter(([on]) => on).map(([, what]) => what);
   if (missing.length > 0) throw new ConfigError('cluster', `${missing.join(', ')} needs cluster access: give --kubeconfig FILE or --in-cluster`);
+}
+
+/** The report formats the periodic scan writes; reports without a periodic scan are refused. */
+function reportFormats(config: Config): ReportFormat[] {
+  const formats: ReportFormat[] = [...(config.scan.policyReports ? (['wgpolicyk8s'] as const) : []), ...(config.scan.openReports ? (['openreports'] as const) : [])];
+  if (formats.length > 0 && config.scan.intervalSeconds === 0) throw new ConfigError('scan', 'policyReports and openReports are written by the periodic scan: set scan.intervalSeconds (--scan-interval) too');
+  return formats;
 }
 
 function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterState {
@@ -167,7 +184,9 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     flags['reconcile'] = true;
   }
   const config = configFromFlags(flags, env, Object.keys(FLAGS) as FlagName[]);
-  const log = cacheLog(config);
+  // One logger for everything serve runs (src/log.ts).
+  const appLog = createLogger(config.logLevel);
+  const log: ListWatchLog = appLog;
   const kc = kubeConfigOf(config);
   requireCluster(config, kc);
 
@@ -175,12 +194,23 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   let managed: SelfManagedCerts | undefined;
   if (config.selfManagedCerts.enabled) managed = await startSelfManagedCerts(config, kc, log);
   const paths = managed?.paths ?? (await certPaths(config, io));
-  const certs = new FileCertSource(paths);
+  // The names the certificate must cover: for files of the operator's, the configured
+  // server.certSans (the chart sets the Service's name); for generated or self-managed ones,
+  // those they were generated for.
+  const names = managed !== undefined ? servingSans(config) : config.server.certFile !== null ? config.server.certSans : [...defaultSans(config.meshguardNamespace), ...config.server.certSans];
+  const certs = new FileCertSource(paths, { names });
+  const clientCa = (): string | null => (config.server.clientCaFile === null ? null : readClientCa(config.server.clientCaFile));
+  const tlsFor = (m: TlsMaterial): HttpsOptions => serverTlsOptions(m, config.server.tlsMinVersion, clientCa());
   const recorder = new PromRecorder();
   const audit = createAuditSink(config.auditLogFile);
   const lifecycle = { draining: false };
   const cluster = clusterState(config, kc, log);
   if (cluster instanceof ClusterCache) cluster.start();
+  let exceptions: ExceptionStore | undefined;
+  if (config.exceptions.watch && kc !== undefined) {
+    exceptions = new ExceptionStore(kc, { ruleIds: RULE_IDS, resyncMs: config.cluster.resyncSeconds * 1000, staleAfterMs: config.cluster.staleAfterSeconds * 1000, log });
+    exceptions.start();
+  }
 
   let reconciler: ReconcilerHandle | undefined;
   if (config.reconciler.enabled && kc !== undefined) {
@@ -194,32 +224,38 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
     });
   }
   let scan: PeriodicScan | undefined;
+  const formats = reportFormats(config);
+  const reports = kc !== undefined && formats.length > 0 ? startReportWriter({ client: kubeReportClient(kc), formats, log }) : undefined;
   if (kc !== undefined) {
     scan = startPeriodicScan({
       config,
       source: kubeScanSource(kc),
       rules: BUILTIN_RULES,
       log,
-      onResult: (m) => recorder.scanCompleted(m.counts, m.completedAtSeconds),
+      onResult: (m, report) => {
+        recorder.scanCompleted(m.counts, m.completedAtSeconds);
+        reports?.submit(report);
+      },
       // With a reconciler, only its leader scans: one replica's numbers, not one per replica.
       ...(reconciler !== undefined ? { shouldRun: () => reconciler.isLeader() } : {}),
     });
   }
 
-  const readiness: ReadinessCheck[] = [{ name: 'certificates', check: () => (certs.material.cert === '' ? 'no certificate loaded' : undefined) }];
+  // An expired certificate fails every new handshake: the Service should stop sending traffic here.
+  const readiness: ReadinessCheck[] = [{ name: 'certificates', check: () => certs.problem() }];
   // Without Istio's CRDs the reconciler idles; admission is unaffected, so this is reported as
   // degraded and readiness stays 200.
   if (reconciler !== undefined) readiness.push({ name: 'reconciler', check: () => reconciler.problem(), degraded: true });
-  // meshguard's own log on stdout (JSON lines), as Fastify's pino wrote it before; Fastify itself
-  // runs without a logger (see app.ts).
-  const appLog = pino({ level: config.logLevel });
+  // Without the CRD, or before the first list, no exception applies: admission fails closed on
+  // what an exception would have let through, so this is reported as degraded, not unready.
+  if (exceptions !== undefined) readiness.push({ name: 'exceptions', check: () => exceptions.problem(), degraded: true });
   const app = await buildApp(config, {
-    cluster,
+    cluster: exceptions !== undefined ? withExceptions(cluster, exceptions) : cluster,
     rules: BUILTIN_RULES,
     recorder,
     audit,
     lifecycle,
-    https: secureContextOptions(certs.material, config.server.tlsMinVersion),
+    https: tlsFor(certs.material),
     log: appLog,
     readiness,
   });
@@ -229,25 +265,48 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
   };
   exposeExpiry();
   const address = await app.listen({ host: config.server.host, port: config.server.port });
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics.port >= 0) {
+    metricsServer = await startMetricsServer({ host: config.metrics.host, port: config.metrics.port, recorder });
+    io.err(`meshguard: metrics on ${metricsServer.url}/metrics\n`);
+  }
   const extras = [
     reconciler !== undefined ? `reconciler on${config.reconciler.dryRun ? ' (dry-run)' : ''}` : undefined,
     scan !== undefined ? `scan every ${config.scan.intervalSeconds} s` : undefined,
     managed !== undefined ? 'self-managed certificates' : undefined,
+    config.webhookArming.enabled ? `webhook arming (${config.webhookArming.failurePolicy} once ready)` : undefined,
   ].filter((x) => x !== undefined);
+  // Webhook arming (docs/adr/0005): only once this process listens can it be the ready meshguard
+  // behind a fail-closed webhook.
+  let arming: WebhookArming | undefined;
+  if (config.webhookArming.enabled && kc !== undefined) {
+    const gates = readiness.filter((c) => c.degraded !== true);
+    arming = startWebhookArming({
+      cluster: kubeArmingCluster(kc, config.webhookArming.webhookConfigurationName),
+      armed: config.webhookArming.failurePolicy,
+      followers: followingWebhooks([...BUILTIN_RULES.validating, ...BUILTIN_RULES.mutating]),
+      pod: hostname(),
+      selfReady: () => !lifecycle.draining && cluster.synced() && gates.every((c) => c.check() === undefined),
+      servedCert: () => certs.material.cert,
+      intervalMs: config.webhookArming.intervalSeconds * 1000,
+      log,
+    });
+  }
   io.err(`meshguard: serving on ${address} in ${config.mode} mode (certificate ${paths.certFile}${extras.length > 0 ? `; ${extras.join(', ')}` : ''})\n`);
 
   certs.watch(
     {
       onReload(m, info) {
         const server = app.server as unknown as { setSecureContext(o: object): void };
-        server.setSecureContext(secureContextOptions(m, config.server.tlsMinVersion));
+        // The client CA (server.clientCaFile) is part of the context: re-read it with the pair.
+        server.setSecureContext(tlsFor(m));
         recorder.certReload(true);
         exposeExpiry();
         appLog.info({ fingerprint: info.fingerprint256, notAfter: info.leafNotAfter }, 'serving certificate reloaded');
       },
       onError(err) {
         recorder.certReload(false);
-        appLog.error({ err: err.message }, 'new certificate files are not usable; keeping the current certificate');
+        appLog.error({ err: err.message, code: (err as { code?: string }).code }, 'new certificate files are not usable; keeping the current certificate');
       },
     },
     1000,
@@ -263,12 +322,16 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
       // endpoints update reaches every apiserver), then stop accepting, finish what is in flight
       // (at most requestTimeoutMs) and close. Background work stops at once: the Lease is
       // released now, so another replica takes over reconciling while this one still drains.
-      const background = Promise.allSettled([reconciler?.stop(), scan?.stop(), managed?.stop()]);
+      // Arming stops first: its last check sets the webhooks to Ignore unless another ready
+      // replica answers, while this one still serves for drainSeconds.
+      const background = Promise.allSettled([arming?.stop(), reconciler?.stop(), scan?.stop().then(() => reports?.close()), managed?.stop()]);
+      // Metrics stay scrapeable while draining; the listener closes with the webhook port.
       // Admission keeps its certificate and namespace cache until the listener is closed.
       const released = async (): Promise<void> => {
         await background;
         certs.close();
         if (cluster instanceof ClusterCache) await cluster.stop();
+        await exceptions?.stop();
       };
       lifecycle.draining = true;
       const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));
@@ -277,6 +340,7 @@ export async function runServe(argv: readonly string[], io: Io): Promise<number>
           if (!clean) appLog.warn('shutdown: connections still open after the grace period were closed');
         })
         .catch((err: unknown) => appLog.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+        .then(() => metricsServer?.close())
         .then(() => audit.close())
         .then(() => done(EXIT.OK));
     };

@@ -7,13 +7,16 @@
 import { ApiException, HttpMethod, KubernetesObjectApi, type KubeConfig, type KubernetesObject, type ResponseContext } from '@kubernetes/client-node';
 import type { KObject, UserInfo } from '../admission/types.ts';
 import type { Config } from '../config/types.ts';
-import { syntheticRequest } from '../engine/offline.ts';
+import { isClusterScoped, syntheticRequest } from '../engine/offline.ts';
 import { reviewValidate, type RuleSet } from '../engine/review.ts';
 import { isExempt } from '../engine/match.ts';
 import type { Result, ValidatingRule, WebhookResource } from '../engine/types.ts';
 import { ALWAYS_EXCLUDED, MESH_CONFIG_NAMESPACE } from './webhook-config.ts';
 import type { ListWatchLog } from './list-watch.ts';
-import { StaticClusterState, type NamespaceInfo } from './state.ts';
+import { inventoryFindings } from './scan-inventory.ts';
+import { StaticClusterState, type ClusterState, type NamespaceInfo } from './state.ts';
+import type { MeshguardException } from '../exceptions/model.ts';
+import { withExceptions } from '../exceptions/store.ts';
 
 export type Placement = NonNullable<WebhookResource['placement']>;
 
@@ -96,9 +99,13 @@ export interface ScanFinding {
   /** The namespace the finding belongs to: the object's, or a Namespace's own name; '' for other cluster-scoped objects. */
   readonly namespace: string;
   readonly name: string;
+  /** metadata.uid ('' when the object has none). */
+  readonly uid: string;
   readonly rule: string;
   /** deny: admission would refuse it now; warn: admission would let it through with a warning (audit mode). */
   readonly action: 'deny' | 'warn';
+  /** fail: the rule found a violation; error: the rule could not be evaluated. */
+  readonly status: 'fail' | 'error' | 'pass' | 'skip';
   readonly message: string;
   readonly path?: string;
   readonly value?: string;
@@ -122,8 +129,10 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
     apiVersion: typeof object.apiVersion === 'string' ? object.apiVersion : '',
     namespace: kind === 'Namespace' ? metaString(object, 'name') : metaString(object, 'namespace'),
     name: metaString(object, 'name'),
+    uid: typeof object.metadata?.uid === 'string' ? object.metadata.uid : '',
     rule: r.ruleId,
     action,
+    status: r.status,
     message: r.status === 'error' ? `rule could not be evaluated (${r.reason ?? ''})` : (v?.message ?? ''),
     fix: v?.fix ?? rules.lookup(r.ruleId)?.fix ?? '',
   };
@@ -131,10 +140,19 @@ function finding(object: KObject, r: Result, action: 'deny' | 'warn', rules: Rul
 }
 
 /** Judge one existing object as a CREATE of it now: validating rules only (it exists already, nothing would mutate it). */
-export function evaluateObject(object: KObject, index: number, state: StaticClusterState, config: Config, rules: RuleSet): ScanFinding[] {
+export function evaluateObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): ScanFinding[] {
+  return judgeObject(object, index, state, config, rules).findings;
+}
+
+/** The findings, and how many rules the object passed. */
+export function judgeObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): { findings: ScanFinding[]; passed: number } {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
-  return [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...out.warnings.map((r) => finding(object, r, 'warn', rules))];
+  // Advisory warnings stand in at admission for what the mesh-wide checks judge here (scan-inventory.ts).
+  const warnings = out.warnings.filter((r) => r.violation?.advisory !== true);
+  const failed = new Set([...out.denials, ...out.warnings].map((r) => r.ruleId));
+  const passed = new Set(out.results.filter((r) => r.status === 'pass' && !failed.has(r.ruleId)).map((r) => r.ruleId)).size;
+  return { findings: [...out.denials.map((r) => finding(object, r, 'deny', rules)), ...warnings.map((r) => finding(object, r, 'warn', rules))], passed };
 }
 
 export function compareFindings(a: ScanFinding, b: ScanFinding): number {
@@ -334,6 +352,15 @@ export interface ScanReport {
   readonly findings: readonly ScanFinding[];
   /** Problems that did not stop the scan but may make it less exact (e.g. revision discovery). */
   readonly notes: readonly string[];
+  /** Per report scope (a namespace; '' for cluster-scoped objects, Namespaces included): the
+   * objects judged and the (object, rule) pairs that passed. Every scope with objects is listed. */
+  readonly scopes: readonly ScanScope[];
+}
+
+export interface ScanScope {
+  readonly namespace: string;
+  readonly objects: number;
+  readonly passed: number;
 }
 
 export interface ScanProgress {
@@ -345,8 +372,12 @@ export interface ScanProgress {
 
 export interface ScanOptions {
   readonly pageSize?: number;
+  /** Judge only objects in these namespaces (a Namespace by its own name); all when absent. */
+  readonly namespaces?: ReadonlySet<string>;
   readonly onProgress?: (p: ScanProgress) => void;
   readonly now?: () => number;
+  /** MeshguardExceptions to apply, as admission does (an excepted finding is not reported). */
+  readonly exceptions?: (namespace: string) => readonly MeshguardException[];
 }
 
 /** Reading the namespaces failed: the cluster cannot be scanned at all. */
@@ -390,10 +421,15 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       notes.push(`Istio revisions could not be discovered (${apiErrorText(err)}); only configured revisions count`);
     }
   }
-  const state = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const stored = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const exceptions = o.exceptions;
+  const state: ClusterState = exceptions === undefined ? stored : withExceptions(stored, { forNamespace: exceptions });
 
   const kinds: KindReport[] = [];
   const findings: ScanFinding[] = [];
+  const listedObjects: KObject[] = [];
+  const served = new Set<string>();
+  const scopes = new Map<string, ScanScope>();
   let objects = 0;
   for (const [i, target] of targets.entries()) {
     const name = targetName(target);
@@ -409,11 +445,36 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       kinds.push({ resource: name, objects: 0, error: err instanceof NotServed ? err.message : `cannot list: ${apiErrorText(err)}` });
       continue;
     }
-    const scoped = listed.items.filter((item) => inScope(target.placements, item, config));
+    const wanted = o.namespaces;
+    const scoped = listed.items.filter(
+      (item) => inScope(target.placements, item, config) && (wanted === undefined || wanted.has(item.kind === 'Namespace' ? metaString(item, 'name') : metaString(item, 'namespace'))),
+    );
     kinds.push({ resource: name, version: listed.version, objects: scoped.length });
-    for (const item of scoped) findings.push(...evaluateObject(item, objects++, state, config, rules));
+    served.add(`${target.group}/${target.resource}`);
+    listedObjects.push(...scoped);
+    for (const item of scoped) {
+      const judged = judgeObject(item, objects++, state, config, rules);
+      findings.push(...judged.findings);
+      const key = isClusterScoped(typeof item.kind === 'string' ? item.kind : '') ? '' : metaString(item, 'namespace');
+      const scope = scopes.get(key) ?? { namespace: key, objects: 0, passed: 0 };
+      scopes.set(key, { namespace: key, objects: scope.objects + 1, passed: scope.passed + judged.passed });
+    }
   }
-  return { startedAt, completedAt: new Date(now()).toISOString(), objects, kinds, findings: findings.sort(compareFindings), notes };
+  const meshWide = inventoryFindings(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
+  for (const m of meshWide.findings) {
+    const { kind, apiVersion, namespace, name } = m.finding.subject;
+    findings.push(finding({ kind, apiVersion, metadata: { name, namespace } }, m.result, m.action, rules));
+  }
+  notes.push(...meshWide.errors);
+  return {
+    startedAt,
+    completedAt: new Date(now()).toISOString(),
+    objects,
+    kinds,
+    findings: findings.sort(compareFindings),
+    notes,
+    scopes: [...scopes.values()].sort((a, b) => a.namespace.localeCompare(b.namespace)),
+  };
 }
 
 // ------------------------------------------------------------------------ periodic scan ---

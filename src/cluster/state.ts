@@ -1,6 +1,7 @@
 // What rules may know about the cluster: namespace labels and installed Istio revisions. In a
 // cluster this comes from watch-backed caches; offline (check, or serve without kubeconfig) from
 // the input manifests and the configuration. Rules read it synchronously: never an API call.
+import type { MeshguardException } from '../exceptions/model.ts';
 
 /**
  * The namespace labels rules read from the cluster state: the mesh labels (policies/lib/mesh.ts)
@@ -42,6 +43,8 @@ export interface ClusterState {
    * istio-sidecar-injector ConfigMap), when the view watches them; undefined: the rules use
    * config.istioInstall.injectorValues. Return the same object until it changes (rules memoise on it). */
   injectorValues?(): Readonly<Record<string, unknown>> | undefined;
+  /** The MeshguardExceptions of a namespace (src/exceptions/store.ts); none when absent. */
+  exceptions?(namespace: string): readonly MeshguardException[];
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */

@@ -36,6 +36,9 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
     enum: ['enforce', 'audit'],
   }),
+  mutation: str('apply: the mutating webhook changes new objects (namespaces into the mesh) in both modes; report: it only reports what it would change (warning, audit annotation and record) (docs/adr/0002)', 'apply', {
+    enum: ['apply', 'report'],
+  }),
   onError: str('what a rule that throws does in enforce mode: deny (fail closed) or allow with a warning', 'deny', {
     enum: ['deny', 'allow'],
   }),
@@ -48,22 +51,31 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     certDir: str('where generated certificates are written when certFile/keyFile are unset', 'certs'),
     certSans: list('extra DNS names or IPs for a generated certificate', []),
     tlsMinVersion: str('lowest TLS version accepted', 'TLSv1.2', { enum: ['TLSv1.2', 'TLSv1.3'] }),
+    clientCaFile: nullableStr('PEM CA bundle: /validate and /mutate then require a client certificate signed by it (the apiserver authenticates with an AdmissionConfiguration kubeconfig, docs/install.md); probes and /metrics need none. Unset: no client certificates'),
     // An UPDATE review carries object and oldObject. The apiserver caps a request body at 3 MiB,
     // so each object is at most about 1.5 MiB once both must fit; JSON re-encoding by the apiserver
     // (escapes, the review envelope, userInfo) can roughly double that. 6 MiB holds two 1.5 MiB
     // objects with 2x headroom and matches Istio's own injector limit; anything larger gets 413.
     bodyLimitBytes: int('largest accepted request body in bytes', 6 * 1024 * 1024, 1024, 64 * 1024 * 1024),
-    requestTimeoutMs: int('time allowed to receive a whole request (slow-client protection; must be non-zero)', 15_000, 1_000, 120_000),
-    headersTimeoutMs: int('time allowed to receive request headers', 10_000, 1_000, 120_000),
+    // At most the webhook's timeout (the chart's timeoutSeconds is 5): the apiserver gives up on a
+    // call after it, so a connection kept longer only holds a slot for an answer nobody reads.
+    requestTimeoutMs: int("time allowed to receive a whole request (slow-client protection; keep at or below the webhook's timeoutSeconds)", 5_000, 1_000, 120_000),
+    headersTimeoutMs: int('time allowed to finish the TLS handshake and receive the request headers (below requestTimeoutMs)', 4_000, 1_000, 120_000),
     // Go's HTTP client (the apiserver's) keeps idle connections for 90 s; closing ours later than
     // that means the client always closes first and never races a server-side close.
     keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
-    drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 0, 0, 120),
+    drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 3, 0, 120),
     // Load shedding (src/server/overload.ts): past any bound, new admission requests get 503
     // MG_OVERLOADED before their body is read, so memory stays bounded and the apiserver applies
     // the failure policy instead of timing out. Probes and metrics (GET) are never shed.
     maxInFlight: int('most admission requests in flight at once; more get 503 MG_OVERLOADED', 256, 1, 100_000),
-    maxInFlightBytes: int('most request body bytes in flight at once (from Content-Length; chunked counts as bodyLimitBytes)', 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024),
+    maxInFlightBytes: int('most request body bytes received and held at once (counted as they arrive; shared fairly between client addresses)', 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024),
+    // A body slower than this (after the grace) is cut with 408 MG_TIMEOUT: a connection that
+    // trickles a body holds an in-flight slot while sending almost nothing. The apiserver sends a
+    // whole review in milliseconds; 16 KiB/s after 2 s still lets a 6 MiB body take far longer
+    // than requestTimeoutMs, so only trickles are cut.
+    minBodyBytesPerSecond: int('slowest accepted request body in bytes per second, after bodyRateGraceMs (0: off)', 16 * 1024, 0, 1024 * 1024 * 1024),
+    bodyRateGraceMs: int('time from the request headers before the body rate is checked (ms)', 2_000, 100, 120_000),
     maxEventLoopDelayMs: int('shed new admission requests while the event loop lags more than this (ms; 0: off)', 1000, 0, 60_000),
     // The apiserver sends its timeout as ?timeout=5s (src/server/deadline.ts).
     deadlineMarginPercent: int("share of the apiserver's ?timeout= kept for answering: a request whose evaluation would start later gets the mode's answer unevaluated", 20, 0, 90),
@@ -84,6 +96,15 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     leafDays: int('serving certificate lifetime in days', 365, 1, 3_650),
     renewBeforeDays: int('renew the serving certificate (and the CA) this many days before expiry', 30, 1, 3_000),
     checkIntervalSeconds: int('how often expiry is checked', 3600, 1, 86_400),
+  }),
+  webhookArming: obj("meshguard's webhooks are registered failing open (Ignore); meshguard switches them to failurePolicy while a ready meshguard answers behind them with a trusted caBundle, and back to Ignore when none does (needs cluster access; docs/adr/0005)", {
+    enabled: bool('arm and disarm the webhooks (the chart turns it on)', false),
+    failurePolicy: str('failurePolicy of an armed webhook (the chart: Fail in enforce mode, Ignore in audit mode)', 'Fail', { enum: ['Fail', 'Ignore'] }),
+    webhookConfigurationName: str('name of the Mutating- and ValidatingWebhookConfiguration to arm', 'meshguard'),
+    intervalSeconds: int('seconds between checks (a helm upgrade resets the rendered Ignore; the next check re-arms)', 5, 1, 3600),
+  }),
+  exceptions: obj('MeshguardExceptions (meshguard.dev/v1alpha1): admin-only, time-bound exceptions from rules for named or selected objects (docs/exceptions.md)', {
+    watch: bool('watch them in serve (needs cluster access and the CRD; the chart turns it on)', false),
   }),
   reconciler: obj('keeps the per-namespace hardening resources in every meshed namespace (needs cluster access and Istio CRDs)', {
     enabled: bool('run the reconciler in serve (the chart turns it on)', false),
@@ -113,11 +134,36 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
         spec: { type: 'json', description: 'security.istio.io/v1 AuthorizationPolicy spec' },
       }),
     },
+    // Kubernetes NetworkPolicy beside the mesh (docs/reconciler-and-scan.md, docs/defense-in-depth.md).
+    networkPolicies: obj('Kubernetes NetworkPolicies in every meshed namespace: default-deny, ingress from configured sources, egress only inside the cluster (needs a CNI that enforces NetworkPolicy)', {
+      enabled: bool('reconcile the NetworkPolicy set (the chart\'s hardened profile turns it on)', false),
+      monitoringNamespaces: list('namespaces whose pods may reach every pod of a meshed namespace (metrics scraping)', [], {
+        type: 'string',
+        pattern: NAMESPACE_NAME,
+        description: 'namespace name',
+      }),
+      extra: {
+        type: 'map',
+        description: 'extra NetworkPolicies to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}, e.g. an ipBlock egress to a database outside the cluster',
+        default: {},
+        keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
+        values: obj('a generated NetworkPolicy', {
+          namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
+          spec: { type: 'json', description: 'networking.k8s.io/v1 NetworkPolicy spec' },
+        }),
+      },
+    }),
   }),
   scan: obj('periodic scan of existing objects in serve (metrics meshguard_scan_violations)', {
     intervalSeconds: int('seconds between scans; 0 turns the periodic scan off', 0, 0, 604_800),
+    policyReports: bool('after each scan, write wgpolicyk8s.io/v1alpha2 PolicyReports (one per namespace) and a ClusterPolicyReport (needs their CRDs)', false),
+    openReports: bool('after each scan, write openreports.io/v1alpha1 Reports and a ClusterReport (needs their CRDs)', false),
   }),
-  metricsEnabled: bool('serve GET /metrics', true),
+  metricsEnabled: bool('serve GET /metrics on the HTTPS webhook port (turn off with metrics.port set to keep /metrics off the port the apiserver calls)', true),
+  metrics: obj('the optional plain-HTTP metrics listener', {
+    port: int('plain-HTTP port serving only GET /metrics; -1: off (the default), 0: any free port', -1, -1, 65535),
+    host: str('address of the metrics listener', '127.0.0.1'),
+  }),
   logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
   auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),
   meshguardNamespace: str("meshguard's own namespace (always exempt)", 'meshguard', { pattern: NAMESPACE_NAME }),
@@ -207,6 +253,10 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   serviceEntries: obj('service-entry-wildcard settings', {
     allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
   }),
+  meshHardening: obj('mesh-wide hardening checks that only apply where the platform asks for them', {
+    requireCni: bool('the Istio CNI must be in use: an injected istio-init container (which needs NET_ADMIN) is a violation of mesh-istio-cni', false),
+    requireDistrolessProxy: bool('injected istio-proxy containers must use the distroless image (mesh-distroless-proxy)', false),
+  }),
   unknownNamespace: str('a workload whose namespace is not known (offline, or not yet in the cache): deny treats it as not meshed', 'deny', {
     enum: ['deny', 'allow'],
   }),
@@ -217,7 +267,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     default: {},
     values: obj('rule settings', {
       enabled: bool('evaluate this rule', true),
-      mode: str('inherit the global/namespace mode, or pin this rule to enforce or audit', 'inherit', {
+      mode: str("inherit the global/namespace mode (or the rule's default mode, audit for the opinionated rules), or pin this rule to enforce or audit", 'inherit', {
         enum: ['inherit', 'enforce', 'audit'],
       }),
     }),

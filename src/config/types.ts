@@ -13,6 +13,7 @@ export interface GeneratedResource {
 
 export interface Config {
   readonly mode: Mode;
+  readonly mutation: 'apply' | 'report';
   readonly onError: 'deny' | 'allow';
   readonly server: {
     readonly host: string;
@@ -23,6 +24,7 @@ export interface Config {
     readonly certDir: string;
     readonly certSans: readonly string[];
     readonly tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
+    readonly clientCaFile: string | null;
     readonly bodyLimitBytes: number;
     readonly requestTimeoutMs: number;
     readonly headersTimeoutMs: number;
@@ -31,6 +33,8 @@ export interface Config {
     readonly maxInFlight: number;
     readonly maxInFlightBytes: number;
     readonly maxEventLoopDelayMs: number;
+    readonly minBodyBytesPerSecond: number;
+    readonly bodyRateGraceMs: number;
     readonly deadlineMarginPercent: number;
   };
   readonly cluster: {
@@ -50,6 +54,13 @@ export interface Config {
     readonly renewBeforeDays: number;
     readonly checkIntervalSeconds: number;
   };
+  readonly webhookArming: {
+    readonly enabled: boolean;
+    readonly failurePolicy: 'Fail' | 'Ignore';
+    readonly webhookConfigurationName: string;
+    readonly intervalSeconds: number;
+  };
+  readonly exceptions: { readonly watch: boolean };
   readonly reconciler: {
     readonly enabled: boolean;
     readonly dryRun: boolean;
@@ -60,9 +71,15 @@ export interface Config {
     readonly allowSameNamespace: boolean;
     readonly serviceEntries: Readonly<Record<string, GeneratedResource>>;
     readonly authorizationPolicies: Readonly<Record<string, GeneratedResource>>;
+    readonly networkPolicies: {
+      readonly enabled: boolean;
+      readonly monitoringNamespaces: readonly string[];
+      readonly extra: Readonly<Record<string, GeneratedResource>>;
+    };
   };
-  readonly scan: { readonly intervalSeconds: number };
+  readonly scan: { readonly intervalSeconds: number; readonly policyReports: boolean; readonly openReports: boolean };
   readonly metricsEnabled: boolean;
+  readonly metrics: { readonly port: number; readonly host: string };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly auditLogFile: string | null;
   readonly meshguardNamespace: string;
@@ -88,6 +105,7 @@ export interface Config {
   readonly istiodUsers: readonly string[];
   readonly controllerUsers: readonly string[];
   readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
+  readonly meshHardening: { readonly requireCni: boolean; readonly requireDistrolessProxy: boolean };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;
 }

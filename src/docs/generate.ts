@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_SCHEMA } from '../config/schema.ts';
 import type { Schema } from '../config/schema-dsl.ts';
-import { ERRORS } from '../errors.ts';
+import { CERT_ERRORS, ERRORS } from '../errors.ts';
 import { RULES } from '../policies/registry.ts';
 import { CLASS_EFFECT, fieldTable } from '../policies/lib/proxy-config.ts';
 import { NARROWING } from '../policies/lib/istio-install-values.ts';
@@ -69,6 +69,14 @@ export function rulesReference(): string {
     const ops = [...r.match.operations, ...(r.match.subResources ?? []).filter((s) => s !== '').map((s) => `(${s})`)].join(', ');
     out.push(`| \`${r.id}\` | ${r.type} | ${kinds} | ${ops} | ${r.title} | ${r.fix.replaceAll('|', '\\|')} |`);
   }
+  const audited = RULES.filter((r) => r.defaultMode === 'audit').map((r) => `\`${r.id}\``);
+  out.push(
+    '',
+    '## Default modes',
+    '',
+    `Opinionated rules report by default: with \`rules.<id>.mode: inherit\` (the default) they run in audit mode even when the global or namespace mode is enforce; pin \`rules.<id>.mode: enforce\` to deny. They are ${audited.join(', ')}.`,
+    'Some findings are advisory: a check that needs objects admission does not see (for example whether an AuthorizationPolicy pairs with a RequestAuthentication) warns at admission, whatever the mode, and is judged by `meshguard scan`, which lists those objects.',
+  );
   out.push('', '## Webhook resources', '', '| id | webhook | group | versions | resources |', '|---|---|---|---|---|');
   for (const r of RULES) {
     for (const w of r.webhook) {
@@ -122,6 +130,18 @@ export function errorsReference(): string {
     '|---|---|---|',
   ];
   for (const e of Object.values(ERRORS)) out.push(`| \`${e.code}\` | ${e.statusCode} | ${e.summary} |`);
+  out.push(
+    '',
+    '## Serving certificate errors',
+    '',
+    'A serving certificate that cannot be used is refused with one of these codes: at start,',
+    '`meshguard serve` exits with code 2 and prints the code; on reload, the certificate in service',
+    'is kept, the error is logged with its code and `meshguard_certificate_reload_failing` is 1.',
+    '',
+    '| code | meaning |',
+    '|---|---|',
+  );
+  for (const e of Object.values(CERT_ERRORS)) out.push(`| \`${e.code}\` | ${e.summary} |`);
   return `${out.join('\n')}\n`;
 }
 

@@ -40,9 +40,20 @@ export function namespaceMode(config: Config, req: AdmissionRequest, cluster: Cl
   return modeOf(cluster.namespace(ns)?.labels[MODE_LABEL]) ?? config.mode;
 }
 
-export function ruleMode(config: Config, ruleId: string, nsMode: Mode): Mode {
+/** The rule's own default mode (Rule.defaultMode), looked up by id. */
+export type DefaultModes = (ruleId: string) => 'audit' | undefined;
+
+/** Rules whose failures deny in every mode, because what they guard outlives the mode: a
+ * meshguard.dev/mode=audit label or a MeshguardException a tenant wrote while the namespace (or
+ * meshguard) was in audit would still apply once it enforces. */
+export const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['control-labels-admin-only', 'exception-admin-only']);
+
+/** Always enforced, else pinned in the configuration, else the rule's default mode, else the namespace's (or global) mode. */
+export function ruleMode(config: Config, ruleId: string, nsMode: Mode, defaults?: DefaultModes): Mode {
+  if (ALWAYS_ENFORCED.has(ruleId)) return 'enforce';
   const pinned = config.rules[ruleId]?.mode;
-  return pinned === undefined || pinned === 'inherit' ? nsMode : pinned;
+  if (pinned !== undefined && pinned !== 'inherit') return pinned;
+  return defaults?.(ruleId) ?? nsMode;
 }
 
 export interface Verdict {
@@ -53,14 +64,15 @@ export interface Verdict {
   readonly warnings: readonly Result[];
 }
 
-export function decide(results: readonly Result[], config: Config, nsMode: Mode): Verdict {
+export function decide(results: readonly Result[], config: Config, nsMode: Mode, defaults?: DefaultModes): Verdict {
   const denials: Result[] = [];
   const warnings: Result[] = [];
   for (const r of results) {
     if (r.status === 'fail') {
-      (ruleMode(config, r.ruleId, nsMode) === 'enforce' ? denials : warnings).push(r);
+      const enforce = r.violation?.advisory !== true && ruleMode(config, r.ruleId, nsMode, defaults) === 'enforce';
+      (enforce ? denials : warnings).push(r);
     } else if (r.status === 'error') {
-      const enforce = ruleMode(config, r.ruleId, nsMode) === 'enforce' && config.onError === 'deny';
+      const enforce = ruleMode(config, r.ruleId, nsMode, defaults) === 'enforce' && config.onError === 'deny';
       (enforce ? denials : warnings).push(r);
     }
   }

@@ -5,10 +5,11 @@ import type { AdmissionRequest, AdmissionReviewV1Response, KObject } from '../ad
 import { allowed, denied, patched } from '../admission/response.ts';
 import type { ClusterState } from '../cluster/state.ts';
 import type { Config, Mode } from '../config/types.ts';
-import { decide, namespaceMode, ruleMode } from './decide.ts';
+import { decide, namespaceMode, type DefaultModes } from './decide.ts';
 import { evaluate, mutate } from './evaluate.ts';
 import { subjectNamespace } from './match.ts';
-import { auditAnnotations, denialMessage, subjectOf, warningLines, type RuleLookup } from './render.ts';
+import { applyExceptions, exceptionSubject, type Excepted } from './exceptions.ts';
+import { auditAnnotations, denialMessage, exceptionAnnotations, exceptionWarnings, subjectOf, warningLines, type RuleLookup } from './render.ts';
 import type { MutatingRule, Result, RuleContext, ValidatingRule } from './types.ts';
 
 export type Endpoint = 'validate' | 'mutate';
@@ -28,6 +29,8 @@ export interface AuditRecord {
   readonly dryRun: boolean;
   readonly rules: readonly string[];
   readonly findings: readonly { readonly rule: string; readonly status: string; readonly message: string }[];
+  /** Findings a MeshguardException let through (absent when none). */
+  readonly exceptions?: readonly { readonly rule: string; readonly exception: string; readonly expires: string; readonly message: string }[];
 }
 
 export interface ReviewOutcome {
@@ -36,6 +39,8 @@ export interface ReviewOutcome {
   /** Present when anything was found (denied, warned, or a mutation reported in audit mode). */
   readonly audit?: AuditRecord;
   readonly results: readonly Result[];
+  /** The namespace's mode the request was judged in (validate only; absent when nothing was evaluated). */
+  readonly mode?: Mode;
   /** Findings that denied (validate only). */
   readonly denials: readonly Result[];
   /** Findings reported but allowed (audit mode, errors with onError allow, audit-mode mutations). */
@@ -48,6 +53,11 @@ export interface RuleSet {
   readonly validating: readonly ValidatingRule[];
   readonly mutating: readonly MutatingRule[];
   readonly lookup: RuleLookup;
+}
+
+/** Rule.defaultMode by id, from the rule set. */
+export function defaultModes(rules: RuleSet): DefaultModes {
+  return (id) => rules.lookup(id)?.defaultMode;
 }
 
 function displayName(req: AdmissionRequest): string {
@@ -80,15 +90,26 @@ function findingText(r: Result): string {
   return r.status === 'error' ? `error: ${r.reason ?? ''}` : (r.violation?.message ?? '');
 }
 
+function withExceptions(record: AuditRecord, excepted: readonly Excepted[]): AuditRecord {
+  if (excepted.length === 0) return record;
+  return { ...record, exceptions: excepted.map((x) => ({ rule: x.result.ruleId, exception: `${x.exception.namespace}/${x.exception.name}`, expires: x.exception.expires, message: findingText(x.result) })) };
+}
+
 export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
-  const results = evaluate(rules.validating, ctx);
+  const evaluated = evaluate(rules.validating, ctx);
+  // Exceptions: after evaluation, before decide (src/engine/exceptions.ts).
+  const exceptions = cluster.exceptions?.(subjectNamespace(req)) ?? [];
+  const { results, excepted } = exceptions.length === 0 ? { results: evaluated, excepted: [] as Excepted[] } : applyExceptions(evaluated, exceptionSubject(req), exceptions, Date.now());
   const mode = namespaceMode(config, req, cluster);
-  const verdict = decide(results, config, mode);
+  const verdict = decide(results, config, mode, defaultModes(rules));
   // Nothing to report: the plain answer, without building empty warnings and annotations.
-  if (verdict.allowed && verdict.warnings.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results, denials: NONE, warnings: NONE };
-  const extras = { warnings: warningLines(verdict.warnings), auditAnnotations: auditAnnotations(verdict.warnings, '') };
+  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results: evaluated, mode, denials: NONE, warnings: NONE };
+  const extras = {
+    warnings: [...warningLines(verdict.warnings, rules.lookup), ...exceptionWarnings(excepted)],
+    auditAnnotations: { ...auditAnnotations(verdict.warnings, ''), ...exceptionAnnotations(excepted) },
+  };
   if (!verdict.allowed) {
     // The apiserver sets request.namespace to the name for a Namespace: "Namespace x", not "x/x".
     const isNamespace = req.kind.group === '' && req.kind.kind === 'Namespace';
@@ -97,8 +118,9 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     return {
       response: denied(req.uid, message, extras),
       verdict: 'denied',
-      audit: auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)),
-      results,
+      audit: withExceptions(auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)), excepted),
+      results: evaluated,
+      mode,
       denials: verdict.denials,
       warnings: verdict.warnings,
     };
@@ -106,16 +128,18 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
   return {
     response: allowed(req.uid, extras),
     verdict: 'warned',
-    audit: auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)),
-    results,
+    audit: withExceptions(auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)), excepted),
+    results: evaluated,
+    mode,
     denials: NONE,
     warnings: verdict.warnings,
   };
 }
 
 /**
- * Mutation: rules whose effective mode is enforce edit one draft and the patch is the diff of the
- * draft against the object as received; rules in audit mode are run on a throwaway copy and only
+ * Mutation is its own setting, not the mode (docs/adr/0002): with `mutation: apply` (default) the
+ * mutating rules edit one draft and the patch is the diff of the draft against the object as
+ * received, in both modes; with `mutation: report` they run on a throwaway copy and are only
  * reported. A mutating rule that throws is reported as a warning and applies nothing: validation
  * still judges the object.
  */
@@ -134,23 +158,22 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster };
   const mode = namespaceMode(config, req, cluster);
-  const enforced = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'enforce');
-  const audited = rules.mutating.filter((r) => ruleMode(config, r.id, mode) === 'audit');
-  const applied = mutate(enforced, ctx, req.object);
-  const reported = audited.length > 0 ? mutate(audited, ctx, req.object) : undefined;
+  const apply = config.mutation === 'apply';
+  const applied = mutate(apply ? rules.mutating : [], ctx, req.object);
+  const reported = apply ? undefined : mutate(rules.mutating, ctx, req.object);
   // Mutating rules edit metadata only: the diff of metadata alone is the whole patch.
   const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(metadataOnly(req.object), metadataOnly(applied.draft))) : [];
 
   const notes: { result: Result; text: string }[] = [];
   for (const c of reported?.changes ?? []) {
-    notes.push({ result: { ruleId: c.ruleId, status: 'fail', violation: { message: `would add ${c.description} (audit mode: not applied)` } }, text: `would add ${c.description}` });
+    notes.push({ result: { ruleId: c.ruleId, status: 'fail', violation: { message: `would add ${c.description} (mutation: report; not applied)` } }, text: `would add ${c.description}` });
   }
   for (const r of [...applied.results, ...(reported?.results ?? [])]) {
     if (r.status === 'error') notes.push({ result: r, text: findingText(r) });
   }
   const results = [...applied.results, ...(reported?.results ?? [])];
   const findings = notes.map((n) => n.result);
-  const extras = { warnings: warningLines(findings), auditAnnotations: auditAnnotations(findings, '') };
+  const extras = { warnings: warningLines(findings, rules.lookup), auditAnnotations: auditAnnotations(findings, '') };
   const verdict: VerdictLabel = patch.length > 0 ? 'patched' : findings.length > 0 ? 'warned' : 'allowed';
   const outcome: ReviewOutcome = { response: patched(req.uid, patch, extras), verdict, results, denials: NONE, warnings: findings };
   if (findings.length === 0) return outcome;

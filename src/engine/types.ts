@@ -15,6 +15,12 @@ export interface Violation {
   readonly value?: string;
   /** What to change; the rule's general fix is used when absent. */
   readonly fix?: string;
+  /**
+   * A reminder the rule cannot settle from the request alone (it would need cluster objects that
+   * admission does not see): always a warning, never a denial, whatever the mode. The scan,
+   * which sees those objects, judges the real finding.
+   */
+  readonly advisory?: true;
 }
 
 export interface Result {
@@ -68,12 +74,37 @@ interface RuleBase {
   readonly fix: string;
   readonly match: Match;
   readonly webhook: readonly WebhookResource[];
+  /**
+   * The mode when the configuration says `inherit` (rules.<id>.mode): opinionated rules report
+   * (audit) unless the platform pins them to enforce. Absent: the global or namespace mode.
+   */
+  readonly defaultMode?: 'audit';
+}
+
+/** What scan listed, for mesh-wide checks that need several objects at once. */
+export interface Inventory {
+  /** Every listed object in scan's scope (kind and apiVersion set), Namespaces included. */
+  readonly objects: readonly KObject[];
+  /** Whether a resource could be listed (absent objects of an unlisted kind prove nothing). */
+  served(group: string, resource: string): boolean;
+  readonly config: Config;
+}
+
+/** A mesh-wide finding: the object it is about (or the one that is missing) and what is wrong. */
+export interface InventoryFinding {
+  readonly subject: { readonly kind: string; readonly apiVersion: string; readonly namespace: string; readonly name: string };
+  readonly violation: Violation;
 }
 
 /** A validating rule: returns what it found wrong (empty: pass) or a skip reason. Never sees the mode. */
 export interface ValidatingRule extends RuleBase {
   readonly type: 'validating';
   validate(ctx: RuleContext): readonly Violation[] | Skip;
+  /**
+   * Mesh-wide check over everything scan listed (a missing object, or a relation between
+   * objects that admission of one object cannot see). Pure; run by scan only.
+   */
+  inventory?(inv: Inventory): readonly InventoryFinding[];
 }
 
 /** A mutating rule edits the draft in place and returns one description per change. */

@@ -1,6 +1,9 @@
 // Instrumentation behind an interface with a no-op default; prom-client implements it.
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { ViolationCount } from '../cluster/scan.ts';
+import type { Mode, RuleSettings } from '../config/types.ts';
+import type { Result } from '../engine/types.ts';
+import { VERSION } from '../version.ts';
 
 export interface ReviewLabels {
   readonly endpoint: string;
@@ -9,8 +12,28 @@ export interface ReviewLabels {
   readonly verdict: string;
 }
 
+/** What the validating rules found for one request, counted per rule (no object names). */
+export interface RuleResultsLabels {
+  readonly kind: string;
+  readonly operation: string;
+  /** The namespace's mode; a rule pinned by config.rules.<id>.mode counts under its own. */
+  readonly mode: Mode;
+}
+
+/** Live values read at scrape time (no work per request). */
+export interface LoadSource {
+  stats(): { readonly inFlight: number; readonly inFlightBytes: number };
+}
+
 export interface Recorder {
   observeReview(labels: ReviewLabels, seconds: number): void;
+  /** Per-rule results of one validation: pass, fail or error once per rule and request (skips
+   * are not counted: every rule skips every kind it does not match). */
+  observeRuleResults(labels: RuleResultsLabels, results: readonly Result[], pinned: Readonly<Record<string, RuleSettings>>): void;
+  /** The in-flight gauges read from the load shedder at scrape time. */
+  trackLoad(source: LoadSource): void;
+  /** The caches-synced gauge, read at scrape time. */
+  trackCaches(synced: () => boolean): void;
   observeRejected(endpoint: string, code: string): void;
   certReload(ok: boolean): void;
   certExpiry(cert: 'leaf' | 'ca', unixSeconds: number): void;
@@ -25,6 +48,9 @@ export interface Recorder {
 
 export const noopRecorder: Recorder = {
   observeReview() {},
+  observeRuleResults() {},
+  trackLoad() {},
+  trackCaches() {},
   observeRejected() {},
   certReload() {},
   certExpiry() {},
@@ -36,7 +62,9 @@ export const noopRecorder: Recorder = {
 };
 
 const REVIEW_LABELS = ['endpoint', 'kind', 'operation', 'verdict'] as const;
-const LATENCY_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1];
+// Up to the webhook timeout: the apiserver waits at most 30 s (the chart's default is 5 s); a
+// latency series that ends at 1 s cannot show requests that came close to it.
+export const LATENCY_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1, 2.5, 5, 10];
 
 interface ReviewSeries {
   readonly labels: Readonly<Record<(typeof REVIEW_LABELS)[number], string>>;
@@ -128,10 +156,126 @@ class ReviewMetrics {
   }
 }
 
+const RESULTS = ['pass', 'fail', 'error'] as const;
+const MODES: readonly Mode[] = ['enforce', 'audit'];
+const RULE_LABELS = ['rule', 'result', 'mode', 'operation', 'kind'] as const;
+
+interface RuleCounts {
+  readonly rule: string;
+  /** By mode (enforce, audit) then result (pass, fail, error). */
+  readonly counts: number[];
+  /** config.rules the pin was read from, and the rule's pinned mode in it. */
+  pinnedFor: object | undefined;
+  pin: Mode | undefined;
+}
+
+interface RuleSlot {
+  readonly byRule: Map<string, RuleCounts>;
+  /** The entry last seen at each result position. */
+  readonly at: (RuleCounts | undefined)[];
+}
+
+/**
+ * meshguard_rule_results_total{rule,result,mode,operation,kind}: the label sets are bound ahead,
+ * as prom-client's Counter.labels() does, but without its per-call hashing: per request one lookup
+ * of (kind, operation), then per result one lookup of the rule and an increment. Cardinality is
+ * bounded by the rules (a rule only sees the kinds it matches), three results, two modes and the
+ * four operations; no object or namespace names.
+ */
+class RuleMetrics {
+  /** kind -> operation -> the counts of each rule seen there. */
+  readonly #byKind = new Map<string, Map<string, RuleSlot>>();
+
+  #slot(kind: string, operation: string): RuleSlot {
+    let byOp = this.#byKind.get(kind);
+    if (byOp === undefined) {
+      byOp = new Map();
+      this.#byKind.set(kind, byOp);
+    }
+    let slot = byOp.get(operation);
+    if (slot === undefined) {
+      slot = { byRule: new Map(), at: [] };
+      byOp.set(operation, slot);
+    }
+    return slot;
+  }
+
+  observe(l: RuleResultsLabels, results: readonly Result[], pinned: Readonly<Record<string, RuleSettings>>): void {
+    const slot = this.#slot(l.kind, l.operation);
+    let previous: Result | undefined;
+    for (let n = 0; n < results.length; n++) {
+      const r = results[n] as Result;
+      const at = r.status === 'pass' ? 0 : r.status === 'fail' ? 1 : r.status === 'error' ? 2 : -1;
+      // A rule with several violations fails once per request (its results are adjacent).
+      const repeat = previous !== undefined && previous.ruleId === r.ruleId && previous.status === r.status;
+      previous = r;
+      if (at < 0 || repeat) continue;
+      // The rules run in a fixed order, so the entry at this position is almost always the one:
+      // a reference comparison of the rule id instead of a Map lookup.
+      let e = slot.at[n];
+      if (e === undefined || e.rule !== r.ruleId) {
+        e = slot.byRule.get(r.ruleId);
+        if (e === undefined) {
+          e = { rule: r.ruleId, counts: [0, 0, 0, 0, 0, 0], pinnedFor: undefined, pin: undefined };
+          slot.byRule.set(r.ruleId, e);
+        }
+        slot.at[n] = e;
+      }
+      if (e.pinnedFor !== pinned) {
+        const m = pinned[r.ruleId]?.mode;
+        e.pin = m === undefined || m === 'inherit' ? undefined : m;
+        e.pinnedFor = pinned;
+      }
+      const i = ((e.pin ?? l.mode) === 'enforce' ? 0 : 3) + at;
+      e.counts[i] = (e.counts[i] ?? 0) + 1;
+    }
+  }
+
+  metric(): object {
+    const name = 'meshguard_rule_results_total';
+    const help = 'Validating rule results in admission, by rule, result (pass, fail, error), effective mode, operation and kind';
+    const values = (): MetricValue[] => {
+      const out: MetricValue[] = [];
+      for (const [kind, byOp] of this.#byKind) {
+        for (const [operation, slot] of byOp) {
+          for (const [rule, { counts }] of slot.byRule) {
+            MODES.forEach((mode, m) =>
+              RESULTS.forEach((result, k) => {
+                const value = counts[m * 3 + k] ?? 0;
+                if (value > 0) out.push({ labels: { rule, result, mode, operation, kind }, value });
+              }),
+            );
+          }
+        }
+      }
+      return out;
+    };
+    return {
+      name,
+      help,
+      type: 'counter',
+      aggregator: 'sum',
+      labelNames: RULE_LABELS,
+      get: async () => ({ name, help, type: 'counter', aggregator: 'sum', values: values() }),
+      reset: (): void => this.#byKind.clear(),
+    };
+  }
+}
+
+export interface PromRecorderOptions {
+  /** meshguard_build_info's version label (default: VERSION). */
+  readonly version?: string;
+  /** Collect prom-client's process and Node.js runtime metrics (prefixed meshguard_). Default true. */
+  readonly processMetrics?: boolean;
+}
+
 export class PromRecorder implements Recorder {
   readonly registry = new Registry();
   readonly contentType: string;
   readonly #reviews = new ReviewMetrics();
+  readonly #rules = new RuleMetrics();
+  #load: LoadSource | undefined;
+  #cachesSynced: (() => boolean) | undefined;
   readonly #rejected: Counter<'endpoint' | 'code'>;
   readonly #reloads: Counter<'result'>;
   readonly #reloadFailing: Gauge;
@@ -143,13 +287,50 @@ export class PromRecorder implements Recorder {
   readonly #reconcilerActions: Counter<'action' | 'kind' | 'outcome'>;
   readonly #reconcilerLeader: Gauge;
 
-  constructor() {
+  constructor(o: PromRecorderOptions = {}) {
     this.contentType = this.registry.contentType;
     const registers = [this.registry];
     const reviews = this.#reviews.metrics();
     // Registered in this order so /metrics lists them where the prom-client objects were.
     this.registry.registerMetric(reviews.requests as Parameters<Registry['registerMetric']>[0]);
     this.registry.registerMetric(reviews.latency as Parameters<Registry['registerMetric']>[0]);
+    this.registry.registerMetric(this.#rules.metric() as Parameters<Registry['registerMetric']>[0]);
+    new Gauge({
+      name: 'meshguard_build_info',
+      help: 'Always 1; the labels name the meshguard version and the Node.js version',
+      labelNames: ['version', 'node_version'],
+      registers,
+    }).set({ version: o.version ?? VERSION, node_version: process.version }, 1);
+    const load = (): { readonly inFlight: number; readonly inFlightBytes: number } | undefined => this.#load?.stats();
+    new Gauge({
+      name: 'meshguard_admission_in_flight_requests',
+      help: 'Admission requests in flight (headers read, answer not yet finished)',
+      registers,
+      collect: function (this: Gauge) {
+        const s = load();
+        if (s !== undefined) this.set(s.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'meshguard_admission_in_flight_bytes',
+      help: 'Declared request body bytes in flight (what load shedding bounds)',
+      registers,
+      collect: function (this: Gauge) {
+        const s = load();
+        if (s !== undefined) this.set(s.inFlightBytes);
+      },
+    });
+    const synced = (): boolean | undefined => this.#cachesSynced?.();
+    new Gauge({
+      name: 'meshguard_cluster_caches_synced',
+      help: '1 while the namespace and revision caches are synced and fresh (0: stale or not yet listed; readiness fails)',
+      registers,
+      collect: function (this: Gauge) {
+        const v = synced();
+        if (v !== undefined) this.set(v ? 1 : 0);
+      },
+    });
+    if (o.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'meshguard_' });
     this.#rejected = new Counter({
       name: 'meshguard_admission_rejected_total',
       help: 'Requests refused before evaluation (bad input, overload), by endpoint and error code',
@@ -214,6 +395,18 @@ export class PromRecorder implements Recorder {
 
   observeReview(l: ReviewLabels, seconds: number): void {
     this.#reviews.observe(l, seconds);
+  }
+
+  observeRuleResults(l: RuleResultsLabels, results: readonly Result[], pinned: Readonly<Record<string, RuleSettings>>): void {
+    this.#rules.observe(l, results, pinned);
+  }
+
+  trackLoad(source: LoadSource): void {
+    this.#load = source;
+  }
+
+  trackCaches(synced: () => boolean): void {
+    this.#cachesSynced = synced;
   }
 
   observeRejected(endpoint: string, code: string): void {

@@ -13,6 +13,7 @@
 // process.
 import { isSkip, skip, type ValidatingRule, type Violation } from '../engine/types.ts';
 import { sidecarCaptureProblems } from './lib/capture.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
 import { meshStatus } from './lib/mesh.ts';
 import { fieldPath, podTemplate, POD, type PodTemplate } from './lib/pod-template.ts';
 import { STATUS } from './lib/workload-istio.ts';
@@ -35,43 +36,49 @@ function redirectionForged(annotations: Readonly<Record<string, unknown>>, t: Po
   }];
 }
 
-export const podSidecarPresent: ValidatingRule = {
-  id: 'pod-sidecar-present',
-  type: 'validating',
-  title: 'Pods must run behind a real Istio proxy with full traffic capture (or be captured by ztunnel)',
-  fix: FIX,
-  match: { kinds: [{ group: POD.group, kind: POD.kind }], operations: ['CREATE', 'UPDATE'] },
-  webhook: [{ apiGroup: POD.group, apiVersions: POD.versions, resources: [POD.resource] }],
-  validate(ctx) {
-    const { request: req, config, cluster } = ctx;
-    const w = reviewedWorkload(req);
-    // A Pod being deleted is skipped by the workload rules; read it as before.
-    const template = isSkip(w) ? podTemplate(req.object, POD) : w.template;
-    if (req.operation === 'UPDATE') {
-      // Pod UPDATEs can change annotations: adding the CNI's record or a sidecar claim takes a
-      // running ambient pod out of ztunnel's capture.
-      if (isSkip(w)) return w;
-      const out = redirectionForged(w.annotations, template);
-      if (w.annotations[STATUS] !== undefined) {
-        out.push({ message: `the ${STATUS} annotation may not be added or changed on a running pod: the ambient CNI skips pods that claim a sidecar`, path: annotationPath(template, STATUS), value: String(w.annotations[STATUS]), fix: `remove the change to ${STATUS}` });
-      }
-      return out;
-    }
-    const ns = cluster.namespace(req.namespace);
-    if (ns === undefined) return skip(`namespace ${req.namespace} is unknown (workload-injection-opt-out judges it)`);
-    if (reviewedGateway(req, config) !== undefined) return skip("one of Istio's gateways or waypoints: the proxy is the pod's only process");
-    const dataplane = meshStatus(ns.labels, config, cluster.knownRevisions()).dataplane;
-    if (dataplane === 'ambient') {
-      const out = redirectionForged(template.annotations, template);
-      if (template.annotations[STATUS] !== undefined) {
-        // ztunnel skips the pod: it must really be a sidecar pod.
-        for (const v of sidecarCaptureProblems(template, config)) {
-          out.push({ ...v, message: `the pod claims a sidecar (${STATUS}), so ztunnel does not capture it, but ${v.message}` });
+/** The rule, with the memo it owns (the mesh-wide stamped annotations per values object). */
+export function podSidecarPresentRule(): ValidatingRule {
+  const stamped = new StampedAnnotations();
+  return {
+    id: 'pod-sidecar-present',
+    type: 'validating',
+    title: 'Pods must run behind a real Istio proxy with full traffic capture (or be captured by ztunnel)',
+    fix: FIX,
+    match: { kinds: [{ group: POD.group, kind: POD.kind }], operations: ['CREATE', 'UPDATE'] },
+    webhook: [{ apiGroup: POD.group, apiVersions: POD.versions, resources: [POD.resource] }],
+    validate(ctx) {
+      const { request: req, config, cluster } = ctx;
+      const w = reviewedWorkload(req);
+      // A Pod being deleted is skipped by the workload rules; read it as before.
+      const template = isSkip(w) ? podTemplate(req.object, POD) : w.template;
+      if (req.operation === 'UPDATE') {
+        // Pod UPDATEs can change annotations: adding the CNI's record or a sidecar claim takes a
+        // running ambient pod out of ztunnel's capture.
+        if (isSkip(w)) return w;
+        const out = redirectionForged(w.annotations, template);
+        if (w.annotations[STATUS] !== undefined) {
+          out.push({ message: `the ${STATUS} annotation may not be added or changed on a running pod: the ambient CNI skips pods that claim a sidecar`, path: annotationPath(template, STATUS), value: String(w.annotations[STATUS]), fix: `remove the change to ${STATUS}` });
         }
+        return out;
       }
-      return out.length === 0 && template.annotations[STATUS] === undefined ? skip('ambient namespace: ztunnel captures pods that claim no sidecar') : out;
-    }
-    if (dataplane !== 'sidecar') return skip('the namespace is not in the mesh (workload-injection-opt-out judges it)');
-    return [...redirectionForged(template.annotations, template), ...sidecarCaptureProblems(template, config)];
-  },
-};
+      const ns = cluster.namespace(req.namespace);
+      if (ns === undefined) return skip(`namespace ${req.namespace} is unknown (workload-injection-opt-out judges it)`);
+      if (reviewedGateway(req, config) !== undefined) return skip("one of Istio's gateways or waypoints: the proxy is the pod's only process");
+      const dataplane = meshStatus(ns.labels, config, cluster.knownRevisions()).dataplane;
+      if (dataplane === 'ambient') {
+        const out = redirectionForged(template.annotations, template);
+        if (template.annotations[STATUS] !== undefined) {
+          // ztunnel skips the pod: it must really be a sidecar pod.
+          for (const v of sidecarCaptureProblems(template, config, stamped.of(meshInjectorValues(cluster, config)))) {
+            out.push({ ...v, message: `the pod claims a sidecar (${STATUS}), so ztunnel does not capture it, but ${v.message}` });
+          }
+        }
+        return out.length === 0 && template.annotations[STATUS] === undefined ? skip('ambient namespace: ztunnel captures pods that claim no sidecar') : out;
+      }
+      if (dataplane !== 'sidecar') return skip('the namespace is not in the mesh (workload-injection-opt-out judges it)');
+      return [...redirectionForged(template.annotations, template), ...sidecarCaptureProblems(template, config, stamped.of(meshInjectorValues(cluster, config)))];
+    },
+  };
+}
+
+export const podSidecarPresent: ValidatingRule = podSidecarPresentRule();

@@ -1,9 +1,11 @@
 // Every rule meshguard knows, in evaluation order. The id is the module's file name.
 import type { MutatingRule, Rule, ValidatingRule } from '../engine/types.ts';
 import { controlLabelsAdminOnly } from './control-labels-admin-only.ts';
+import { exceptionAdminOnly } from './exception-admin-only.ts';
 import { namespaceHardeningDefaults } from './namespace-hardening-defaults.ts';
 import { namespaceMeshEnrollment } from './namespace-mesh-enrollment.ts';
 import { ISTIO_CONFIG_RULES } from './istio-config-rules.ts';
+import { MESH_HARDENING_RULES } from './mesh-hardening-rules.ts';
 import { WORKLOAD_RULES } from './workload-rules.ts';
 
 export const RULES: readonly Rule[] = Object.freeze([
@@ -12,6 +14,8 @@ export const RULES: readonly Rule[] = Object.freeze([
   controlLabelsAdminOnly,
   ...WORKLOAD_RULES,
   ...ISTIO_CONFIG_RULES,
+  ...MESH_HARDENING_RULES,
+  exceptionAdminOnly,
 ]);
 
 export const RULE_IDS: readonly string[] = Object.freeze(RULES.map((r) => r.id));

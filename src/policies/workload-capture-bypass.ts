@@ -10,12 +10,13 @@
 // values.global.proxy.* onto every pod) is Istio's own and not reported.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { StampedAnnotations } from './lib/istio-install-values.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
 import { show } from './lib/istio.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
 import { CLASS_EFFECT, ProxyConfigJudge } from './lib/proxy-config.ts';
 import { quote } from './lib/workload-istio.ts';
-import { reviewedWorkload } from './lib/workload-review.ts';
+import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/istio-gateway.ts';
+import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const TRAFFIC_PREFIX = 'traffic.sidecar.istio.io/';
 
@@ -77,11 +78,6 @@ export const PROXY_CONFIG = 'proxy.istio.io/config';
 /** At most this many findings per annotation: one denial stays readable (the last one counts the rest). */
 const MAX_FINDINGS = 20;
 
-/** The mesh-wide injector values: the cluster view's, else the configured ones. */
-function injectorValues(cluster: { injectorValues?(): Readonly<Record<string, unknown>> | undefined }, config: Config): unknown {
-  return cluster.injectorValues?.() ?? config.istioInstall.injectorValues;
-}
-
 function proxyConfigViolations(judge: ProxyConfigJudge, value: unknown, template: PodTemplate, config: Config): Violation[] {
   const path = fieldPath(template, `metadata.annotations[${JSON.stringify(PROXY_CONFIG)}]`);
   if (typeof value !== 'string') {
@@ -125,19 +121,21 @@ export function workloadCaptureBypassRule(): ValidatingRule {
       const w = reviewedWorkload(ctx.request);
       if (isSkip(w)) return w;
       const out: Violation[] = [];
+      // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
+      const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
       // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
       // without building an entries array for every request.
       for (const key in w.annotations) {
         if (!Object.hasOwn(w.annotations, key)) continue;
         const value = w.annotations[key];
         const effect = bypassEffect(key, value);
-        if (effect === undefined || allowListed(ctx.config, key, value)) continue;
+        if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === GATEWAY_TEMPLATE_KEY)) continue;
         if (key === PROXY_CONFIG) {
           out.push(...proxyConfigViolations(judge, value, w.template, ctx.config));
           continue;
         }
         if (key.startsWith(TRAFFIC_PREFIX)) {
-          const mesh = stamped.of(injectorValues(ctx.cluster, ctx.config));
+          const mesh = stamped.of(meshInjectorValues(ctx.cluster, ctx.config));
           if (Object.hasOwn(mesh, key) && mesh[key] === value) continue;
         }
         out.push({

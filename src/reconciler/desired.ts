@@ -2,7 +2,8 @@
 // should exist out. No API call, no clock, no randomness: the same input gives the same output.
 import type { Config, GeneratedResource } from '../config/types.ts';
 import { isExempt } from '../engine/match.ts';
-import { meshStatus } from '../policies/lib/mesh.ts';
+import { LABEL_DATAPLANE, meshStatus } from '../policies/lib/mesh.ts';
+import { ambientSpec, defaultDenySpec, egressSpec, ingressSpec, withServerDefaults } from './network-policies.ts';
 import { MANAGED_LABELS, NAMES, objectKey, type DesiredObject, type ManagedKind } from './resources.ts';
 
 /** What the reconciler needs to know about a namespace. */
@@ -53,27 +54,45 @@ export function builtinObjects(namespace: string, config: Config): DesiredObject
   return out;
 }
 
+/**
+ * The NetworkPolicy set of a managed namespace (reconciler.networkPolicies.enabled): default-deny,
+ * ingress from the namespace itself, the gateway and monitoring namespaces, egress inside the
+ * cluster only, and in ambient namespaces HBONE and the probe address. See network-policies.ts.
+ */
+export function networkPolicyObjects(namespace: string, ambient: boolean, config: Config): DesiredObject[] {
+  const out = [
+    object('NetworkPolicy', namespace, NAMES.netpolDefaultDeny, defaultDenySpec(), 'built-in:network-default-deny'),
+    object('NetworkPolicy', namespace, NAMES.netpolIngress, ingressSpec(namespace, config), 'built-in:network-ingress-from-sources'),
+    object('NetworkPolicy', namespace, NAMES.netpolEgress, egressSpec(), 'built-in:network-egress-in-cluster'),
+  ];
+  if (ambient) out.push(object('NetworkPolicy', namespace, NAMES.netpolAmbient, ambientSpec(namespace, config), 'built-in:network-ambient'));
+  return out;
+}
+
 function configured(
   kind: ManagedKind,
   key: string,
   entries: Readonly<Record<string, GeneratedResource>>,
   managed: ReadonlySet<string>,
   ordered: readonly string[],
+  normalize: (spec: Readonly<Record<string, unknown>>) => Record<string, unknown> = (spec) => structuredClone(spec) as Record<string, unknown>,
 ): DesiredObject[] {
   const out: DesiredObject[] = [];
   for (const [name, entry] of Object.entries(entries)) {
     // Empty list: every managed namespace. Otherwise only the listed ones that are managed.
     const targets = entry.namespaces.length === 0 ? ordered : entry.namespaces.filter((n) => managed.has(n));
-    for (const ns of targets) out.push(object(kind, ns, name, structuredClone(entry.spec) as Record<string, unknown>, `config:${key}.${name}`));
+    for (const ns of targets) out.push(object(kind, ns, name, normalize(entry.spec), `config:${key}.${name}`));
   }
   return out;
 }
 
 /**
  * Everything that should exist. A configured AuthorizationPolicy with the name of a built-in one
- * (default-deny, allow-same-namespace) replaces it: that is how the built-in policy is tuned.
+ * (default-deny, allow-same-namespace) replaces it: that is how the built-in policy is tuned. The
+ * same holds for a configured NetworkPolicy with the name of a built-in one.
  */
-export function desiredState(namespaces: Iterable<NamespaceSnapshot>, config: Config, knownRevisions: ReadonlySet<string>): DesiredState {
+export function desiredState(input: Iterable<NamespaceSnapshot>, config: Config, knownRevisions: ReadonlySet<string>): DesiredState {
+  const namespaces = [...input];
   const statuses = new Map<string, NamespaceStatus>();
   for (const ns of namespaces) statuses.set(ns.name, namespaceStatus(ns, config, knownRevisions));
   const ordered = [...statuses].filter(([, s]) => s === 'managed').map(([n]) => n).sort();
@@ -83,6 +102,16 @@ export function desiredState(namespaces: Iterable<NamespaceSnapshot>, config: Co
   for (const ns of ordered) for (const d of builtinObjects(ns, config)) add(d);
   for (const d of configured('ServiceEntry', 'reconciler.serviceEntries', config.reconciler.serviceEntries, managed, ordered)) add(d);
   for (const d of configured('AuthorizationPolicy', 'reconciler.authorizationPolicies', config.reconciler.authorizationPolicies, managed, ordered)) add(d);
+  const netpol = config.reconciler.networkPolicies;
+  if (netpol.enabled) {
+    const byName = new Map([...namespaces].map((n) => [n.name, n]));
+    for (const ns of ordered) {
+      // Ambient pods receive mesh traffic on HBONE; a namespace labelled for both dataplanes may run both kinds of pods.
+      const ambient = config.ambient.allowed && byName.get(ns)?.labels[LABEL_DATAPLANE] === 'ambient';
+      for (const d of networkPolicyObjects(ns, ambient, config)) add(d);
+    }
+    for (const d of configured('NetworkPolicy', 'reconciler.networkPolicies.extra', netpol.extra, managed, ordered, withServerDefaults)) add(d);
+  }
   const objects = [...byKey.values()].sort((a, b) => objectKey(a).localeCompare(objectKey(b)));
   return { objects, namespaces: statuses };
 }

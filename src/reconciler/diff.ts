@@ -59,12 +59,14 @@ export function objectChanges(observed: ObservedObject, desired: DesiredObject):
 
 /**
  * Apply order inside a namespace, so traffic is never cut by a half-applied plan: ServiceEntries
- * before the REGISTRY_ONLY Sidecar that needs them, allow policies before default-deny. Deletions
+ * before the REGISTRY_ONLY Sidecar that needs them, allow policies before default-deny (Istio's and
+ * the NetworkPolicies alike). Deletions
  * run in the reverse order.
  */
 export function priority(o: { readonly kind: string; readonly name: string }): number {
   if (o.kind === 'ServiceEntry') return 0;
   if (o.kind === 'AuthorizationPolicy') return o.name === NAMES.defaultDeny ? 4 : 1;
+  if (o.kind === 'NetworkPolicy') return o.name === NAMES.netpolDefaultDeny ? 4 : 1;
   if (o.kind === 'PeerAuthentication') return 2;
   return 3;
 }

@@ -7,7 +7,7 @@ import type { Config } from '../config/types.ts';
 import { errorText, statusCode, type ReconcilerClient, type Watcher } from './client.ts';
 import { desiredState, type NamespaceSnapshot } from './desired.ts';
 import { describeAction, planActions, type Action } from './diff.ts';
-import { describeObject, isManaged, kindInfo, manifestOf, MANAGED_KINDS, objectKey, type ManagedKind, type ObservedObject } from './resources.ts';
+import { describeObject, isManaged, kindInfo, manifestOf, objectKey, reconciledKinds, type ManagedKind, type ObservedObject } from './resources.ts';
 
 export type ActionOutcome = 'applied' | 'failed' | 'dry-run' | 'skipped';
 
@@ -160,7 +160,7 @@ export class Reconciler {
         },
       }),
     );
-    for (const kind of MANAGED_KINDS) {
+    for (const kind of reconciledKinds(this.#o.config.reconciler.networkPolicies.enabled)) {
       this.#watchers.push(
         this.#o.client.watchManaged(kind, {
           replace: (items) => {

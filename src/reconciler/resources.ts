@@ -1,7 +1,8 @@
-// The Istio resources the reconciler manages, the labels that mark them as meshguard's, and the
-// small value types shared by the desired-state function, the diff and the shell.
+// The resources the reconciler manages (Istio's, and Kubernetes NetworkPolicies when configured),
+// the labels that mark them as meshguard's, and the small value types shared by the
+// desired-state function, the diff and the shell.
 
-export type ManagedKind = 'Sidecar' | 'PeerAuthentication' | 'AuthorizationPolicy' | 'ServiceEntry';
+export type ManagedKind = 'Sidecar' | 'PeerAuthentication' | 'AuthorizationPolicy' | 'ServiceEntry' | 'NetworkPolicy';
 
 export interface KindInfo {
   readonly kind: ManagedKind;
@@ -10,7 +11,7 @@ export interface KindInfo {
   readonly plural: string;
 }
 
-/** Every kind the reconciler writes, with the API it is served under. */
+/** The Istio kinds the reconciler writes, with the API they are served under (their CRDs must be installed). */
 export const MANAGED_KINDS: readonly KindInfo[] = Object.freeze([
   { kind: 'Sidecar', group: 'networking.istio.io', version: 'v1', plural: 'sidecars' },
   { kind: 'PeerAuthentication', group: 'security.istio.io', version: 'v1', plural: 'peerauthentications' },
@@ -18,8 +19,19 @@ export const MANAGED_KINDS: readonly KindInfo[] = Object.freeze([
   { kind: 'ServiceEntry', group: 'networking.istio.io', version: 'v1', plural: 'serviceentries' },
 ]);
 
+/** Kubernetes NetworkPolicy: built in (always served), written only when reconciler.networkPolicies.enabled. */
+export const NETWORK_POLICY_KIND: KindInfo = Object.freeze({ kind: 'NetworkPolicy', group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies' });
+
+/** Every kind the reconciler may write (RBAC). */
+export const ALL_MANAGED_KINDS: readonly KindInfo[] = Object.freeze([...MANAGED_KINDS, NETWORK_POLICY_KIND]);
+
+/** The kinds this configuration reconciles (and watches). */
+export function reconciledKinds(networkPolicies: boolean): readonly KindInfo[] {
+  return networkPolicies ? ALL_MANAGED_KINDS : MANAGED_KINDS;
+}
+
 export function kindInfo(kind: ManagedKind): KindInfo {
-  const k = MANAGED_KINDS.find((m) => m.kind === kind);
+  const k = ALL_MANAGED_KINDS.find((m) => m.kind === kind);
   if (k === undefined) throw new Error(`not a managed kind: ${kind}`);
   return k;
 }
@@ -40,6 +52,10 @@ export const NAMES = Object.freeze({
   peerAuthentication: 'default',
   defaultDeny: 'default-deny',
   allowSameNamespace: 'allow-same-namespace',
+  netpolDefaultDeny: 'meshguard-default-deny',
+  netpolIngress: 'meshguard-allow-ingress',
+  netpolEgress: 'meshguard-allow-egress',
+  netpolAmbient: 'meshguard-allow-ambient',
 });
 
 /** One object the reconciler wants to exist. */
@@ -90,7 +106,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Read an Istio object from the API into an ObservedObject; undefined when it is not usable. */
+/** Read a managed object from the API into an ObservedObject; undefined when it is not usable. */
 export function observedFrom(kind: ManagedKind, raw: unknown): ObservedObject | undefined {
   if (!isRecord(raw) || !isRecord(raw['metadata'])) return undefined;
   const m = raw['metadata'];

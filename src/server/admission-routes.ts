@@ -55,6 +55,7 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
       { endpoint, kind: r.kind.kind, operation: r.operation, verdict: outcome.verdict },
       (performance.now() - started) / 1000,
     );
+    if (outcome.mode !== undefined) deps.recorder.observeRuleResults({ kind: r.kind.kind, operation: r.operation, mode: outcome.mode }, outcome.results, deps.config.rules);
     if (outcome.verdict === 'denied' || outcome.verdict === 'warned') {
       deps.log.info({ uid: r.uid, kind: r.kind.kind, namespace: outcome.audit?.namespace, name: outcome.audit?.name, verdict: outcome.verdict }, 'admission');
     }

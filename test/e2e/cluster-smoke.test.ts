@@ -1,7 +1,7 @@
 // Smoke test of the e2e control plane: real etcd + kube-apiserver built from
 // the pinned Kubernetes release, RBAC for admin and tenant, the audit log, helm.
 import t from 'tap';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { ensureBinaries } from './cluster/build.ts';
 import { startCluster, type Cluster } from './helpers/cluster.ts';
@@ -72,6 +72,13 @@ t.test('helm runs', async (t) => {
   const ls = await cluster.helm(['list', '-A']);
   t.equal(ls.code, 0, ls.stderr);
   t.ok(bins.helm.length > 0);
+});
+
+t.test('network safety: the apiserver routes Service references through Endpoints, never DNS', async (t) => {
+  // With --enable-aggregator-routing=true a webhook or APIService that names a Service resolves
+  // through its Endpoints (none exist here) instead of the machine's resolver.
+  const argv = readFileSync(`/proc/${cluster.pids.apiserver}/cmdline`, 'utf8').split('\0');
+  t.ok(argv.includes('--enable-aggregator-routing=true'), 'kube-apiserver runs with --enable-aggregator-routing=true');
 });
 
 t.test('stop() kills both processes and removes the dir; idempotent', async (t) => {

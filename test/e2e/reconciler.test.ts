@@ -11,7 +11,6 @@
 // own Istio rules.
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadKubeConfig } from '../../src/cluster/cache.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -19,6 +18,7 @@ import { RULE_IDS } from '../../src/policies/registry.ts';
 import { startReconciler, type ReconcilerHandle } from '../../src/reconciler/index.ts';
 import { FIXTURES, ROOT } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
+import { applyIstioCrds } from './helpers/istio.ts';
 import { eventually, startMeshguard } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000); // the first run builds the binaries
@@ -90,7 +90,7 @@ t.test('without the Istio CRDs: a readiness problem and a log line; with them, r
   t.match(a.handle.problem(), /^reconciler: Istio CRDs not installed \(sidecars\.networking\.istio\.io, .*\); no hardening resources are reconciled$/);
   t.ok(a.lines.some((l) => l.startsWith('reconciler: Istio CRDs not installed')), 'and logged');
   t.comment(`problem: ${a.handle.problem()}`);
-  await cluster.applyYaml(readFileSync(join(FIXTURES, 'crds/istio-crds.yaml'), 'utf8'));
+  await applyIstioCrds(cluster);
   const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
   t.equal(est.code, 0, est.stderr);
   const cleared = await waitFor(async () => a.handle.problem() === undefined);

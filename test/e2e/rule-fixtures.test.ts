@@ -4,11 +4,12 @@
 // webhooks are registered (so that deliberately unmeshed namespaces can exist), with a default
 // ServiceAccount each (no controller-manager runs here).
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+
 import { join } from 'node:path';
 import type { KObject } from '../../src/admission/types.ts';
 import { FIXTURES, ruleFixtures, type Fixture } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
+import { applyIstioCrds } from './helpers/istio.ts';
 import { startMeshguard, sleep } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000);
@@ -17,12 +18,7 @@ const fixtures = ruleFixtures();
 const cluster = await startCluster();
 t.teardown(() => cluster.stop());
 
-const crds = join(FIXTURES, 'crds/istio-crds.yaml');
-if (existsSync(crds)) {
-  await cluster.applyYaml(readFileSync(crds, 'utf8'));
-  const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
-  if (est.code !== 0) throw new Error(`CRDs not established: ${est.stderr}`);
-}
+await applyIstioCrds(cluster);
 
 /** The state namespaces of all fixtures, checked for conflicting definitions. */
 function stateNamespaces(all: readonly Fixture[]): Map<string, KObject> {
@@ -56,6 +52,16 @@ await sleep(500); // the namespace cache has seen the setup namespaces (watch la
 
 const DENIED = 'denied the request:';
 
+/**
+ * Bad fixtures that Istio's own CRD validation already refuses, before any webhook is called (the
+ * unit tables still check that meshguard denies them: CRDs of older Istio releases do not).
+ * Fixture name → the CRD's message.
+ */
+const REFUSED_BY_CRD: Readonly<Record<string, string>> = {
+  'a service entry for every host in v1': 'hostname cannot be wildcard',
+  'a wildcard service entry in istio system': 'hostname cannot be wildcard',
+};
+
 for (const f of fixtures) {
   t.test(`${f.rule}: ${f.name} is ${f.expect === 'allow' ? 'admitted' : 'refused'} by the apiserver`, async (t) => {
     const docs = f.objects.map((o) => JSON.stringify(o)).join('\n---\n');
@@ -65,6 +71,11 @@ for (const f of fixtures) {
       t.notMatch(r.stderr, DENIED);
     } else {
       t.not(r.code, 0, 'kubectl apply fails');
+      const byCrd = REFUSED_BY_CRD[f.name];
+      if (byCrd !== undefined) {
+        t.match(r.stderr, byCrd, `refused by Istio's CRD validation: ${byCrd}`);
+        return;
+      }
       t.match(r.stderr, DENIED, 'refused by meshguard');
       t.match(r.stderr, `[${f.rule}]`, `names ${f.rule}`);
       t.match(r.stderr, 'Fix: ', 'and the fix');

@@ -22,6 +22,7 @@ import { runCli, startServe, type ServeProcess } from '../helpers/process.ts';
 import { FIXTURES } from '../helpers/review.ts';
 import { get, type HttpResult } from '../helpers/server.ts';
 import { startCluster } from './helpers/cluster.ts';
+import { applyIstioCrds } from './helpers/istio.ts';
 import { eventually, sleep } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000); // the first run builds the binaries
@@ -161,7 +162,7 @@ t.test('serve --reconcile --scan-interval 5 without the Istio CRDs: /readyz 200 
 
 t.test('with the CRDs: the reconciler hardens the meshed namespace, readiness loses the degraded entry, the actions and the scan show in /metrics', async (t) => {
   t.setTimeout(180_000);
-  await cluster.applyYaml(readFileSync(join(FIXTURES, 'crds/istio-crds.yaml'), 'utf8'));
+  await applyIstioCrds(cluster);
   const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
   t.equal(est.code, 0, `the CRDs are established ${est.stderr}`);
   const planted = Date.now() / 1000;

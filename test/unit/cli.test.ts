@@ -15,7 +15,13 @@ t.test('help and usage errors', async (t) => {
   const help = await runCli(['--help']);
   t.equal(help.code, 0, '--help exits 0');
   t.match(help.stdout, 'meshguard check');
-  for (const cmd of ['serve', 'check', 'review']) {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const flag of ['--version', 'version']) {
+    const v = await runCli([flag]);
+    t.equal(v.code, 0, `${flag} exits 0`);
+    t.equal(v.stdout, `meshguard ${pkg.version}\n`, `${flag} prints the package version`);
+  }
+  for (const cmd of ['serve', 'check', 'review', 'scan', 'verify']) {
     const r = await runCli([cmd, '--help']);
     t.equal(r.code, 0, `${cmd} --help exits 0`);
     t.match(r.stdout, `Usage: meshguard ${cmd}`);
@@ -70,7 +76,7 @@ t.test('meshguard check over manifests', async (t) => {
   t.match(clean.stdout, /4 object\(s\) checked, 0 violation\(s\)/);
   const dirty = await runCli(['check', '-f', bad]);
   t.equal(dirty.code, 1, 'violations exit 1');
-  t.match(dirty.stdout, /a-namespace-labelled-istio-injection-disabled\.yaml:1: Namespace nsbad-injection-disabled: DENY \[namespace-mesh-enrollment\]/, 'file, line, object and rule');
+  t.match(dirty.stdout, /a-namespace-labelled-istio-injection-disabled\.yaml:6:5: Namespace nsbad-injection-disabled: DENY \[namespace-mesh-enrollment\]/, "file, the field's line and column, object and rule");
   t.match(dirty.stdout, /fix: /);
   const json = await runCli(['check', '-f', bad, '--output', 'json']);
   t.equal(json.code, 1);
@@ -81,7 +87,7 @@ t.test('meshguard check over manifests', async (t) => {
   t.match(audit.stdout, 'WARN [namespace-mesh-enrollment]', 'audit mode labels findings as warnings');
   const stdin = await runCli(['check', '-f', '-'], { input: 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels:\n    istio-injection: disabled\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n' });
   t.equal(stdin.code, 1, 'stdin with a List');
-  t.match(stdin.stdout, '<stdin>:1: Namespace a: DENY');
+  t.match(stdin.stdout, '<stdin>:6:5: Namespace a: DENY', 'the line and column of the label, not of the document');
   t.match(stdin.stdout, '2 object(s) checked, 1 violation(s)');
   const missing = await runCli(['check', '-f', join(tmp, 'nope.yaml')]);
   t.equal(missing.code, 2, 'an unreadable file exits 2');

@@ -2,7 +2,7 @@
 // asserted: multi-stage, every base image pinned by digest, npm ci + build + bundle in a build
 // stage, only the bundle (dist/meshguard.mjs, its map and the third-party notices) in a distroless
 // Node 24 nonroot final stage with no RUN (it has no shell) and no node_modules, numeric non-root
-// USER, exec-form ENTRYPOINT running `/app/meshguard.mjs serve`, no HEALTHCHECK. Then the same
+// USER, exec-form ENTRYPOINT running `/app/meshguard.mjs` with CMD `serve`, no HEALTHCHECK. Then the same
 // bundle is built outside Docker into a directory with no node_modules and the entrypoint's
 // command line is run there. (test/e2e/bundle.test.ts runs that bundle against the real apiserver.)
 import t from 'tap';
@@ -104,7 +104,10 @@ t.test('the final stage: distroless Node 24 nonroot, no shell, non-root, exec-fo
   const ep = of(final, 'ENTRYPOINT');
   t.equal(ep.length, 1);
   t.ok(isExecForm(ep[0]?.args ?? ''), 'ENTRYPOINT in exec form (signals reach node directly)');
-  t.same(JSON.parse(ep[0]?.args ?? '[]'), ['/nodejs/bin/node', '/app/meshguard.mjs', 'serve']);
+  t.same(JSON.parse(ep[0]?.args ?? '[]'), ['/nodejs/bin/node', '/app/meshguard.mjs'], 'the entrypoint is meshguard: the image runs any subcommand');
+  const cmd = of(final, 'CMD');
+  t.equal(cmd.length, 1);
+  t.same(JSON.parse(cmd[0]?.args ?? '[]'), ['serve'], 'the default command is serve');
   t.notOk(stages.some((s) => of(s, 'HEALTHCHECK').length > 0), 'no HEALTHCHECK: the chart probes /healthz and /readyz');
   t.ok(existsSync(join(ROOT, 'src/main.ts')), 'src/main.ts exists');
 });
@@ -134,6 +137,13 @@ t.test('the build replayed without Docker: the bundle in a directory with no nod
   t.equal(help.code, 0, help.stderr);
   t.match(help.stdout, /Usage: meshguard serve/, 'node /app/meshguard.mjs serve --help');
   t.equal(help.stderr, '', 'nothing on stderr (no deprecation warning)');
+  for (const [args, want] of [[['--version'], /^meshguard \d+\.\d+\.\d+/], [['check', '--help'], /Usage: meshguard check/], [['scan', '--help'], /Usage: meshguard scan/], [['verify', '--help'], /Usage: meshguard verify/]] as const) {
+    const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
+      execFile(process.execPath, [join(app, 'meshguard.mjs'), ...args], { cwd: app, env }, (err, stdout) => resolve({ code: err ? 1 : 0, stdout })),
+    );
+    t.equal(r.code, 0, `node /app/meshguard.mjs ${args.join(' ')}`);
+    t.match(r.stdout, want, `the image runs ${args.join(' ')}`);
+  }
   const warn = await new Promise<{ stderr: string }>((resolve) =>
     execFile(
       process.execPath,

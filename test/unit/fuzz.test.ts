@@ -371,7 +371,7 @@ function answerProblem(endpoint: Endpoint, req: AdmissionRequest, review: Admiss
     }
   }
   const warnings = r.warnings ?? [];
-  if (!Array.isArray(warnings) || warnings.some((w) => typeof w !== 'string' || w.length > WARNING_MAX)) return 'a warning longer than 120 characters';
+  if (!Array.isArray(warnings) || warnings.some((w) => typeof w !== 'string' || w.length > WARNING_MAX)) return 'a warning longer than WARNING_MAX characters';
   if (warnings.reduce((a, w) => a + w.length, 0) > WARNINGS_TOTAL_MAX) return 'warnings over 4096 characters in total';
   for (const key of Object.keys(r.auditAnnotations ?? {})) if (!AUDIT_KEY.test(key)) return `audit annotation key ${JSON.stringify(key)}`;
   // Truncating text must not cut a surrogate pair in half (Go's decoder would turn it into U+FFFD).

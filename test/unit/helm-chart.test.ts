@@ -77,7 +77,12 @@ const VARIANTS: { name: string; args: string[]; file?: string }[] = [
 t.test('generated chart files are current (node charts/meshguard/generate.ts)', async (t) => {
   for (const [path, content] of Object.entries(expectedFiles())) t.equal(readFileSync(path, 'utf8'), content, `${path} is current`);
   const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as Obj;
-  t.same(schema.properties.config, toJsonSchema(CONFIG_SCHEMA), "the chart's schema for `config` is the configuration schema");
+  const { rules: chartRules, ...chartProps } = schema.properties.config.properties as Obj;
+  const { rules: codeRules, ...codeProps } = toJsonSchema(CONFIG_SCHEMA).properties as Obj;
+  t.same(chartProps, codeProps, "the chart's schema for `config` is the configuration schema");
+  t.same(chartRules.propertyNames, { enum: RULE_IDS }, 'config.rules keys are the registered rule ids');
+  t.same({ ...chartRules, propertyNames: undefined }, { ...codeRules, propertyNames: undefined }, 'and rule settings as in the configuration schema');
+  t.same(schema.properties.config.required, ['exemptNamespaces'], 'the lists the templates read are required');
 });
 
 t.test('chart metadata and values.yaml agree with the code', async (t) => {
@@ -121,7 +126,7 @@ t.test('helm lint --strict passes', async (t) => {
 
 t.test('helm template is deterministic, with no generated secrets or cluster lookups', async (t) => {
   for (const v of VARIANTS) t.equal(await template(v.args), await template(v.args), `${v.name}: rendered twice, identical`);
-  for (const f of readdirSync(join(CHART_DIR, 'templates'))) {
+  for (const f of readdirSync(join(CHART_DIR, 'templates'), { recursive: true, encoding: 'utf8' }).filter((p) => /\.(ya?ml|tpl|txt)$/.test(p))) {
     const src = readFileSync(join(CHART_DIR, 'templates', f), 'utf8');
     t.notMatch(src, /\b(rand[A-Za-z]*|genCA|genSelfSignedCert|genSignedCert|genPrivateKey|uuidv4|now|lookup)\b/, `${f} uses no random, time or lookup function`);
   }
@@ -142,9 +147,16 @@ t.test('the schema and the templates refuse bad values', async (t) => {
     { name: 'an unknown certificate mode', set: ['--set', 'certificates.mode=vault'], want: /certificates/ },
     { name: 'an own Secret without a caBundle', set: ['--set', 'certificates.mode=secret', '--set', 'certificates.secret.name=x'], want: /caBundle/ },
     { name: 'a malformed image digest', set: ['--set', 'image.digest=latest'], want: /digest/ },
+    { name: 'a mistyped rule id', set: ['--set', 'config.rules.no-such-rule.enabled=false'], want: /no-such-rule/ },
+    { name: 'exemptNamespaces set to null', set: ['--set', 'config.exemptNamespaces=null'], want: /exemptNamespaces/ },
+    { name: 'webhook arming set inside config (the chart owns it)', set: ['--set', 'config.webhookArming.failurePolicy=Ignore'], want: /config\.webhookArming\.failurePolicy is set by the chart/ },
     { name: 'the mode set inside config (the chart owns it)', set: ['--set', 'config.mode=audit'], want: /config\.mode is set by the chart/ },
     { name: 'a certificate file set inside config (the chart owns it)', set: ['--set', 'config.server.certFile=/x'], want: /config\.server\.certFile is set by the chart/ },
     { name: 'meshguard\'s namespace set inside config', set: ['--set', 'config.meshguardNamespace=other'], want: /config\.meshguardNamespace is set by the chart/ },
+    { name: 'a request timeout longer than the webhook timeout', set: ['--set', 'config.server.requestTimeoutMs=10000'], want: /requestTimeoutMs .* must not exceed webhook\.timeoutSeconds/ },
+    { name: 'client authentication without a CA', set: ['--set', 'clientAuth.enabled=true'], want: /clientAuth\.caConfigMap/ },
+    { name: 'an apiserver CIDR that is not one', set: ['--set', 'networkPolicy.apiserverCIDRs[0]=apiserver'], want: /apiserverCIDRs/ },
+    { name: 'the client CA file set inside config (the chart owns it)', set: ['--set', 'config.server.clientCaFile=/x'], want: /config\.server\.clientCaFile is set by the chart/ },
   ];
   for (const row of rows) {
     const r = await run(['template', 'meshguard', CHART_DIR, '-n', NS, ...row.set]);
@@ -173,8 +185,35 @@ t.test('the rendered configuration is a valid meshguard configuration with the c
     t.equal(c.server.caFile, mode === 'cert-manager' ? '/certs/ca.crt' : null, `${v.name}: caFile`);
     t.equal(c.server.certDir, '/certs');
     t.equal(c.selfManagedCerts.webhookConfigurationName, find(docs, 'ValidatingWebhookConfiguration').metadata.name, `${v.name}: patches the rendered webhook configurations`);
+    t.equal(c.webhookArming.enabled, true, `${v.name}: webhook arming on`);
+    t.equal(c.webhookArming.webhookConfigurationName, find(docs, 'ValidatingWebhookConfiguration').metadata.name, `${v.name}: arms the rendered webhook configurations`);
     t.equal(c.selfManagedCerts.serviceName, find(docs, 'Service').metadata.name, `${v.name}: the certificate covers the rendered Service`);
+    t.equal(c.server.requestTimeoutMs, values.webhook.timeoutSeconds * 1000, `${v.name}: receiving a request may take the webhook timeout, no longer`);
+    if (mode !== 'self-managed') t.same(c.server.certSans, [`${find(docs, 'Service').metadata.name}.${NS}.svc`], `${v.name}: an own certificate must cover the Service's name`);
   }
+  const short = loadConfig({ file: await configFileOf(['--set', 'webhook.timeoutSeconds=2']), ruleIds: RULE_IDS });
+  t.same([short.server.requestTimeoutMs, short.server.headersTimeoutMs], [2000, 1600], 'a 2 s webhook timeout: 2 s to receive a request, 1.6 s for the headers');
+});
+
+async function configFileOf(args: string[]): Promise<string> {
+  const raw = find(await render(args), 'ConfigMap').data['config.json'] as string;
+  const dir = mkdtempSync(join(tmpdir(), 'mg-cfg-'));
+  (await import('node:fs')).writeFileSync(join(dir, 'config.json'), raw);
+  return join(dir, 'config.json');
+}
+
+t.test('NetworkPolicy sources and client-certificate authentication of the apiserver', async (t) => {
+  const open = find(await render(), 'NetworkPolicy');
+  t.notOk('from' in open.spec.ingress[0], 'without apiserverCIDRs or from: any source (the apiserver address is not known at render time)');
+  const np = find(await render(['--set', 'networkPolicy.apiserverCIDRs[0]=10.0.0.0/24', '--set', 'networkPolicy.from[0].namespaceSelector.matchLabels.team=monitoring']), 'NetworkPolicy');
+  t.same(np.spec.ingress[0].from, [{ ipBlock: { cidr: '10.0.0.0/24' } }, { namespaceSelector: { matchLabels: { team: 'monitoring' } } }], 'apiserverCIDRs and from: only those sources');
+  const docs = await render(['--set', 'clientAuth.enabled=true', '--set', 'clientAuth.caConfigMap=apiserver-client-ca']);
+  const c = loadConfig({ file: await configFileOf(['--set', 'clientAuth.enabled=true', '--set', 'clientAuth.caConfigMap=apiserver-client-ca']), ruleIds: RULE_IDS });
+  t.equal(c.server.clientCaFile, '/etc/meshguard-client-ca/ca.crt', 'clientAuth: server.clientCaFile set');
+  const pod = find(docs, 'Deployment').spec.template.spec;
+  t.same(pod.volumes.find((v: Obj) => v.name === 'client-ca')?.configMap, { name: 'apiserver-client-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] }, 'the CA ConfigMap is mounted');
+  t.ok(pod.containers[0].volumeMounts.some((m: Obj) => m.name === 'client-ca' && m.mountPath === '/etc/meshguard-client-ca'), 'where clientCaFile points');
+  t.notOk(find(await render(), 'Deployment').spec.template.spec.volumes.some((v: Obj) => v.name === 'client-ca'), 'off by default');
 });
 
 t.test('the Deployment meets the restricted Pod Security profile and drains before it stops', async (t) => {
@@ -204,7 +243,7 @@ t.test('the Deployment meets the restricted Pod Security profile and drains befo
       t.same([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.scheme], ['/readyz', 'HTTPS'], 'readiness /readyz over HTTPS');
       t.same([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.scheme], ['/healthz', 'HTTPS'], 'liveness /healthz over HTTPS');
       t.ok(c.resources?.requests?.memory && c.resources?.limits?.memory, 'memory request and limit');
-      t.same(c.args, ['--config=/etc/meshguard/config.json', '--in-cluster'], 'the config file and in-cluster access');
+      t.same(c.args, ['serve', '--config=/etc/meshguard/config.json', '--in-cluster'], 'serve (the image runs any subcommand), the config file and in-cluster access');
       const sleep = c.lifecycle.preStop.sleep.seconds as number;
       t.equal(sleep, values.shutdown.preStopSleepSeconds, 'preStop sleep (no shell needed)');
       t.ok(pod.terminationGracePeriodSeconds >= sleep + values.shutdown.drainSeconds + values.webhook.timeoutSeconds, `grace ${pod.terminationGracePeriodSeconds}s covers sleep + drain + an in-flight request`);
@@ -246,19 +285,31 @@ t.test('RBAC: no wildcards, writes limited by name', async (t) => {
     }
   }
   t.same(rbacLines(await render()), [
+    'ClusterRole meshguard.dev meshguardexceptions get,list,watch',
     'ClusterRole core namespaces get,list,watch',
     'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations list,watch',
     'ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations get,patch [meshguard]',
     'ClusterRole networking.istio.io serviceentries,sidecars get,list,watch,create,update,delete',
     'ClusterRole security.istio.io authorizationpolicies,peerauthentications get,list,watch,create,update,delete',
-    'ClusterRole core,events.k8s.io events create',
+    'ClusterRole meshguard.dev meshguardexceptions list,watch',
+    'Role discovery.k8s.io endpointslices list',
     'Role core secrets create',
     'Role core secrets get,update [meshguard-tls]',
     'Role coordination.k8s.io leases create',
     'Role coordination.k8s.io leases get,update [meshguard-reconciler]',
-  ], 'the default RBAC, rule by rule');
+    'ClusterRole core namespaces create',
+  ], 'the default RBAC, rule by rule (the first: read access to MeshguardExceptions aggregated into view/edit/admin; the last: the helm test pod, a hook; no Events: meshguard writes none)');
+  const docs = await render();
+  const view = find(docs, 'ClusterRole', 'meshguard-exceptions-view');
+  t.equal(view.metadata.labels['rbac.authorization.k8s.io/aggregate-to-edit'], 'true', 'tenants with edit can read exceptions');
+  t.notOk(docs.filter((d) => d.kind === 'ClusterRole' && d.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] === 'true').some((d) => (d.rules as Obj[]).some((r) => r.verbs.some((v: string) => !['get', 'list', 'watch'].includes(v)))), 'no aggregated role lets tenants write them');
+  const test = find(docs, 'Pod', 'meshguard-test');
+  t.equal(test.metadata.annotations['helm.sh/hook'], 'test', 'the helm test pod is a test hook');
+  t.same(test.spec.containers[0].args, ['verify', '--in-cluster', '--expect=deny'], 'it runs meshguard verify, expecting a denial in enforce mode');
+  t.same(find(await render(['--set', 'mode=audit']), 'Pod', 'meshguard-test').spec.containers[0].args, ['verify', '--in-cluster', '--expect=allow'], 'and an admission in audit mode');
   const cm = rbacLines(await render(['-f', join(CI_DIR, 'cert-manager-values.yaml')]));
-  t.notOk(cm.some((l) => /secrets|validatingwebhookconfigurations|leases|istio/.test(l)), 'cert-manager without the reconciler: no Secret, webhook, Lease or Istio rights');
+  t.notOk(cm.some((l) => /secrets|leases|istio/.test(l)), 'cert-manager without the reconciler: no Secret, Lease or Istio rights');
+  t.ok(cm.includes('ClusterRole admissionregistration.k8s.io mutatingwebhookconfigurations,validatingwebhookconfigurations get,patch [meshguard]'), 'and its own webhook configurations, by name, to arm them (ADR 0005)');
   const scan = rbacLines(await render(['-f', join(CI_DIR, 'self-managed-values.yaml')]));
   t.ok(scan.some((l) => / apps .*deployments.* list$/.test(l)), 'the periodic scan lists workloads');
 });
@@ -268,7 +319,8 @@ t.test('the webhook configurations are what webhookConfigurations() generates fr
     const docs = await render(v.args);
     const values = valuesOf(v.file);
     const mode = values.certificates.mode as string;
-    const failurePolicy = (values.webhook.failurePolicy || (values.mode === 'audit' ? 'Ignore' : 'Fail')) as FailurePolicy;
+    // Rendered failing open whatever the mode; meshguard arms them (ADR 0005).
+    const failurePolicy: FailurePolicy = 'Ignore';
     const want = webhookConfigurations({
       client: { service: { namespace: NS, name: 'meshguard', port: values.service.port } },
       ...(mode === 'secret' ? { caBundle: values.certificates.secret.caBundle as string } : {}),
@@ -297,10 +349,15 @@ t.test('the webhook configurations are what webhookConfigurations() generates fr
       }
     }
   }
-  const audit = find(await render(['--set', 'mode=audit']), 'ValidatingWebhookConfiguration');
-  t.equal(audit.webhooks[0].failurePolicy, 'Ignore', 'audit mode fails open');
-  const pinned = find(await render(['--set', 'mode=audit', '--set', 'webhook.failurePolicy=Fail']), 'ValidatingWebhookConfiguration');
-  t.equal(pinned.webhooks[0].failurePolicy, 'Fail', 'webhook.failurePolicy pins it');
+  const armedWith = async (args: string[]): Promise<[string, string]> => {
+    const docs = await render(args);
+    const cfg = JSON.parse(find(docs, 'ConfigMap').data['config.json'] as string) as Obj;
+    return [find(docs, 'ValidatingWebhookConfiguration').webhooks[0].failurePolicy as string, cfg.webhookArming.failurePolicy as string];
+  };
+  t.same(await armedWith([]), ['Ignore', 'Fail'], 'enforce: rendered Ignore, armed with Fail once meshguard is ready');
+  t.same(await armedWith(['--set', 'mode=audit']), ['Ignore', 'Ignore'], 'audit mode fails open, armed or not');
+  t.same(await armedWith(['--set', 'mode=audit', '--set', 'webhook.failurePolicy=Fail']), ['Ignore', 'Fail'], 'webhook.failurePolicy pins the armed policy');
+  t.same(await armedWith(['--set', 'webhook.failurePolicy=Ignore']), ['Ignore', 'Ignore'], 'and can pin Ignore in enforce mode');
 });
 
 t.test('certificates: cert-manager renders an issuer chain and a Certificate for the Service; an own Secret is mounted', async (t) => {
@@ -328,4 +385,36 @@ t.test('namespace.create renders the release namespace, restricted and outside t
   t.equal(ns.metadata.name, NS);
   t.equal(ns.metadata.labels['pod-security.kubernetes.io/enforce'], 'restricted');
   t.equal(ns.metadata.labels['istio-injection'], 'disabled');
+});
+
+t.test('monitoring: ServiceMonitor, PrometheusRule and dashboard on request; the metrics port through Service and NetworkPolicy', async (t) => {
+  const plain = await render();
+  t.notOk(plain.some((d) => ['ServiceMonitor', 'PrometheusRule', 'CustomResourceDefinition'].includes(d.kind) || d.metadata?.name === 'meshguard-dashboard'), 'all off by default');
+  const https = await render(['--set', 'monitoring.serviceMonitor.enabled=true', '--set', 'monitoring.prometheusRule.enabled=true', '--set', 'monitoring.dashboard.enabled=true']);
+  const sm = find(https, 'ServiceMonitor');
+  t.same(sm.spec.endpoints, [{ port: 'https', scheme: 'https', tlsConfig: { serverName: 'meshguard.meshguard.svc', ca: { secret: { name: 'meshguard-tls', key: 'ca.crt' } } }, path: '/metrics', interval: '30s', scrapeTimeout: '10s', honorLabels: false }], 'no metrics port: /metrics on https, verified against the CA');
+  const rule = find(https, 'PrometheusRule');
+  const alerts = rule.spec.groups.flatMap((g: Obj) => g.rules.map((r: Obj) => r.alert)).sort();
+  t.same(alerts, ['MeshguardCachesStale', 'MeshguardCertificateExpired', 'MeshguardCertificateExpiresSoon', 'MeshguardCertificateReloadFailing', 'MeshguardReconcilerFailures', 'MeshguardScanStale', 'MeshguardShedding', 'MeshguardWebhookErrors', 'MeshguardWebhookLatencyHigh']);
+  const dash = find(https, 'ConfigMap', 'meshguard-dashboard');
+  t.equal(dash.metadata.labels.grafana_dashboard, '1');
+  t.equal(JSON.parse(dash.data['meshguard.json']).uid, 'meshguard', 'the dashboard JSON survives templating');
+  const port = await render(['--set', 'monitoring.serviceMonitor.enabled=true', '--set', 'config.metrics.port=9090', '--set', 'networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring']);
+  t.same(find(port, 'ServiceMonitor').spec.endpoints[0].port, 'metrics');
+  t.same(find(port, 'Service').spec.ports.map((p: Obj) => `${p.name}:${p.port}`), ['https:443', 'metrics:9090']);
+  t.ok(find(port, 'Deployment').spec.template.spec.containers[0].ports.some((p: Obj) => p.name === 'metrics' && p.containerPort === 9090));
+  const np = find(port, 'NetworkPolicy').spec.ingress;
+  t.same(np[1], { ports: [{ protocol: 'TCP', port: 9090 }], from: [{ namespaceSelector: { matchLabels: { name: 'monitoring' } } }] }, 'the metrics port admits its own sources');
+  t.equal(JSON.parse(find(port, 'ConfigMap', 'meshguard').data['config.json']).metrics.port, 9090);
+});
+
+t.test('reports: CRDs on request (kept on uninstall), RBAC for the reports the scan writes', async (t) => {
+  const docs = await render(['--set', 'reports.installPolicyReportCRDs=true', '--set', 'reports.installOpenReportsCRDs=true', '--set', 'config.scan.intervalSeconds=600', '--set', 'config.scan.policyReports=true', '--set', 'config.scan.openReports=true']);
+  const crds = docs.filter((d) => d.kind === 'CustomResourceDefinition');
+  t.same(crds.map((c) => c.metadata.name).sort(), ['clusterpolicyreports.wgpolicyk8s.io', 'clusterreports.openreports.io', 'policyreports.wgpolicyk8s.io', 'reports.openreports.io']);
+  for (const c of crds) t.equal(c.metadata.annotations['helm.sh/resource-policy'], 'keep', `${c.metadata.name} is kept on uninstall`);
+  const rules = find(docs, 'ClusterRole').rules.filter((r: Obj) => r.apiGroups.includes('wgpolicyk8s.io') || r.apiGroups.includes('openreports.io'));
+  t.same(rules.map((r: Obj) => `${r.apiGroups} ${r.verbs}${r.resourceNames ? ` [${r.resourceNames}]` : ''}`), ['wgpolicyk8s.io list,create', 'wgpolicyk8s.io update,delete [meshguard]', 'openreports.io list,create', 'openreports.io update,delete [meshguard]']);
+  const noScan = await render(['--set', 'config.scan.policyReports=true']);
+  t.notOk(JSON.stringify(find(noScan, 'ClusterRole')).includes('wgpolicyk8s.io'), 'without the periodic scan nothing writes reports: no RBAC');
 });

@@ -5,7 +5,7 @@ import t from 'tap';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { PromRecorder, type ReviewLabels } from '../../src/metrics/recorder.ts';
 
-const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1];
+const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1, 2.5, 5, 10];
 
 /** The review metrics as prom-client objects, the reference. */
 function reference(): { registry: Registry; observe(l: ReviewLabels, s: number): void } {

@@ -5,6 +5,8 @@ import { copyJson, runPipeline } from '../../src/engine/offline.ts';
 import { reviewValidate } from '../../src/engine/review.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/engine/types.ts';
+import { ALWAYS_ENFORCED } from '../../src/engine/decide.ts';
+import { WARNING_MAX } from '../../src/engine/render.ts';
 import { ADMIN, TENANT, config, decodePatch, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
 
 const NS_RULES = ['namespace-mesh-enrollment', 'control-labels-admin-only'];
@@ -30,13 +32,12 @@ t.test('namespace fixtures go through mutate then validate, as the apiserver run
         const v = r.validation;
         if (f.expect === 'allow') {
           t.equal(v.response.response.allowed, true, 'allowed');
-          // In audit mode the mutation is reported, not applied, so a namespace that relies on it
-          // is reported too; in enforce mode a good fixture has no finding at all.
-          if (mode === 'enforce') t.same(failedRules(v), [], 'no findings');
+          // The mutation applies in both modes (mutation: apply), so a good fixture has no finding.
+          t.same(failedRules(v), [], 'no findings');
           return;
         }
         t.ok(failedRules(v).includes(f.rule), `found by ${f.rule}`);
-        if (mode === 'enforce') {
+        if (mode === 'enforce' || ALWAYS_ENFORCED.has(f.rule)) {
           t.equal(v.response.response.allowed, false);
           t.equal(v.response.response.status?.code, 403);
           t.equal(v.response.response.status?.reason, 'Forbidden');
@@ -120,8 +121,14 @@ t.test('the mutation: labels first, never overwrites, escapes keys, idempotent (
   t.equal(withLabels.metadata?.annotations?.['x/y'], 'z', 'configured hardening annotations are added');
   t.same(decodePatch(mutate(namespace('kube-system'))), [], 'an exempt namespace is not mutated');
   const audit = mutate(namespace('j'), { config: config({ mode: 'audit' }) });
-  t.equal(audit.response.response.patch, undefined, 'audit mode applies no patch');
-  t.ok(audit.response.response.warnings?.some((w) => w.startsWith('policy namespace-hardening-defaults: would add label istio-injection=enabled')), 'audit mode reports the mutation');
+  t.same(decodePatch(audit), decodePatch(mutate(namespace('j'))), 'audit mode applies the same patch as enforce (mutation: apply, the default)');
+  t.same(audit.response.response.warnings ?? [], [], 'and reports nothing');
+  for (const mode of ['enforce', 'audit'] as const) {
+    const report = mutate(namespace('j'), { config: config({ mode, mutation: 'report' }) });
+    t.equal(report.response.response.patch, undefined, `mutation: report in ${mode} mode applies no patch`);
+    t.ok(report.response.response.warnings?.some((w) => w.startsWith('policy namespace-hardening-defaults: would add label istio-injection=enabled')), `mutation: report in ${mode} mode reports the change`);
+    t.equal(report.audit?.verdict, 'warned', 'with an audit record');
+  }
   t.same(decodePatch(mutate(namespace('k'), { operation: 'UPDATE', oldObject: namespace('k') })), [], 'UPDATE is never mutated');
   t.same(decodePatch(mutate(namespace('l'), { dryRun: true })), decodePatch(mutate(namespace('l'))), 'dry-run gets the same patch');
 });
@@ -254,6 +261,13 @@ t.test('per-rule settings: disable and pin to audit', async (t) => {
 
 t.test('warnings and audit annotations stay within what kubectl and the apiserver accept', async (t) => {
   const o = validate(namespace('x'.repeat(63), { 'istio-injection': 'x'.repeat(300), 'istio.io/rev': 'y'.repeat(60), 'meshguard.dev/mode': 'z' }), { config: config({ mode: 'audit' }) });
-  for (const w of o.response.response.warnings ?? []) t.ok(w.length <= 120, `warning of ${w.length} characters`);
+  const warnings = o.response.response.warnings ?? [];
+  t.ok(warnings.length > 0, 'audit mode warns');
+  for (const w of warnings) {
+    t.ok(w.length <= WARNING_MAX && WARNING_MAX === 256, `warning of ${w.length} characters`);
+    t.match(w, /^policy [a-z0-9-]+: /, 'the warning starts with the rule id');
+  }
+  const enrollment = warnings.find((w) => w.startsWith('policy namespace-mesh-enrollment:'));
+  t.match(enrollment, /\(at metadata\.labels\["istio-injection"\]\) Fix: /, 'a 300-character label value still leaves the field and the fix in the warning');
   for (const k of Object.keys(o.response.response.auditAnnotations ?? {})) t.match(k, /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, `audit key ${k}`);
 });

@@ -148,6 +148,8 @@ function seeded(extra: Record<string, { kind: string; items: KObject[] }> = {}, 
           { metadata: { name: 'default', namespace: 'team-a' }, spec: { mtls: { mode: 'PERMISSIVE' } } },
           { metadata: { name: 'ok', namespace: 'team-a' }, spec: { mtls: { mode: 'STRICT' } } },
           { metadata: { name: 'sys', namespace: 'kube-system' }, spec: { mtls: { mode: 'DISABLE' } } },
+          // The mesh-wide STRICT policy (mesh-root-strict-mtls reports its absence).
+          { metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } },
         ],
       },
       ...extra,
@@ -170,7 +172,7 @@ t.test('a scan: findings by the same rules, unreadable kinds listed, the scan go
   t.match(forbidden?.error, /^cannot list: HTTP 403: serviceentries.networking.istio.io is forbidden/, 'a forbidden kind: one line');
   const sidecars = report.kinds.find((k) => k.resource === 'sidecars.networking.istio.io');
   t.match(sidecars?.error, 'its CRD is not installed', 'a missing CRD: one line');
-  t.same(report.kinds.find((k) => k.resource === 'peerauthentications.security.istio.io'), { resource: 'peerauthentications.security.istio.io', version: 'v1', objects: 2 }, 'objects in scope are counted');
+  t.same(report.kinds.find((k) => k.resource === 'peerauthentications.security.istio.io'), { resource: 'peerauthentications.security.istio.io', version: 'v1', objects: 3 }, 'objects in scope are counted');
   t.equal(report.completedAt, '2030-01-01T00:00:00.000Z');
   t.same(violationCounts(report.findings), [
     { rule: 'namespace-mesh-enrollment', namespace: 'audited', count: 1 },
@@ -184,6 +186,10 @@ t.test('a scan: findings by the same rules, unreadable kinds listed, the scan go
 
   const audit = await scanCluster(seeded(), config({ mode: 'audit' }), BUILTIN_RULES);
   t.ok(audit.findings.every((f) => f.action === 'warn'), 'in audit mode every finding is a warning');
+
+  const only = await scanCluster(seeded(), config(), BUILTIN_RULES, { namespaces: new Set(['team-a', 'off']) });
+  t.same(only.findings.map((f) => `${f.kind} ${f.name}`), ['Namespace off', 'PeerAuthentication default'], 'namespaces: only objects in them (a Namespace by its own name)');
+  t.same(only.scopes.map((s) => s.namespace), ['', 'team-a'], 'the scopes follow the filter');
 });
 
 t.test('a scan that cannot read namespaces stops with a ScanError; revision discovery failing is a note', async (t) => {
@@ -205,8 +211,10 @@ const F = (namespace: string, rule: string, kind: string, name: string, action: 
   apiVersion: 'v1',
   namespace,
   name,
+  uid: '',
   rule,
   action,
+  status: 'fail',
   message: `${kind} ${name} is wrong`,
   fix: 'fix it',
 });
@@ -231,6 +239,7 @@ t.test('the text and JSON reports', async (t) => {
       { resource: 'sidecars.networking.istio.io', objects: 0, error: 'not served by the API server (tried v1): its CRD is not installed' },
     ],
     notes: [],
+    scopes: [],
     findings: [
       { ...F('off', 'namespace-mesh-enrollment', 'Namespace', 'off'), path: 'metadata.labels["istio-injection"]', value: 'disabled' },
       F('team-a', 'peer-authentication-strict', 'PeerAuthentication', 'default', 'warn'),
@@ -310,6 +319,8 @@ t.test('meshguard scan: usage and configuration errors exit 2', async (t) => {
     { name: 'a kubeconfig without a cluster', args: ['scan', '--kubeconfig', empty], want: /no cluster to scan/ },
     { name: 'an unknown flag', args: ['scan', '--bogus'], want: /Unknown option '--bogus'/ },
     { name: 'a bad mode', args: ['scan', '--mode', 'loud', '--kubeconfig', empty], want: /mode/ },
+    { name: 'an unknown rule', args: ['scan', '--rule', 'no-such-rule', '--kubeconfig', empty], want: /--rule no-such-rule: no such validating rule/ },
+    { name: 'a filter with reports', args: ['scan', '--namespace', 'a', '--policy-reports', '--kubeconfig', empty], want: /reports are written from a full scan/ },
   ];
   for (const row of rows) {
     const { o, io: x } = io();

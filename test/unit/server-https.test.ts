@@ -25,6 +25,8 @@ t.test('bad input gets a coded 4xx or a well-formed review, never a crash (real 
     ['a review of another kind is a 400', JSON.stringify({ ...valid, kind: 'TokenReview' }), { 'content-type': 'application/json' }, 400, ERRORS.REVIEW_KIND.code],
     ['a request with an unknown operation is a 400', JSON.stringify({ ...valid, request: { ...valid.request, operation: 'PATCH' } }), { 'content-type': 'application/json' }, 400, ERRORS.REQUEST_INVALID.code],
     ['an object that is a string is a 400', JSON.stringify({ ...valid, request: { ...valid.request, object: 'x' } }), { 'content-type': 'application/json' }, 400, ERRORS.REQUEST_INVALID.code],
+    ['a CREATE whose object is null is a 400', JSON.stringify({ ...valid, request: { ...valid.request, operation: 'CREATE', object: null } }), { 'content-type': 'application/json' }, 400, ERRORS.REQUEST_OBJECT_MISSING.code],
+    ['an UPDATE whose object is null is a 400', JSON.stringify({ ...valid, request: { ...valid.request, operation: 'UPDATE', object: null, oldObject: valid.request.object } }), { 'content-type': 'application/json' }, 400, ERRORS.REQUEST_OBJECT_MISSING.code],
     ['a __proto__ key is refused', '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"__proto__":{"x":1}}}', { 'content-type': 'application/json' }, 400, ERRORS.BODY_POISONED.code],
     ['a constructor.prototype key is refused', '{"a":{"constructor":{"prototype":{"x":1}}}}', { 'content-type': 'application/json' }, 400, ERRORS.BODY_POISONED.code],
   ];

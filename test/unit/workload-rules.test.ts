@@ -189,7 +189,9 @@ t.test('fixtures through meshguard check: the same verdicts offline', async (t) 
   for (const f of FIXTURES) {
     const { manifests, errors: parseErrors } = parseManifests(f.file, readFileSync(f.file, 'utf8'));
     t.same(parseErrors, [], `${f.name}: parses`);
-    const findings = checkManifests(manifests, config());
+    // Admission's semantics (an uninjected Pod is judged, unknown namespaces are unknown): the
+    // offline defaults that differ are tested in check-offline.test.ts.
+    const findings = checkManifests(manifests, config(), { uninjectedPods: 'judge', unknownNamespaces: 'deny' });
     if (f.expect === 'allow') {
       t.same(findings, [], `${f.rule}: ${f.name}: no findings`);
     } else {

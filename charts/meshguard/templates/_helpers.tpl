@@ -56,7 +56,8 @@ app.kubernetes.io/part-of: meshguard
 {{- end -}}
 {{- end -}}
 
-{{/* failurePolicy of the webhooks that follow the mode. */}}
+{{/* failurePolicy meshguard arms the webhooks that follow the mode with, once a ready meshguard
+answers behind them (they are rendered Ignore: docs/adr/0005). */}}
 {{- define "meshguard.failurePolicy" -}}
 {{- if .Values.webhook.failurePolicy -}}
 {{- .Values.webhook.failurePolicy -}}
@@ -82,12 +83,12 @@ values.config is an error rather than being silently overridden.
 {{- fail (printf "config.%s is set by the chart; use %s" $k (ternary "the top-level value mode" "the release namespace (helm -n)" (eq $k "mode"))) -}}
 {{- end -}}
 {{- end -}}
-{{- $owned := dict "server" (list "certFile" "keyFile" "caFile" "certDir" "drainSeconds") "cluster" (list "inCluster" "kubeconfig") "selfManagedCerts" (list "enabled" "secretName" "webhookConfigurationName" "serviceName") -}}
+{{- $owned := dict "server" (list "certFile" "keyFile" "caFile" "certDir" "drainSeconds" "clientCaFile") "cluster" (list "inCluster" "kubeconfig") "selfManagedCerts" (list "enabled" "secretName" "webhookConfigurationName" "serviceName") "webhookArming" (list "enabled" "failurePolicy" "webhookConfigurationName") -}}
 {{- range $group, $keys := $owned -}}
 {{- $g := get $user $group | default dict -}}
 {{- range $k := $keys -}}
 {{- if hasKey $g $k -}}
-{{- fail (printf "config.%s.%s is set by the chart (see values.yaml: certificates, shutdown)" $group $k) -}}
+{{- fail (printf "config.%s.%s is set by the chart (see values.yaml: certificates, shutdown, clientAuth)" $group $k) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -98,10 +99,34 @@ values.config is an error rather than being silently overridden.
 {{- if eq .Values.certificates.mode "cert-manager" -}}
 {{- $_ := set $server "caFile" "/certs/ca.crt" -}}
 {{- end -}}
+{{- /* The name the apiserver checks: a certificate of the operator's must cover it. */ -}}
+{{- if not (hasKey (get $user "server" | default dict) "certSans") -}}
+{{- $_ := set $server "certSans" (list (printf "%s.%s.svc" (include "meshguard.fullname" .) .Release.Namespace)) -}}
+{{- end -}}
+{{- end -}}
+{{- /* Receiving a request may take at most the webhook's timeout (the apiserver gives up then). */ -}}
+{{- $timeoutMs := mul .Values.webhook.timeoutSeconds 1000 -}}
+{{- $userServer := get $user "server" | default dict -}}
+{{- if hasKey $userServer "requestTimeoutMs" -}}
+{{- if gt (int (get $userServer "requestTimeoutMs")) (int $timeoutMs) -}}
+{{- fail (printf "config.server.requestTimeoutMs (%v) must not exceed webhook.timeoutSeconds (%v ms)" (get $userServer "requestTimeoutMs") $timeoutMs) -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $server "requestTimeoutMs" $timeoutMs -}}
+{{- if not (hasKey $userServer "headersTimeoutMs") -}}
+{{- $_ := set $server "headersTimeoutMs" (min 4000 (div (mul $timeoutMs 4) 5)) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.clientAuth.enabled -}}
+{{- if not .Values.clientAuth.caConfigMap -}}
+{{- fail "clientAuth.enabled needs clientAuth.caConfigMap (a ConfigMap with the CA of the apiserver's client certificate in ca.crt)" -}}
+{{- end -}}
+{{- $_ := set $server "clientCaFile" "/etc/meshguard-client-ca/ca.crt" -}}
 {{- end -}}
 {{- $fullname := include "meshguard.fullname" . -}}
 {{- $smc := dict "enabled" (eq .Values.certificates.mode "self-managed") "secretName" (include "meshguard.tlsSecretName" .) "webhookConfigurationName" $fullname "serviceName" $fullname -}}
-{{- $chart := dict "mode" .Values.mode "meshguardNamespace" .Release.Namespace "server" $server "cluster" (dict "inCluster" true) "selfManagedCerts" $smc -}}
+{{- $arming := dict "enabled" true "failurePolicy" (include "meshguard.failurePolicy" .) "webhookConfigurationName" $fullname -}}
+{{- $chart := dict "mode" .Values.mode "meshguardNamespace" .Release.Namespace "server" $server "cluster" (dict "inCluster" true) "selfManagedCerts" $smc "webhookArming" $arming -}}
 {{- toPrettyJson (mustMergeOverwrite $user $chart) -}}
 {{- end -}}
 
@@ -119,7 +144,8 @@ Secret), placeholders replaced by values. Call with (dict "root" $ "w" $webhook)
 {{- end -}}
 {{- $_ := set $out "clientConfig" $cc -}}
 {{- if eq (toString $w.failurePolicy) "__FAILURE_POLICY__" -}}
-{{- $_ := set $out "failurePolicy" (include "meshguard.failurePolicy" $root) -}}
+{{- /* Rendered failing open; meshguard arms it once ready (config webhookArming). */ -}}
+{{- $_ := set $out "failurePolicy" "Ignore" -}}
 {{- end -}}
 {{- if eq (toString $w.timeoutSeconds) "__TIMEOUT_SECONDS__" -}}
 {{- $_ := set $out "timeoutSeconds" (int $root.Values.webhook.timeoutSeconds) -}}
@@ -130,7 +156,7 @@ Secret), placeholders replaced by values. Call with (dict "root" $ "w" $webhook)
 {{- $vals := list -}}
 {{- range $v := $e.values -}}
 {{- if eq $v "__EXEMPT_NAMESPACES__" -}}
-{{- $vals = concat $vals $root.Values.config.exemptNamespaces -}}
+{{- $vals = concat $vals ($root.Values.config.exemptNamespaces | default list) -}}
 {{- else if eq $v "__RELEASE_NAMESPACE__" -}}
 {{- $vals = append $vals $root.Release.Namespace -}}
 {{- else -}}

@@ -108,9 +108,14 @@ const ENV_ONLY: Readonly<Record<string, readonly string[]>> = {
   INBOUND_INTERCEPTION_MODE: ['', 'REDIRECT', 'TPROXY'],
 };
 
-/** Whether the value of a narrowing setting is allowed for this Pod. */
-function allowed(n: Narrowing, value: string, t: PodTemplate, config: Config): boolean {
+/**
+ * Whether the value of a narrowing setting is allowed for this Pod. `mesh` holds the annotations
+ * the injector derives from the mesh-wide install values (lib/istio-install-values.ts): a flag
+ * equal to the mesh-wide value is the platform's setting, judged where it is set.
+ */
+function allowed(n: Narrowing, value: string, t: PodTemplate, config: Config, mesh: Readonly<Record<string, string>>): boolean {
   if (n.full(value)) return true;
+  if (Object.hasOwn(mesh, n.annotation) && mesh[n.annotation] === value) return true;
   // The injector copied the Pod's own annotation into the flag: workload-capture-bypass judges it.
   if (t.annotations[n.annotation] === value) return true;
   const allow = Object.hasOwn(config.captureBypass.allow, n.annotation) ? config.captureBypass.allow[n.annotation] : undefined;
@@ -128,7 +133,7 @@ function at(c: ContainerRef, s: Setting): string {
 }
 
 /** Findings for an istio-iptables invocation that sets up capture (istio-init). */
-function initProblems(c: ContainerRef, inv: IptablesInvocation, t: PodTemplate, config: Config, out: Violation[]): void {
+function initProblems(c: ContainerRef, inv: IptablesInvocation, t: PodTemplate, config: Config, mesh: Readonly<Record<string, string>>, out: Violation[]): void {
   const who = containerLabel(c);
   if (!inv.isIstioIptables) {
     out.push({
@@ -166,7 +171,7 @@ function initProblems(c: ContainerRef, inv: IptablesInvocation, t: PodTemplate, 
     // Absent: istio-iptables' defaults capture nothing outbound ("" for -i) and no inbound port
     // ("" for -b); the mode, the excludes and the interfaces default to full capture.
     const value = s?.value ?? (n.flag === 'istio-service-cidr' || n.flag === 'istio-inbound-ports' ? '' : undefined);
-    if (value === undefined || allowed(n, value, t, config)) continue;
+    if (value === undefined || allowed(n, value, t, config, mesh)) continue;
     out.push({
       message: `${who} narrows ${n.what} to ${quote(value)} (${n.flag}): traffic outside it bypasses the proxy`,
       path: s === undefined ? `${c.path}.args` : at(c, s),
@@ -261,9 +266,10 @@ function proxyProblems(p: ContainerRef, config: Config, out: Violation[]): void 
 /**
  * Everything that keeps an injected sidecar Pod's traffic from going through a real proxy: the
  * proxy, the capture mechanism and its settings. Empty when capture is full. Call only for a Pod
- * (templates are injected later) that is meant to have a sidecar.
+ * (templates are injected later) that is meant to have a sidecar. `mesh`: the annotations the
+ * injector stamps from the mesh-wide install values (StampedAnnotations).
  */
-export function sidecarCaptureProblems(t: PodTemplate, config: Config): Violation[] {
+export function sidecarCaptureProblems(t: PodTemplate, config: Config, mesh: Readonly<Record<string, string>>): Violation[] {
   const out: Violation[] = [];
   const proxy = proxyOf(t);
   if (proxy === undefined) {
@@ -282,7 +288,7 @@ export function sidecarCaptureProblems(t: PodTemplate, config: Config): Violatio
     if (!isIstioImage(init.image, config)) {
       out.push({ message: `${INIT} runs image ${quote(init.image)}, which is not an allowed Istio proxy image (istioProxyImages)`, path: `${init.path}.image`, value: init.image });
     }
-    initProblems(init, readInvocation(init.container), t, config, out);
+    initProblems(init, readInvocation(init.container), t, config, mesh, out);
   } else if (validation !== undefined) {
     if (!isIstioImage(validation.image, config)) {
       out.push({ message: `${VALIDATION} runs image ${quote(validation.image)}, which is not an allowed Istio proxy image (istioProxyImages)`, path: `${validation.path}.image`, value: validation.image });

@@ -5,6 +5,7 @@
 // istio-iptables (-i, -x, -b, -d, -q, -o) and, with the Istio CNI, stamps them on every pod as
 // traffic.sidecar.istio.io/* annotations: such an annotation, equal to the mesh-wide value, is the
 // injector's copy and no tenant's bypass.
+import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../engine/types.ts';
 import { show } from './istio.ts';
 import { isRecord } from './objects.ts';
@@ -70,6 +71,11 @@ export function stampedAnnotations(v: CaptureValues): Readonly<Record<string, st
   if (v.includeOutboundPorts !== '') out['traffic.sidecar.istio.io/includeOutboundPorts'] = v.includeOutboundPorts;
   if (v.excludeOutboundPorts !== '') out['traffic.sidecar.istio.io/excludeOutboundPorts'] = v.excludeOutboundPorts;
   return out;
+}
+
+/** The mesh-wide injector values: the cluster view's (discovered), else the configured ones. */
+export function meshInjectorValues(cluster: { injectorValues?(): Readonly<Record<string, unknown>> | undefined }, config: Config): unknown {
+  return cluster.injectorValues?.() ?? config.istioInstall.injectorValues;
 }
 
 /**

@@ -92,6 +92,9 @@ rules:
   - apiGroups: [batch]
     resources: [jobs, cronjobs]
     verbs: [get, list, watch, create, update, patch, delete, deletecollection]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, update, patch, delete, deletecollection]
   - apiGroups: [networking.istio.io, security.istio.io, extensions.istio.io, install.istio.io]
     resources: ["*"]
     verbs: [get, list, watch, create, update, patch, delete, deletecollection]
@@ -499,6 +502,9 @@ async function startOnce(bins: Binaries, opts: StartClusterOptions): Promise<Clu
       '--audit-log-format=json',
       '--audit-log-mode=blocking',
       '--profiling=false',
+      // A webhook or APIService that names a Service goes through its Endpoints (there are none
+      // here) instead of the machine's DNS resolver, which answers for names outside the test.
+      '--enable-aggregator-routing=true',
       ...(opts.extraApiserverArgs ?? []),
     ], apiLog, apiFh.fd);
     await apiFh.close();

@@ -207,3 +207,37 @@ export async function servingCert(dir: string): Promise<{ caPem: string; caFile:
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
+
+const CRDS = new URL('../../fixtures/istio/crds/', import.meta.url).pathname;
+const ISTIO_OPERATOR_CRD = new URL('../../fixtures/crds/istiooperator-crd.yaml', import.meta.url).pathname;
+
+/**
+ * Istio's real CRD set (manifests/charts/base/files/crd-all.gen.yaml of the pinned module) and the
+ * hand-written IstioOperator CRD that Istio no longer ships, as one multi-document YAML text.
+ */
+export async function istioCrdsYaml(): Promise<string> {
+  return `${await readFile(join(CRDS, 'crd-all.gen.yaml'), 'utf8')}\n---\n${await readFile(ISTIO_OPERATOR_CRD, 'utf8')}`;
+}
+
+/** The Gateway API standard-channel CRDs the pinned Istio requires (for istiod's gateway controllers). */
+export async function gatewayApiCrdsYaml(): Promise<string> {
+  return readFile(join(CRDS, 'gateway-api-standard.yaml'), 'utf8');
+}
+
+interface KubectlRunner {
+  kubectl(args: string[], opts?: { input?: string | undefined }): Promise<RunResult>;
+}
+
+/**
+ * Applies Istio's real CRD set (plus extra CRD YAML) server-side, since several of Istio's CRDs
+ * are larger than client-side apply's last-applied annotation allows, and waits until every CRD
+ * is established.
+ */
+export async function applyIstioCrds(cluster: KubectlRunner, extra: readonly string[] = []): Promise<void> {
+  for (const yaml of [await istioCrdsYaml(), ...extra]) {
+    const r = await cluster.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], { input: yaml });
+    if (r.code !== 0) throw new Error(`applying CRDs failed (exit ${r.code}):\n${r.stderr || r.stdout}`);
+  }
+  const est = await cluster.kubectl(['wait', '--for=condition=established', '--timeout=60s', 'crd', '--all']);
+  if (est.code !== 0) throw new Error(`CRDs not established: ${est.stderr}`);
+}
