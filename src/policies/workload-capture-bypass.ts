@@ -75,6 +75,8 @@ function allowListed(config: Config, key: string, value: unknown): boolean {
 
 export const PROXY_CONFIG = 'proxy.istio.io/config';
 
+/** At most this many findings per annotation: one denial stays readable (the last one counts the rest). */
+const MAX_FINDINGS = 20;
 
 function proxyConfigViolations(judge: ProxyConfigJudge, value: unknown, template: PodTemplate, config: Config): Violation[] {
   const path = fieldPath(template, `metadata.annotations[${JSON.stringify(PROXY_CONFIG)}]`);
@@ -85,12 +87,23 @@ function proxyConfigViolations(judge: ProxyConfigJudge, value: unknown, template
   if ('error' in verdict) {
     return [{ message: `annotation ${PROXY_CONFIG} does not parse as a ProxyConfig: ${verdict.error}`, path, value: show(value), fix: `make ${PROXY_CONFIG} a valid YAML or JSON ProxyConfig (istio.io/api mesh/v1alpha1 ProxyConfig)` }];
   }
-  return verdict.findings.map((f) => ({
+  const shown = verdict.findings.length > MAX_FINDINGS ? verdict.findings.slice(0, MAX_FINDINGS - 1) : verdict.findings;
+  const out: Violation[] = shown.map((f) => ({
     message: `annotation ${PROXY_CONFIG} sets ${f.field} ${f.value}, which ${CLASS_EFFECT[f.class]}; the value is not on the proxy-config allow-list`,
     path: `${path} > ${f.field}`,
     value: f.value,
     fix: `remove ${f.field} from the annotation, or ask the platform team to allow this value (proxyConfig.allow[${JSON.stringify(f.field)}]${f.class === 'unknown' ? ' or proxyConfig.unknownFields: allow' : ''})`,
   }));
+  if (shown.length < verdict.findings.length) {
+    const rest = verdict.findings.slice(shown.length).map((f) => f.field);
+    out.push({
+      message: `annotation ${PROXY_CONFIG} sets ${rest.length} more fields that are not on the proxy-config allow-list: ${rest.slice(0, 5).join(', ')}${rest.length > 5 ? ', ...' : ''}`,
+      path,
+      value: `${rest.length} more fields`,
+      fix: `remove the fields from the annotation, or ask the platform team to allow them (proxyConfig.allow)`,
+    });
+  }
+  return out;
 }
 
 /** The rule, with the memo tables it owns (verdicts per annotation text, stamped annotations per values object). */

@@ -7,7 +7,7 @@ import type { KObject } from '../../src/admission/types.ts';
 import { StaticClusterState } from '../../src/cluster/state.ts';
 import type { Config } from '../../src/config/types.ts';
 import { captureValues, narrowingProblems, stampedAnnotations } from '../../src/policies/lib/istio-install-values.ts';
-import { fieldTable, judgeProxyConfig, parseProxyConfigText, ProxyConfigJudge, PROXY_CONFIG_FIELDS, protoName, type ProxyConfigPolicy } from '../../src/policies/lib/proxy-config.ts';
+import { fieldTable, judgeProxyConfig, MAX_PROXY_CONFIG_BYTES, parseProxyConfigText, ProxyConfigJudge, PROXY_CONFIG_FIELDS, protoName, type ProxyConfigPolicy } from '../../src/policies/lib/proxy-config.ts';
 import { config, failedRules, ns, validate } from '../helpers/review.ts';
 
 const WORKLOAD: ProxyConfigPolicy = { scope: 'workload', allow: {}, unknownFields: 'deny' };
@@ -59,7 +59,11 @@ t.test('the ProxyConfig annotation is judged field by field, as Istio reads it',
     ['runtime values are denied', 'runtimeValues: {"envoy.reloadable_features.x": "false"}', ['runtimeValues={"envoy.reloadable_features.x":"false"}']],
     ['a field given under both names is judged under both', 'interception_mode: NONE\ninterceptionMode: REDIRECT', ['interceptionMode=NONE']],
     ['text that is not YAML is a parse error', '{holdApplicationUntilProxyStarts: true', ['error: not valid YAML or JSON: Flow map must end with a } at line 1, column 39']],
-    ['duplicate keys are a parse error (readers disagree on which wins)', 'interceptionMode: REDIRECT\ninterceptionMode: NONE', ['error: not valid YAML or JSON: Map keys must be unique at line 2, column 1']],
+    ['duplicate keys are a parse error (readers disagree on which wins)', 'interceptionMode: REDIRECT\ninterceptionMode: NONE', ['error: not valid YAML or JSON: map keys must be unique; "interceptionMode" is repeated at offset 27']],
+    ['keys that JSON reads as the same (1 and "1") are a parse error', 'proxyMetadata: {1: "a", "1": "b"}', ['error: not valid YAML or JSON: map keys must be unique; "1" is repeated at offset 24']],
+    ['a mapping as a key is a parse error', '? {a: 1}\n: x', ['error: not valid YAML or JSON: a mapping key is not a plain value']],
+    ['YAML 1.1 merge keys are read', 'base: &b {concurrency: 2}\n<<: *b\nholdApplicationUntilProxyStarts: true', ['base={"concurrency":2}']],
+    [`a text longer than ${MAX_PROXY_CONFIG_BYTES} characters is not parsed and is denied`, `concurrency: 2${' '.repeat(MAX_PROXY_CONFIG_BYTES)}`, [`error: is ${MAX_PROXY_CONFIG_BYTES + 14} characters long; meshguard reads ProxyConfigs of up to ${MAX_PROXY_CONFIG_BYTES}`]],
     ['several YAML documents are a parse error (Istio reads only the first)', 'concurrency: 2\n---\ninterceptionMode: NONE', ['error: holds several YAML documents; Istio reads only the first']],
     ['a scalar is a parse error', 'NONE', ['error: is not a mapping of ProxyConfig fields']],
     ['an enum name Istio does not know is a parse error', 'interceptionMode: none', ['error: interceptionMode has no value "none" (known: REDIRECT, TPROXY, NONE)']],
@@ -69,6 +73,8 @@ t.test('the ProxyConfig annotation is judged field by field, as Istio reads it',
     ['a YAML 1.1 date stays a string, as in go-yaml v2', 'meshId: 2001-12-14', ['meshId=2001-12-14']],
   ];
   for (const [sentence, text, expected] of rows) t.same(verdict(text), expected, sentence);
+  // Where the parser's stack runs out depends on the process, so only the start is compared.
+  t.match(verdict(`a: ${'['.repeat(3000)}${']'.repeat(3000)}`)[0], /^error: not valid YAML or JSON: Maximum call stack size exceeded/, 'nesting too deep for the parser is a parse error, not a crash');
 });
 
 t.test('mesh-wide defaultConfig is judged on capture only', async (t) => {
@@ -125,6 +131,10 @@ t.test('the judge memoises verdicts per text in a bounded table and follows conf
   t.ok(judge.size <= 4, `at most 4 verdicts are kept (kept ${judge.size})`);
   const first = judge.judge('interceptionMode: NONE', settings);
   t.equal(judge.judge('interceptionMode: NONE', settings), first, 'the same text gets the same verdict object');
+  const big = `concurrency: 2\n#${'x'.repeat(4000)}`;
+  const before = judge.size;
+  judge.judge(big, settings);
+  t.ok(judge.size <= before, 'a long text is judged but not kept');
   const loose = { allow: { interceptionMode: ['*'] }, unknownFields: 'deny' as const };
   t.same(judge.judge('interceptionMode: NONE', loose), { findings: [] }, 'new settings are not answered from the old table');
 });
@@ -162,6 +172,9 @@ t.test('workload-capture-bypass: the proxy config annotation and the image type'
   t.match(none.response.response.status?.message ?? '', 'sets interceptionMode NONE, which changes which traffic the mesh captures', 'a numeric NONE is reported by name');
   t.match(none.response.response.status?.message ?? '', 'metadata.annotations["proxy.istio.io/config"] > interceptionMode', 'the path names the field inside the annotation');
   t.same(denied({ 'proxy.istio.io/config': 42 }), ['workload-capture-bypass'], 'a non-string annotation value is denied, not a crash');
+  const many = validate(workload({ 'proxy.istio.io/config': `proxyMetadata: {${Array.from({ length: 50 }, (_, i) => `K${i}: "x"`).join(', ')}}` }), { state: CLUSTER });
+  t.equal(many.denials.length, 20, 'fifty denied fields make twenty findings');
+  t.match(many.denials[19]?.violation?.message ?? '', 'sets 31 more fields that are not on the proxy-config allow-list: proxyMetadata.K19, proxyMetadata.K20', 'the last one counts the rest');
   t.same(denied({ 'proxy.istio.io/config': 'discoveryAddress: x:15012' }, config({ 'proxyConfig.allow': { discoveryAddress: ['x:15012'] } })), [], 'proxyConfig.allow admits a field value');
   t.same(denied({ 'proxy.istio.io/config': 'futureKnob: 1' }, config({ 'proxyConfig.unknownFields': 'allow' })), [], 'proxyConfig.unknownFields allow admits unknown fields');
 });

@@ -9,7 +9,7 @@
 // pass fails, then a lenient one succeeds). Reading differently from Istio would be a bypass, so
 // what Istio would reject is reported as a parse error here, and anything ambiguous (duplicate
 // keys, several YAML documents) too.
-import { parseAllDocuments, type Tags } from 'yaml';
+import { isMap, isScalar, parseAllDocuments, visit, type Document, type Tags } from 'yaml';
 import { isRecord } from './objects.ts';
 
 /** What a field changes; everything but 'tuning' is denied unless allow-listed. */
@@ -192,6 +192,37 @@ export function firstLine(message: string): string {
 }
 
 /**
+ * The first key that a mapping repeats (as JSON sees keys: 1 and "1" are the same), or a key
+ * that is not a scalar; one pass with a set per mapping (the parser's own uniqueKeys check
+ * compares every pair of keys). Readers disagree on which duplicate wins, so it is an error.
+ */
+function duplicateKey(doc: Document): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Map(_key, map) {
+      if (!isMap(map)) return undefined;
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        const k = pair.key;
+        if (!isScalar(k)) {
+          found = 'a mapping key is not a plain value';
+          return visit.BREAK;
+        }
+        const name = String(k.value);
+        if (name === '<<') continue; // YAML 1.1 merge keys
+        if (seen.has(name)) {
+          found = `map keys must be unique; ${JSON.stringify(name)} is repeated${k.range === undefined || k.range === null ? '' : ` at offset ${k.range[0]}`}`;
+          return visit.BREAK;
+        }
+        seen.add(name);
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/**
  * YAML or JSON text as go-yaml v2 reads it (Istio's protomarshal.ApplyYAML and the injector's
  * values), as a mapping, or why it does not parse. Empty and `null` are an empty mapping (Istio
  * treats a top-level null as no change).
@@ -199,7 +230,7 @@ export function firstLine(message: string): string {
 export function parseGoYamlMapping(text: string): { readonly value: Readonly<Record<string, unknown>> } | { readonly error: string } {
   let docs;
   try {
-    docs = parseAllDocuments(text, { version: '1.1', customTags: goYamlTags, uniqueKeys: true, merge: true });
+    docs = parseAllDocuments(text, { version: '1.1', customTags: goYamlTags, uniqueKeys: false, merge: true });
   } catch (err) {
     return { error: `not valid YAML or JSON: ${firstLine(err instanceof Error ? err.message : String(err))}` };
   }
@@ -209,6 +240,8 @@ export function parseGoYamlMapping(text: string): { readonly value: Readonly<Rec
   if (doc === undefined) return { value: {} };
   const problem = doc.errors[0];
   if (problem !== undefined) return { error: `not valid YAML or JSON: ${firstLine(problem.message)}` };
+  const duplicate = duplicateKey(doc);
+  if (duplicate !== undefined) return { error: `not valid YAML or JSON: ${duplicate}` };
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: 100 });
@@ -220,8 +253,16 @@ export function parseGoYamlMapping(text: string): { readonly value: Readonly<Rec
   return { value };
 }
 
+/**
+ * The longest annotation text meshguard parses. Istio's documented ProxyConfigs are a few hundred
+ * bytes, and YAML parsing is slow enough (milliseconds per thousand keys) that an unbounded text
+ * would let one Pod CREATE hold the event loop for seconds.
+ */
+export const MAX_PROXY_CONFIG_BYTES = 8 * 1024;
+
 /** The annotation text as a ProxyConfig object, or why it does not parse. */
 export function parseProxyConfigText(text: string): { readonly value: Readonly<Record<string, unknown>> } | { readonly error: string } {
+  if (text.length > MAX_PROXY_CONFIG_BYTES) return { error: `is ${text.length} characters long; meshguard reads ProxyConfigs of up to ${MAX_PROXY_CONFIG_BYTES}` };
   const parsed = parseGoYamlMapping(text);
   return 'error' in parsed && parsed.error === 'is not a mapping' ? { error: 'is not a mapping of ProxyConfig fields' } : parsed;
 }
@@ -368,6 +409,8 @@ export function judgeProxyConfig(pc: Readonly<Record<string, unknown>>, policy: 
   return { findings };
 }
 
+const MEMO_TEXT = 2048;
+
 /**
  * Verdicts for annotation texts under one policy, memoised: the same few texts come in every
  * request. Owned by whoever holds it (a rule); bounded, and rebuilt when the policy changes.
@@ -394,8 +437,11 @@ export class ProxyConfigJudge {
     if (v === undefined) {
       const parsed = parseProxyConfigText(text);
       v = 'error' in parsed ? parsed : judgeProxyConfig(parsed.value, policy);
-      if (this.#verdicts.size >= this.#limit) this.#verdicts.clear();
-      this.#verdicts.set(text, v);
+      // Only texts of ordinary size are kept, so the table holds at most limit x MEMO_TEXT characters.
+      if (text.length <= MEMO_TEXT) {
+        if (this.#verdicts.size >= this.#limit) this.#verdicts.clear();
+        this.#verdicts.set(text, v);
+      }
     }
     return v;
   }
