@@ -50,11 +50,26 @@ function inMesh(o: KObject): KObject {
   return c;
 }
 
-/** What Istio's injector adds: the status annotation and the istio-proxy container. */
+/** istio-init's args as Istio's injection template writes them (full capture). */
+const ISTIO_INIT_ARGS = ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--log_output_level=default:info'];
+
+/**
+ * What Istio's injector adds: the status annotation, the istio-proxy container and istio-init
+ * with its istio-iptables args. A pod that declares istio-init itself keeps its own fields, as the
+ * injector's merge does, and gets the injected args where it declares none.
+ */
 function asInjected(pod: KObject): KObject {
   const c = inMesh(pod);
-  const inits = (c['spec'] as { initContainers?: { name: string }[] }).initContainers ?? [];
-  const status = { initContainers: inits.map((i) => i.name), containers: ['istio-proxy'], volumes: [], imagePullSecrets: null, revision: 'default' };
+  const podSpec = c['spec'] as { initContainers?: Record<string, unknown>[] };
+  const declared = podSpec.initContainers ?? [];
+  const own = declared.find((i) => i['name'] === 'istio-init');
+  if (own === undefined) {
+    podSpec.initContainers = [...declared, { name: 'istio-init', image: PROXY_IMAGE, args: ISTIO_INIT_ARGS, securityContext: { capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] }, runAsUser: 0, runAsGroup: 0, runAsNonRoot: false } }];
+  } else if (own['args'] === undefined && own['command'] === undefined) {
+    own['args'] = ISTIO_INIT_ARGS;
+  }
+  const inits = podSpec.initContainers ?? [];
+  const status = { initContainers: inits.map((i) => String(i['name'])), containers: ['istio-proxy'], volumes: [], imagePullSecrets: null, revision: 'default' };
   c.metadata = { ...c.metadata, annotations: { ...(c.metadata?.annotations ?? {}), 'sidecar.istio.io/status': JSON.stringify(status) } };
   const spec = c['spec'] as { containers?: unknown[] };
   spec.containers = [...(spec.containers ?? []), { name: 'istio-proxy', image: PROXY_IMAGE, args: ['proxy', 'sidecar'], securityContext: { runAsUser: 1337, runAsGroup: 1337, runAsNonRoot: true } }];
@@ -211,7 +226,7 @@ t.test('service-mesh-require-run-as-nonroot: not covered; meshguard\'s verdicts 
     t.equal(check(asInjected(o)).response.response.allowed, ours, `${name}: Kyverno ${kyverno ? 'admits' : 'rejects'}, meshguard ${ours ? 'admits' : 'denies'} (${why})`);
   }
   const bad01 = peer('service-mesh-require-run-as-nonroot', 'bad.yaml').find((x) => x.metadata?.name === 'bad01') as KObject;
-  t.same(failedRules(check(asInjected(bad01), STRICT_IMAGES)), ['workload-network-privileges', 'workload-reserved-container-names'], 'bad01 with istioProxyImages pinned to docker.io/istio: meshguard denies the look-alike image');
+  t.same(failedRules(check(asInjected(bad01), STRICT_IMAGES)), ['pod-sidecar-present', 'workload-network-privileges', 'workload-reserved-container-names'], 'bad01 with istioProxyImages pinned to docker.io/istio: meshguard denies the look-alike image (which also does not count as the capture init)');
   const good01 = peer('service-mesh-require-run-as-nonroot', 'good.yaml').find((x) => x.metadata?.name === 'good01') as KObject;
   t.ok(check(asInjected(good01), STRICT_IMAGES).response.response.allowed, 'good01 with the pinned pattern: still admitted');
 });
