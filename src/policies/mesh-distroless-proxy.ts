@@ -3,7 +3,7 @@
 // manager; what values.global.variant=distroless or sidecar.istio.io/proxyImageType: distroless
 // select). An image pinned by digest alone cannot be told apart and counts as not distroless.
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { mapItems, show } from './lib/istio.ts';
+import { at, mapItems, show } from './lib/istio.ts';
 import { annotationsOf } from './lib/objects.ts';
 import { PROXY, STATUS } from './lib/workload-istio.ts';
 
@@ -26,10 +26,9 @@ export const meshDistrolessProxy: ValidatingRule = {
     if (!config.meshHardening.requireDistrolessProxy) return skip('meshHardening.requireDistrolessProxy is off');
     const status = annotationsOf(req.object)[STATUS];
     if (typeof status !== 'string' || status === '') return skip('the pod was not injected by Istio');
-    const spec = req.object?.['spec'];
     const out: Violation[] = [];
     for (const list of ['containers', 'initContainers'] as const) {
-      for (const [i, c] of mapItems(typeof spec === 'object' && spec !== null ? (spec as Record<string, unknown>)[list] : undefined)) {
+      for (const [i, c] of mapItems(at(req.object, 'spec', list))) {
         if (c['name'] !== PROXY) continue;
         const image = typeof c['image'] === 'string' ? c['image'] : '';
         if (imageTag(image).endsWith('-distroless')) continue;

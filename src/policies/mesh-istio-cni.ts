@@ -3,7 +3,7 @@
 // iptables, which the CNI node agent does instead (the injected pod then has istio-validation,
 // without those capabilities). Judged on the Pod after injection.
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { mapItems } from './lib/istio.ts';
+import { at, mapItems } from './lib/istio.ts';
 import { annotationsOf } from './lib/objects.ts';
 import { INIT, STATUS } from './lib/workload-istio.ts';
 
@@ -19,7 +19,7 @@ export const meshIstioCni: ValidatingRule = {
     const status = annotationsOf(req.object)[STATUS];
     if (typeof status !== 'string' || status === '') return skip('the pod was not injected by Istio');
     const out: Violation[] = [];
-    for (const [i, c] of mapItems(req.object?.['spec'] === undefined ? undefined : (req.object['spec'] as Record<string, unknown>)['initContainers'])) {
+    for (const [i, c] of mapItems(at(req.object, 'spec', 'initContainers'))) {
       if (c['name'] !== INIT) continue;
       out.push({
         message: 'istio-init programs iptables with NET_ADMIN and NET_RAW; this platform requires the Istio CNI, which gives pods istio-validation instead',
