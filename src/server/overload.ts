@@ -279,17 +279,36 @@ export interface Drainer {
    * the connection once the body is in (a close with unread bytes makes the kernel send a reset,
    * and the client can lose the answer with it). Nothing of the discarded body is kept. At most
    * `concurrency` connections are drained at once (discarding costs TLS decryption and garbage
-   * at the sender's speed); the others wait, unread, for a turn. A connection still open after
-   * `lingerMs` is closed: by then a client that reads while it sends has read the answer.
+   * at the sender's speed), each for at most `lingerMs`; the others wait, unread, for a turn
+   * (at most `waitMs`), their answer already on its way to the client.
    */
   answer(raw: IncomingMessage, socket: Socket | null, body: ErrorBody): void;
 }
 
-export function createDrainer(o: { readonly lingerMs: number; readonly concurrency: number }): Drainer {
+export interface DrainerOptions {
+  /** How long a connection may keep sending once its rest is being read (ms). */
+  readonly lingerMs: number;
+  /** Connections read and discarded at once. */
+  readonly concurrency: number;
+  /** How long a connection may wait, unread, for its turn (ms; default 6 x lingerMs): its client
+   * has the answer to read meanwhile. */
+  readonly waitMs?: number;
+  /** Most connections waiting for a turn; past it the longest-waiting one is closed (default 4096). */
+  readonly maxWaiting?: number;
+}
+
+export function createDrainer(o: DrainerOptions): Drainer {
   let active = 0;
-  const waiting: (() => void)[] = [];
+  const waitMs = o.waitMs ?? 6 * o.lingerMs;
+  const maxWaiting = o.maxWaiting ?? 4096;
+  // Insertion-ordered: the first entry has waited longest.
+  const waiting = new Set<{ readonly start: () => void; readonly socket: Socket }>();
   const next = (): void => {
-    while (active < o.concurrency && waiting.length > 0) waiting.shift()?.();
+    for (const w of waiting) {
+      if (active >= o.concurrency) return;
+      waiting.delete(w);
+      w.start();
+    }
   };
   return {
     answer(raw, socket, body) {
@@ -305,11 +324,11 @@ export function createDrainer(o: { readonly lingerMs: number; readonly concurren
       raw.removeAllListeners('data');
       socket.pause();
       socket.write(head + payload);
-      const timer = setTimeout(() => socket.destroy(), o.lingerMs);
-      timer.unref();
       const finish = (): void => {
         if (!socket.destroyed) socket.end();
       };
+      let timer = setTimeout(() => socket.destroy(), raw.complete ? o.lingerMs : waitMs);
+      timer.unref();
       if (raw.complete) {
         socket.once('close', () => clearTimeout(timer));
         finish();
@@ -323,22 +342,33 @@ export function createDrainer(o: { readonly lingerMs: number; readonly concurren
         if (socket.destroyed) return;
         started = true;
         active++;
+        clearTimeout(timer);
+        timer = setTimeout(() => socket.destroy(), o.lingerMs);
+        timer.unref();
         raw.on('data', () => {});
         raw.once('end', finish);
         raw.resume();
         socket.resume();
       };
+      const entry = { start, socket };
       socket.once('close', () => {
         clearTimeout(timer);
         if (started) {
           active--;
           next();
         } else {
-          const at = waiting.indexOf(start);
-          if (at >= 0) waiting.splice(at, 1);
+          waiting.delete(entry);
         }
       });
-      waiting.push(start);
+      if (waiting.size >= maxWaiting) {
+        // Full: the connection that has waited longest (and had longest to read its answer) goes.
+        for (const oldest of waiting) {
+          waiting.delete(oldest);
+          oldest.socket.destroy();
+          break;
+        }
+      }
+      waiting.add(entry);
       next();
     },
   };

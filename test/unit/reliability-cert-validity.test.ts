@@ -19,6 +19,8 @@ const DAY = 86_400_000;
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-cert-validity-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** How long `meshguard serve` may take to start (a busy machine loads TypeScript slowly). */
+const START_MS = 180_000;
 
 const good = (): Promise<CertBundle> => generateBundle({ sans: ['localhost', '127.0.0.1'] });
 const expired = (): Promise<CertBundle> => generateBundle({ sans: ['localhost', '127.0.0.1'], now: new Date(Date.now() - 10 * DAY), leafDays: 1 });
@@ -74,7 +76,7 @@ t.test('meshguard serve refuses to start with an invalid certificate, with the c
     ['not yet valid', notYetValid, CERT_ERRORS.CERT_NOT_YET_VALID.code],
     ['not covering server.certSans', wrongNames, CERT_ERRORS.CERT_NAMES.code],
   ] as const) {
-    const started = await startServe(serveArgs(write(await make()))).then(
+    const started = await startServe(serveArgs(write(await make())), { timeoutMs: START_MS }).then(
       async (s) => {
         await s.stop('SIGKILL');
         return 'started';
@@ -112,7 +114,7 @@ t.test('on reload an invalid pair is refused: the old pair stays in service and 
   const first = await good();
   const where = join(dir, 'served');
   const paths = write(first, where);
-  const s = await startServe(serveArgs(paths));
+  const s = await startServe(serveArgs(paths), { timeoutMs: START_MS });
   t.teardown(() => s.stop('SIGKILL'));
   const fp = new X509Certificate(first.cert).fingerprint256;
   t.equal(await servedFingerprint(s.port), fp, 'the first pair is served');
@@ -124,7 +126,7 @@ t.test('on reload an invalid pair is refused: the old pair stays in service and 
   ] as const) {
     write(await make(), where);
     let failing = 0;
-    for (let i = 0; i < 60 && failing !== 1; i++) {
+    for (let i = 0; i < 240 && failing !== 1; i++) {
       await sleep(250);
       failing = await metric(s.url, first.caCert, 'meshguard_certificate_reload_failing');
     }
@@ -132,7 +134,7 @@ t.test('on reload an invalid pair is refused: the old pair stays in service and 
     t.equal(await servedFingerprint(s.port), fp, `${name}: the old pair is still served`);
     t.match(s.stdout(), /not usable; keeping the current certificate/, 'and the refusal is logged');
     write(first, where);
-    for (let i = 0; i < 60 && failing !== 0; i++) {
+    for (let i = 0; i < 240 && failing !== 0; i++) {
       await sleep(250);
       failing = await metric(s.url, first.caCert, 'meshguard_certificate_reload_failing');
     }
@@ -154,15 +156,22 @@ function readyz(port: number): Promise<{ status: number; body: string }> {
 }
 
 t.test('readiness fails once the certificate in service has expired', async (t) => {
-  // Valid for 8 more seconds: long enough to start, short enough to expire during the test.
-  const b = await generateBundle({ sans: ['localhost', '127.0.0.1'], now: new Date(Date.now() - 5 * 60_000 + 8000), leafDays: 5 / (24 * 60) });
-  const notAfter = new Date(new X509Certificate(b.cert).validTo).getTime();
-  const s = await startServe(serveArgs(write(b)));
+  // Start with a long-lived pair (however slow the start), then swap in one valid for 20 more
+  // seconds: it is taken into service, and then it expires while being served.
+  const where = join(dir, 'expiring');
+  const s = await startServe(serveArgs(write(await good(), where)), { timeoutMs: START_MS });
   t.teardown(() => s.stop('SIGKILL'));
-  const before = await readyz(s.port);
-  if (Date.now() < notAfter - 500) t.equal(before.status, 200, 'ready while the certificate is valid');
-  let after = before;
-  for (let i = 0; i < 120 && after.status !== 503; i++) {
+  const b = await generateBundle({ sans: ['localhost', '127.0.0.1'], now: new Date(Date.now() - 5 * 60_000 + 20_000), leafDays: 5 / (24 * 60) });
+  write(b, where);
+  const fp = new X509Certificate(b.cert).fingerprint256;
+  let served = '';
+  for (let i = 0; i < 240 && served !== fp; i++) {
+    await sleep(250);
+    served = await servedFingerprint(s.port);
+  }
+  t.equal(served, fp, 'the short-lived pair is taken into service');
+  let after = await readyz(s.port);
+  for (let i = 0; i < 240 && after.status !== 503; i++) {
     await sleep(250);
     after = await readyz(s.port);
   }

@@ -92,13 +92,13 @@ t.test('without a client CA nothing changes: no certificate is needed', async (t
 });
 
 t.test('meshguard serve --client-ca-file: the same through the real CLI', async (t) => {
-  const s = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--client-ca-file', caFile, '--log-level', 'error', '--audit-log', join(dir, 'audit.jsonl')]);
+  const s = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--client-ca-file', caFile, '--log-level', 'error', '--audit-log', join(dir, 'audit.jsonl')], { timeoutMs: 180_000 });
   t.teardown(() => s.stop('SIGKILL'));
   const ca = readFileSync(join(dir, 'certs', 'ca.crt'), 'utf8');
   t.same(await call(s.url, ca, '/validate'), { status: 401, code: ERRORS.CLIENT_CERT.code }, 'no client certificate: 401');
   t.equal((await call(s.url, ca, '/validate', apiserver)).allowed, true, "the apiserver's certificate: evaluated");
   t.equal((await call(s.url, ca, '/readyz', undefined, 'GET')).status, 200, 'probes need none');
-  const missing = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--client-ca-file', join(dir, 'nope.crt')]).then(
+  const missing = await startServe(['--port', '0', '--cert-dir', join(dir, 'certs'), '--client-ca-file', join(dir, 'nope.crt')], { timeoutMs: 180_000 }).then(
     async (x) => {
       await x.stop('SIGKILL');
       return 'started';
