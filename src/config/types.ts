@@ -80,7 +80,10 @@ export interface Config {
   readonly captureBypass: { readonly allow: Readonly<Record<string, readonly string[]>> };
   readonly istioProxyImages: readonly string[];
   readonly istioAdminNamespaces: readonly string[];
-  readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
+  readonly serviceEntries: {
+    readonly allowedWildcardHosts: readonly string[];
+    readonly addressLimit: { readonly ipv4: number; readonly ipv6: number };
+  };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;
 }

@@ -242,7 +242,7 @@ t.test('mesh-config-outbound-policy: which ConfigMaps are mesh configs', async (
 });
 
 t.test('service-entry-wildcard: hosts, addresses and the allow-list', async (t) => {
-  const broad: [string, boolean][] = [['*', true], ['*.com', true], ['*.*', true], ['*.*.com', true], ['*example.com', true], ['foo.*.com', true], ['*.example.com', false], ['*.co.uk', false]];
+  const broad: [string, boolean][] = [['*', true], ['*.com', true], ['*.*', true], ['*.*.com', true], ['*example.com', true], ['foo.*.com', true], ['*.example.com', false], ['*.co.uk', true], ['*.example.co.uk', false]];
   for (const [host, want] of broad) t.equal(isBroadWildcard(host), want, `${host} is ${want ? '' : 'not '}broad`);
   const addresses: [string, boolean][] = [['0.0.0.0/0', true], ['::/0', true], ['10.0.0.0/0', true], ['0.0.0.0', true], ['::', true], ['0:0::0/128', true], ['10.0.0.0/8', false], ['2001:db8::/32', false], ['192.168.1.1', false]];
   for (const [a, want] of addresses) t.equal(isUnboundedAddress(a), want, `${a} is ${want ? '' : 'not '}unbounded`);

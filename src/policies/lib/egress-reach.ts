@@ -1,0 +1,148 @@
+// How far a ServiceEntry reaches outside the mesh, judged the way istiod builds a sidecar's
+// outbound listeners (pilot/pkg/networking/core/listener.go, tls.go; serviceentry/conversion.go):
+// - addresses: the union of every IP and CIDR, per family, so two halves or any split into
+//   prefixes count like the one range they add up to;
+// - wildcard hosts: against the Public Suffix List, so `*.co.uk` or `*.github.io` count like
+//   `*.com` (every name below is registered by someone else);
+// - ports: resolution NONE without addresses makes a TCP (or unnamed) port a passthrough to every
+//   destination, whatever the hosts say.
+// Pure functions over plain values; the rule turns their answers into violations.
+import ipaddr from 'ipaddr.js';
+import { parse as parseDomain } from 'tldts';
+
+export type IpFamily = 'IPv4' | 'IPv6';
+
+const WIDTH: Readonly<Record<IpFamily, number>> = { IPv4: 32, IPv6: 128 };
+
+/** A closed interval of addresses of one family, as integers. */
+export interface AddressInterval {
+  readonly family: IpFamily;
+  readonly first: bigint;
+  readonly last: bigint;
+  /** IPv4 addresses named in IPv6 form (the part of an IPv6 range inside ::ffff:0:0/96). */
+  readonly mapped?: true;
+}
+
+const FOUR_PART_DECIMAL = /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/;
+// ::ffff:0:0/96: IPv4-mapped IPv6 addresses. A range over them is counted as IPv4 as well, so that
+// `::ffff:0.0.0.0/96` cannot stand in for `0.0.0.0/0`.
+const MAPPED_FIRST = 0xffffn << 32n;
+const MAPPED_LAST = MAPPED_FIRST + 0xffffffffn;
+
+function toBigInt(bytes: readonly number[]): bigint {
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  return n;
+}
+
+/**
+ * The addresses a ServiceEntry address names: an IP (one address) or a CIDR (host bits are
+ * ignored, as Envoy masks them). Only what istiod accepts (Go's netip: dotted-quad IPv4, any IPv6
+ * form); anything else names nothing (istiod skips it) and gives [].
+ */
+export function addressIntervals(text: string): AddressInterval[] {
+  const s = text.trim();
+  if (!s.includes(':') && !FOUR_PART_DECIMAL.test(s)) return [];
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  let bits: number;
+  try {
+    if (s.includes('/')) [addr, bits] = ipaddr.parseCIDR(s);
+    else [addr, bits] = [ipaddr.parse(s), s.includes(':') ? 128 : 32];
+  } catch {
+    return [];
+  }
+  const family: IpFamily = addr.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
+  const host = BigInt(WIDTH[family] - bits);
+  const first = (toBigInt(addr.toByteArray()) >> host) << host;
+  const last = first + (1n << host) - 1n;
+  const out: AddressInterval[] = [{ family, first, last }];
+  if (family === 'IPv6' && first <= MAPPED_LAST && last >= MAPPED_FIRST) {
+    const lo = first > MAPPED_FIRST ? first : MAPPED_FIRST;
+    const hi = last < MAPPED_LAST ? last : MAPPED_LAST;
+    out.push({ family: 'IPv4', first: lo - MAPPED_FIRST, last: hi - MAPPED_FIRST, mapped: true });
+  }
+  return out;
+}
+
+/** How many addresses of one family the intervals cover together (overlaps counted once). */
+export function unionSize(intervals: readonly AddressInterval[], family: IpFamily): bigint {
+  const sorted = intervals.filter((i) => i.family === family).sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  let total = 0n;
+  let run: { first: bigint; last: bigint } | undefined;
+  for (const { first, last } of sorted) {
+    if (run !== undefined && first <= run.last + 1n) {
+      if (last > run.last) run.last = last;
+      continue;
+    }
+    if (run !== undefined) total += run.last - run.first + 1n;
+    run = { first, last };
+  }
+  if (run !== undefined) total += run.last - run.first + 1n;
+  return total;
+}
+
+/** The number of addresses in one prefix of this length. */
+export function prefixSize(family: IpFamily, prefixLength: number): bigint {
+  return 1n << BigInt(WIDTH[family] - prefixLength);
+}
+
+/** An address count for a message: exact below 2^48, else as a power of two. */
+export function countText(count: bigint): string {
+  if (count < 1n << 48n) return count.toLocaleString('en-US');
+  const bits = count.toString(2).length - 1;
+  return count === 1n << BigInt(bits) ? `2^${bits}` : `more than 2^${bits}`;
+}
+
+/** The unspecified address (0.0.0.0, ::, also written /32 or /128): istiod then binds the wildcard. */
+export function isUnspecifiedAddress(text: string): boolean {
+  const iv = addressIntervals(text)[0];
+  return iv !== undefined && iv.first === 0n && iv.last === 0n;
+}
+
+/**
+ * Why a wildcard host admits hosts of many unrelated owners, or undefined when it does not.
+ * `*` and partial wildcards always do; `*.<suffix>` does when the suffix is a single label or a
+ * public suffix of the Public Suffix List (tldts, which bundles the current list; a wildcard rule
+ * such as `*.kawasaki.jp` makes its parent a public suffix too). The private section counts like
+ * the ICANN section: `*.github.io` admits every GitHub Pages site as `*.co.uk` admits every UK
+ * company. The list names delegated zones, not their parents: `*.amazonaws.com` is not found
+ * broad, though `*.s3.amazonaws.com` is.
+ */
+export function wildcardBreadth(host: string): string | undefined {
+  const h = host.trim().toLowerCase().replace(/\.$/, '');
+  if (!h.includes('*')) return undefined;
+  if (h === '*') return 'it matches every host';
+  if (!h.startsWith('*.')) return 'the wildcard is not a whole leading label';
+  const suffix = h.slice(2);
+  if (suffix.includes('*')) return 'it has more than one wildcard';
+  if (!suffix.includes('.')) return `it matches every name under the top-level domain ${suffix}`;
+  const psl = parseDomain(suffix, PSL_OPTIONS);
+  if (psl.publicSuffix !== suffix) return undefined;
+  return `${suffix} is a public suffix (Public Suffix List${psl.isPrivate === true ? ', private section' : ''})`;
+}
+
+const PSL_OPTIONS = { allowPrivateDomains: true, detectIp: false } as const;
+
+/** Istio's protocol names (pkg/config/protocol Parse, case-insensitive) that route by Host or SNI, or carry no TCP. */
+const HOST_ROUTED = new Set(['http', 'http2', 'http_proxy', 'grpc', 'grpc-web', 'https', 'tls', 'udp']);
+
+/**
+ * A port that istiod turns into a passthrough for every destination: resolution NONE, no
+ * addresses, no endpoints and no workload selector give the service the unspecified address, so
+ * the sidecar gets a 0.0.0.0:<port> listener whose TCP filter chain matches any destination and
+ * forwards to its original IP (an ORIGINAL_DST cluster). That holds for TCP, MONGO, MYSQL, REDIS
+ * and unset or unknown protocols (sniffed: the TCP chain catches everything that is not HTTP).
+ * HTTP and TLS ports route by Host or SNI instead; UDP gets no listener.
+ */
+export function isPassthroughProtocol(protocol: unknown): boolean {
+  return typeof protocol !== 'string' || !HOST_ROUTED.has(protocol.toLowerCase());
+}
+
+/** ServiceEntry resolution by name or protobuf number; unset is NONE (the enum default). */
+const RESOLUTIONS = ['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN', 'DYNAMIC_DNS'] as const;
+
+export function resolutionOf(v: unknown): string {
+  if (v === undefined || v === null) return 'NONE';
+  if (typeof v === 'number') return RESOLUTIONS[v] ?? String(v);
+  return String(v).toUpperCase();
+}
