@@ -167,7 +167,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     },
   }),
   istioProxyImages: list('images allowed for Istio\'s own istio-init/istio-validation/istio-proxy containers (regular expressions, matched against the whole image)', ['^(.+/)?proxyv2(:[^/]+)?(@sha256:[a-f0-9]{64})?$']),
-  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin and ProxyConfig may be created', ['istio-system'], {
+  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig may be created', ['istio-system'], {
     type: 'string',
     pattern: NAMESPACE_NAME,
     description: 'namespace name',

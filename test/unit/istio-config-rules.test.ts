@@ -125,6 +125,7 @@ const VERSION_CASES: VersionCase[] = [
   { rule: 'authorization-policy-weakening', kind: kind('AuthorizationPolicy'), namespace: TEAM, bad: { rules: [{}] }, good: {} },
   { rule: 'restricted-istio-kinds', kind: kind('EnvoyFilter'), namespace: TEAM, bad: { configPatches: [] }, good: null },
   { rule: 'restricted-istio-kinds', kind: kind('WasmPlugin'), namespace: TEAM, bad: { url: 'oci://x' }, good: null },
+  { rule: 'restricted-istio-kinds', kind: kind('TrafficExtension'), namespace: TEAM, bad: { lua: { inlineCode: 'function envoy_on_request(h) end' } }, good: null },
   { rule: 'restricted-istio-kinds', kind: kind('ProxyConfig'), namespace: TEAM, bad: { concurrency: 1 }, good: null },
   { rule: 'mesh-config-outbound-policy', kind: kind('IstioOperator'), namespace: 'istio-system', bad: { meshConfig: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } } }, good: { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } } },
 ];
@@ -158,7 +159,7 @@ t.test('every rule registers every served version of the kinds it matches', asyn
   }
   const placement = (id: string): string[] => ISTIO_CONFIG_RULES.find((r) => r.id === id)?.webhook.map((w) => w.placement ?? 'default') ?? [];
   t.same(placement('sidecar-outbound-allow-any'), ['all-namespaces'], 'Sidecars are read in istio-system too');
-  t.same(placement('restricted-istio-kinds'), ['all-namespaces', 'all-namespaces', 'all-namespaces']);
+  t.same(placement('restricted-istio-kinds'), ['all-namespaces', 'all-namespaces', 'all-namespaces', 'all-namespaces']);
   t.same(placement('mesh-config-outbound-policy'), ['mesh-config', 'all-namespaces'], 'the mesh ConfigMap through the narrow mesh-config webhook');
 });
 
