@@ -174,7 +174,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   }),
   serviceEntries: obj('service-entry-wildcard settings', {
     allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
-    addressLimit: obj('how many addresses one ServiceEntry’s spec.addresses may cover together (every IP and CIDR united), as a prefix length per family', {
+    addressLimit: obj('how many addresses one ServiceEntry’s spec.addresses, or one VirtualService’s tcp/tls destinationSubnets, may cover together (every IP and CIDR united), as a prefix length per family', {
       ipv4: int('IPv4: 16 allows 65,536 addresses (one /16) in any split', 16, 1, 32),
       ipv6: int('IPv6: 48 allows 2^80 addresses (one /48) in any split', 48, 1, 128),
     }),

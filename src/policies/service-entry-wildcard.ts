@@ -10,17 +10,18 @@
 // The rule sees one object: ranges are united within one ServiceEntry, not across objects.
 // Missing `exportTo: ["."]` is not reported (it is advice, not a violation).
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import type { Config } from '../config/types.ts';
 import {
   addressIntervals,
-  countText,
+  excessText,
   isPassthroughProtocol,
   isUnspecifiedAddress,
+  listedTexts,
   prefixSize,
+  rangesOverLimit,
   resolutionOf,
-  unionSize,
   wildcardBreadth,
-  type AddressInterval,
-  type IpFamily,
+  type AddressEntry,
 } from './lib/egress-reach.ts';
 import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio.ts';
 import { isRecord as isMap, isTerminating } from './lib/objects.ts';
@@ -59,44 +60,28 @@ function hostProblem(host: string, path: string, dynamicDns: boolean, allowed: R
   };
 }
 
-/** A few of the addresses, for a message: a ServiceEntry may list up to 4096. */
-function listed(values: readonly string[]): string {
-  return values.length <= 3 ? values.join(', ') : `${values.slice(0, 3).join(', ')} and ${values.length - 3} more`;
-}
-
-function addressProblems(addresses: readonly [number, string][], limit: Readonly<Record<'ipv4' | 'ipv6', number>>): Violation[] {
+function addressProblems(addresses: readonly [number, string][], limit: Config['serviceEntries']['addressLimit']): Violation[] {
   const out: Violation[] = [];
-  const intervals: { index: number; text: string; iv: AddressInterval }[] = [];
+  const ranged: AddressEntry[] = [];
   for (const [index, text] of addresses) {
-    if (isUnspecifiedAddress(text)) {
-      out.push({
-        message: `address ${text} is the unspecified address: istiod binds the listener to it, so the ServiceEntry matches every destination on its ports`,
-        path: `spec.addresses[${index}]`,
-        value: text,
-        fix: ADDRESS_FIX,
-      });
+    const path = `spec.addresses[${index}]`;
+    if (!isUnspecifiedAddress(text)) {
+      ranged.push({ path, text });
       continue;
     }
-    for (const iv of addressIntervals(text)) intervals.push({ index, text, iv });
-  }
-  // IPv6 first: a range it already reports is not reported again for the IPv4 addresses it maps.
-  let ipv6Reported = false;
-  for (const family of ['IPv6', 'IPv4'] as const satisfies readonly IpFamily[]) {
-    const mine = intervals.filter((x) => x.iv.family === family && !(ipv6Reported && x.iv.mapped === true));
-    const limitPrefix = family === 'IPv4' ? limit.ipv4 : limit.ipv6;
-    const size = unionSize(mine.map((x) => x.iv), family);
-    if (size <= prefixSize(family, limitPrefix)) continue;
-    if (family === 'IPv6') ipv6Reported = true;
-    const entries = [...new Map(mine.map((x) => [x.index, x.text])).entries()];
-    const values = entries.map(([, text]) => text);
-    const single = entries.length === 1 ? entries[0] : undefined;
-    const subject = single === undefined ? `addresses ${listed(values)} together cover` : `address ${single[1]} covers`;
-    const reach = size === prefixSize(family, 0) ? `every ${family} address` : `${countText(size)} ${family} addresses`;
-    const mapped = mine.some((x) => x.iv.mapped === true) ? ' (as IPv4-mapped IPv6)' : '';
     out.push({
-      message: `${subject} ${reach}${mapped}, more than one /${limitPrefix} allows (serviceEntries.addressLimit.${family === 'IPv4' ? 'ipv4' : 'ipv6'})`,
-      path: single === undefined ? 'spec.addresses' : `spec.addresses[${single[0]}]`,
-      value: single === undefined ? listed(values) : single[1],
+      message: `address ${text} is the unspecified address: istiod binds the listener to it, so the ServiceEntry matches every destination on its ports`,
+      path,
+      value: text,
+      fix: ADDRESS_FIX,
+    });
+  }
+  for (const e of rangesOverLimit(ranged, limit)) {
+    const single = e.entries.length === 1 ? e.entries[0] : undefined;
+    out.push({
+      message: `${excessText(e, ['address', 'addresses'])} (serviceEntries.addressLimit.${e.family === 'IPv4' ? 'ipv4' : 'ipv6'})`,
+      path: single?.path ?? 'spec.addresses',
+      value: listedTexts(e.entries),
       fix: ADDRESS_FIX,
     });
   }

@@ -120,6 +120,7 @@ const VERSION_CASES: VersionCase[] = [
   { rule: 'sidecar-outbound-allow-any', kind: kind('Sidecar'), namespace: TEAM, bad: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } }, good: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } },
   { rule: 'sidecar-outbound-allow-any', kind: kind('Sidecar'), namespace: 'istio-system', bad: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } }, good: {} },
   { rule: 'service-entry-wildcard', kind: kind('ServiceEntry'), namespace: TEAM, bad: { hosts: ['*.com'], resolution: 'NONE' }, good: { hosts: ['api.example.com'], resolution: 'DNS' } },
+  { rule: 'virtual-service-destination-subnets', kind: kind('VirtualService'), namespace: TEAM, bad: { hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['0.0.0.0/0'] }], route: [{ destination: { host: 'db' } }] }] }, good: { hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['198.51.100.0/24'] }], route: [{ destination: { host: 'db' } }] }] } },
   { rule: 'destination-rule-tls', kind: kind('DestinationRule'), namespace: TEAM, bad: { host: 'a', subsets: [{ name: 'v1', trafficPolicy: { tls: { mode: 'DISABLE' } } }] }, good: { host: 'a', trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } } },
   { rule: 'peer-authentication-strict', kind: kind('PeerAuthentication'), namespace: TEAM, bad: { mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } }, good: { mtls: { mode: 'STRICT' } } },
   { rule: 'authorization-policy-weakening', kind: kind('AuthorizationPolicy'), namespace: TEAM, bad: { rules: [{}] }, good: {} },

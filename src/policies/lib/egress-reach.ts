@@ -93,6 +93,55 @@ export function countText(count: bigint): string {
   return count === 1n << BigInt(bits) ? `2^${bits}` : `more than 2^${bits}`;
 }
 
+/** One address entry of an object: where it is and what it says. */
+export interface AddressEntry {
+  readonly path: string;
+  readonly text: string;
+}
+
+/** A family whose entries together cover more addresses than the limit allows. */
+export interface RangeExcess {
+  readonly family: IpFamily;
+  readonly size: bigint;
+  readonly limitPrefix: number;
+  /** The entries that cover addresses of this family, each once, in order. */
+  readonly entries: readonly AddressEntry[];
+  /** Some of the addresses were written as IPv4-mapped IPv6. */
+  readonly mapped: boolean;
+}
+
+/**
+ * The families whose entries, all united, cover more than one prefix of the limit's length.
+ * IPv6 is judged first: a range it already reports is not reported again for the IPv4
+ * addresses it maps.
+ */
+export function rangesOverLimit(entries: readonly AddressEntry[], limit: Readonly<Record<'ipv4' | 'ipv6', number>>): RangeExcess[] {
+  const all = entries.flatMap((entry) => addressIntervals(entry.text).map((iv) => ({ entry, iv })));
+  const out: RangeExcess[] = [];
+  for (const family of ['IPv6', 'IPv4'] as const) {
+    const mine = all.filter((x) => x.iv.family === family && !(out.length > 0 && x.iv.mapped === true));
+    const limitPrefix = family === 'IPv4' ? limit.ipv4 : limit.ipv6;
+    const size = unionSize(mine.map((x) => x.iv), family);
+    if (size <= prefixSize(family, limitPrefix)) continue;
+    out.push({ family, size, limitPrefix, entries: [...new Set(mine.map((x) => x.entry))], mapped: mine.some((x) => x.iv.mapped === true) });
+  }
+  return out;
+}
+
+/** A few entries for a message: an object may list thousands. */
+export function listedTexts(entries: readonly AddressEntry[]): string {
+  const texts = entries.map((x) => x.text);
+  return texts.length <= 3 ? texts.join(', ') : `${texts.slice(0, 3).join(', ')} and ${texts.length - 3} more`;
+}
+
+/** "address X covers" / "addresses X, Y and 3 more together cover" ... "N IPv4 addresses, more than one /16 allows". */
+export function excessText(e: RangeExcess, noun: readonly [one: string, many: string]): string {
+  const listed = listedTexts(e.entries);
+  const subject = e.entries.length === 1 ? `${noun[0]} ${listed} covers` : `${noun[1]} ${listed} together cover`;
+  const reach = e.size === prefixSize(e.family, 0) ? `every ${e.family} address` : `${countText(e.size)} ${e.family} addresses`;
+  return `${subject} ${reach}${e.mapped ? ' (as IPv4-mapped IPv6)' : ''}, more than one /${e.limitPrefix} allows`;
+}
+
 /** The unspecified address (0.0.0.0, ::, also written /32 or /128): istiod then binds the wildcard. */
 export function isUnspecifiedAddress(text: string): boolean {
   const iv = addressIntervals(text)[0];

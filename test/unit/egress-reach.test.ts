@@ -1,10 +1,12 @@
-// service-entry-wildcard judges reach, not spelling: the union of a ServiceEntry's address ranges
-// per family against serviceEntries.addressLimit, wildcard hosts against the Public Suffix List,
-// and ports that resolution NONE turns into a passthrough. The fixture folders cover the common
-// cases through admission, check and the real apiserver; these tables cover the edges.
+// Egress reach, not spelling: service-entry-wildcard judges the union of a ServiceEntry's address
+// ranges per family against serviceEntries.addressLimit, wildcard hosts against the Public Suffix
+// List, and ports that resolution NONE turns into a passthrough; virtual-service-destination-subnets
+// holds a VirtualService's tcp/tls destinationSubnets to the same limit. The fixture folders cover
+// the common cases through admission, check and the real apiserver; these tables cover the edges.
 import t from 'tap';
 import type { KObject } from '../../src/admission/types.ts';
 import { addressIntervals, countText, isPassthroughProtocol, resolutionOf, unionSize, wildcardBreadth } from '../../src/policies/lib/egress-reach.ts';
+import { destinationSubnets } from '../../src/policies/virtual-service-destination-subnets.ts';
 import { config, failedRules, validate } from '../helpers/review.ts';
 
 const TEAM = 'istio-config-team';
@@ -165,5 +167,41 @@ t.test('odd shapes never make the rule throw', async (t) => {
   for (const spec of shapes) {
     const v = validate(se(spec));
     t.same(v.results.filter((r) => r.status === 'error'), [], `${JSON.stringify(spec)}: no error result`);
+  }
+});
+
+t.test('virtual-service-destination-subnets: tcp and tls subnets of one VirtualService united per family', async (t) => {
+  const vs = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'x', namespace: TEAM }, spec }) as KObject;
+  const tcp = (...subnets: string[][]): Record<string, unknown> => ({ hosts: ['db'], tcp: subnets.map((s) => ({ match: [{ destinationSubnets: s }], route: [{ destination: { host: 'db' } }] })) });
+  const cases: [string, Record<string, unknown>, boolean][] = [
+    ['no tcp or tls routes', { hosts: ['db'], http: [{ route: [{ destination: { host: 'db' } }] }] }, true],
+    ['one /24', tcp(['198.51.100.0/24']), true],
+    ['one /16 split over two routes', tcp(['10.1.0.0/17'], ['10.1.128.0/17']), true],
+    ['three /17s over three routes', tcp(['10.1.0.0/17'], ['10.1.128.0/17'], ['10.2.0.0/17']), false],
+    ['0.0.0.0/0', tcp(['0.0.0.0/0']), false],
+    ['the IPv4 halves in one match', tcp(['0.0.0.0/1', '128.0.0.0/1']), false],
+    ['a tcp half and a tls half', { hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['0.0.0.0/1'] }] }], tls: [{ match: [{ sniHosts: ['db'], destinationSubnets: ['128.0.0.0/1'] }] }] }, false],
+    ['the IPv6 halves', tcp(['::/1', '8000::/1']), false],
+    ['an IPv6 /64', tcp(['2001:db8::/64']), true],
+  ];
+  for (const [name, spec, allowed] of cases) {
+    const v = validate(vs(spec));
+    t.equal(v.response.response.allowed, allowed, `${name}: ${allowed ? 'allowed' : 'denied'}`);
+    if (!allowed) t.same(failedRules(v), ['virtual-service-destination-subnets'], `${name}: by virtual-service-destination-subnets`);
+  }
+  t.same(
+    destinationSubnets({ tcp: [{ match: [{ destinationSubnets: ['10.0.0.0/8'] }, { port: 1 }] }], tls: [null, { match: [{ destinationSubnets: [3, '::/0'] }] }] }).map((e) => e.path),
+    ['spec.tcp[0].match[0].destinationSubnets[0]', 'spec.tls[1].match[0].destinationSubnets[1]'],
+    'every subnet is found with its path; odd entries are skipped',
+  );
+  const halves = validate(vs({ hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['0.0.0.0/1'] }] }], tls: [{ match: [{ sniHosts: ['db'], destinationSubnets: ['128.0.0.0/1'] }] }] }));
+  t.match(halves.response.response.status?.message, 'destination subnets 0.0.0.0/1, 128.0.0.0/1 together cover every IPv4 address, more than one /16 allows');
+  t.same(halves.denials.map((d) => d.violation?.path), ['spec.tcp[0].match[0].destinationSubnets[0]'], 'the finding points at the first contributing subnet');
+  const wide = vs(tcp(['10.0.0.0/8']));
+  t.equal(validate(wide, { config: config({ 'serviceEntries.addressLimit': { ipv4: 8 } }) }).response.response.allowed, true, 'the ServiceEntry address limit applies');
+  t.equal(validate({ ...wide, metadata: { name: 'x', namespace: 'local-path-storage' } }).response.response.allowed, true, 'exempt namespaces are exempt');
+  t.equal(validate({ ...wide, metadata: { name: 'x', namespace: 'istio-system' } }).response.response.allowed, false, 'but not the root namespace');
+  for (const spec of [{ tcp: 'x' }, { tcp: [{ match: 'x' }] }, { tls: [{ match: [{ destinationSubnets: 'x' }] }] }, 'x']) {
+    t.same(validate(vs(spec as Record<string, unknown>)).results.filter((r) => r.status === 'error'), [], `${JSON.stringify(spec)}: no error result`);
   }
 });
