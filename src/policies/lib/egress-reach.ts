@@ -1,5 +1,6 @@
-// How far a ServiceEntry reaches outside the mesh, judged the way istiod builds a sidecar's
-// outbound listeners (pilot/pkg/networking/core/listener.go, tls.go; serviceentry/conversion.go):
+// How far a ServiceEntry (or a VirtualService's destinationSubnets) reaches outside the mesh,
+// judged the way istiod builds a sidecar's outbound listeners (pilot/pkg/networking/core/
+// listener.go, tls.go; pilot/pkg/serviceregistry/serviceentry/conversion.go):
 // - addresses: the union of every IP and CIDR, per family, so two halves or any split into
 //   prefixes count like the one range they add up to;
 // - wildcard hosts: against the Public Suffix List, so `*.co.uk` or `*.github.io` count like
@@ -23,7 +24,7 @@ export interface AddressInterval {
   readonly mapped?: true;
 }
 
-const FOUR_PART_DECIMAL = /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/;
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/;
 // ::ffff:0:0/96: IPv4-mapped IPv6 addresses. A range over them is counted as IPv4 as well, so that
 // `::ffff:0.0.0.0/96` cannot stand in for `0.0.0.0/0`.
 const MAPPED_FIRST = 0xffffn << 32n;
@@ -35,6 +36,35 @@ function toBigInt(bytes: readonly number[]): bigint {
   return n;
 }
 
+function interval(family: IpFamily, value: bigint, bits: number): AddressInterval {
+  const host = BigInt(WIDTH[family] - bits);
+  const first = (value >> host) << host;
+  return { family, first, last: first + (1n << host) - 1n };
+}
+
+/** Dotted-quad IPv4 (the only IPv4 form istiod accepts), parsed here: ipaddr.parse tries every IPv4 and IPv6 form first and costs several times more. */
+function ipv4Interval(s: string): AddressInterval | undefined {
+  const m = IPV4.exec(s);
+  if (m === null) return undefined;
+  let value = 0;
+  for (const octet of m.slice(1, 5)) {
+    const v = Number(octet);
+    if (v > 255) return undefined;
+    value = value * 256 + v;
+  }
+  const bits = m[5] === undefined ? 32 : Number(m[5]);
+  return bits > 32 ? undefined : interval('IPv4', BigInt(value), bits);
+}
+
+function ipv6Interval(s: string): AddressInterval | undefined {
+  try {
+    const [addr, bits] = s.includes('/') ? ipaddr.IPv6.parseCIDR(s) : [ipaddr.IPv6.parse(s), 128];
+    return interval('IPv6', toBigInt(addr.toByteArray()), bits);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The addresses a ServiceEntry address names: an IP (one address) or a CIDR (host bits are
  * ignored, as Envoy masks them). Only what istiod accepts (Go's netip: dotted-quad IPv4, any IPv6
@@ -42,26 +72,17 @@ function toBigInt(bytes: readonly number[]): bigint {
  */
 export function addressIntervals(text: string): AddressInterval[] {
   const s = text.trim();
-  if (!s.includes(':') && !FOUR_PART_DECIMAL.test(s)) return [];
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  let bits: number;
-  try {
-    if (s.includes('/')) [addr, bits] = ipaddr.parseCIDR(s);
-    else [addr, bits] = [ipaddr.parse(s), s.includes(':') ? 128 : 32];
-  } catch {
-    return [];
+  if (!s.includes(':')) {
+    const v4 = ipv4Interval(s);
+    return v4 === undefined ? [] : [v4];
   }
-  const family: IpFamily = addr.kind() === 'ipv4' ? 'IPv4' : 'IPv6';
-  const host = BigInt(WIDTH[family] - bits);
-  const first = (toBigInt(addr.toByteArray()) >> host) << host;
-  const last = first + (1n << host) - 1n;
-  const out: AddressInterval[] = [{ family, first, last }];
-  if (family === 'IPv6' && first <= MAPPED_LAST && last >= MAPPED_FIRST) {
-    const lo = first > MAPPED_FIRST ? first : MAPPED_FIRST;
-    const hi = last < MAPPED_LAST ? last : MAPPED_LAST;
-    out.push({ family: 'IPv4', first: lo - MAPPED_FIRST, last: hi - MAPPED_FIRST, mapped: true });
-  }
-  return out;
+  const v6 = ipv6Interval(s);
+  if (v6 === undefined) return [];
+  const { first, last } = v6;
+  if (first > MAPPED_LAST || last < MAPPED_FIRST) return [v6];
+  const lo = first > MAPPED_FIRST ? first : MAPPED_FIRST;
+  const hi = last < MAPPED_LAST ? last : MAPPED_LAST;
+  return [v6, { family: 'IPv4', first: lo - MAPPED_FIRST, last: hi - MAPPED_FIRST, mapped: true }];
 }
 
 /** How many addresses of one family the intervals cover together (overlaps counted once). */
@@ -181,7 +202,10 @@ const HOST_ROUTED = new Set(['http', 'http2', 'http_proxy', 'grpc', 'grpc-web', 
  * the sidecar gets a 0.0.0.0:<port> listener whose TCP filter chain matches any destination and
  * forwards to its original IP (an ORIGINAL_DST cluster). That holds for TCP, MONGO, MYSQL, REDIS
  * and unset or unknown protocols (sniffed: the TCP chain catches everything that is not HTTP).
- * HTTP and TLS ports route by Host or SNI instead; UDP gets no listener.
+ * HTTP and TLS ports route by Host or SNI instead; UDP gets no listener. (With resolution NONE
+ * those still forward to whatever IP the client dialled, as long as it names a listed host in
+ * Host or SNI: the client chooses both. Istio documents REGISTRY_ONLY as best effort for that
+ * reason; a hard boundary needs an egress gateway and NetworkPolicy.)
  */
 export function isPassthroughProtocol(protocol: unknown): boolean {
   return typeof protocol !== 'string' || !HOST_ROUTED.has(protocol.toLowerCase());
