@@ -86,6 +86,7 @@ t.test('the unspecified address: istiod binds the wildcard, so any size limit is
 
 t.test('wildcard hosts against the Public Suffix List', async (t) => {
   const cases: [string, boolean][] = [
+    ['*', true], // refused by the current Istio CRD schema; still seen offline and with older CRDs
     ['*.co.uk', true],
     ['*.com', true],
     ['*.github.io', true], // private section: every GitHub Pages site has its own owner
