@@ -245,13 +245,17 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     'system:serviceaccount:kube-system:replicaset-controller',
     'system:kube-controller-manager',
   ]),
-  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin and ProxyConfig may be created', ['istio-system'], {
+  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig may be created', ['istio-system'], {
     type: 'string',
     pattern: NAMESPACE_NAME,
     description: 'namespace name',
   }),
   serviceEntries: obj('service-entry-wildcard settings', {
     allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
+    addressLimit: obj('how many addresses one ServiceEntry’s spec.addresses, or one VirtualService’s tcp/tls destinationSubnets, may cover together (every IP and CIDR united), as a prefix length per family', {
+      ipv4: int('IPv4: 16 allows 65,536 addresses (one /16) in any split', 16, 1, 32),
+      ipv6: int('IPv6: 48 allows 2^80 addresses (one /48) in any split', 48, 1, 128),
+    }),
   }),
   meshHardening: obj('mesh-wide hardening checks that only apply where the platform asks for them', {
     requireCni: bool('the Istio CNI must be in use: an injected istio-init container (which needs NET_ADMIN) is a violation of mesh-istio-cni', false),

@@ -104,7 +104,10 @@ export interface Config {
   readonly istioAdminNamespaces: readonly string[];
   readonly istiodUsers: readonly string[];
   readonly controllerUsers: readonly string[];
-  readonly serviceEntries: { readonly allowedWildcardHosts: readonly string[] };
+  readonly serviceEntries: {
+    readonly allowedWildcardHosts: readonly string[];
+    readonly addressLimit: { readonly ipv4: number; readonly ipv6: number };
+  };
   readonly meshHardening: { readonly requireCni: boolean; readonly requireDistrolessProxy: boolean };
   readonly unknownNamespace: 'deny' | 'allow';
   readonly rules: Readonly<Record<string, RuleSettings>>;

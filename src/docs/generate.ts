@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { CONFIG_SCHEMA } from '../config/schema.ts';
 import type { Schema } from '../config/schema-dsl.ts';
 import { CERT_ERRORS, ERRORS } from '../errors.ts';
+import { ISTIO_KIND_DECISIONS } from '../policies/lib/istio.ts';
 import { RULES } from '../policies/registry.ts';
 import { CLASS_EFFECT, fieldTable } from '../policies/lib/proxy-config.ts';
 import { NARROWING } from '../policies/lib/istio-install-values.ts';
@@ -83,7 +84,7 @@ export function rulesReference(): string {
       out.push(`| \`${r.id}\` | ${w.placement ?? 'default'} | \`${w.apiGroup === '' ? 'core' : w.apiGroup}\` | ${w.apiVersions.join(', ')} | ${w.resources.join(', ')} |`);
     }
   }
-  out.push(...proxyConfigFields());
+  out.push(...proxyConfigFields(), ...istioKindsReference());
   return `${out.join('\n')}\n`;
 }
 
@@ -116,6 +117,25 @@ function proxyConfigFields(): string[] {
     '|---|---|---|',
   );
   for (const [key, n] of Object.entries(NARROWING)) if (n !== undefined) out.push(`| \`global.proxy.${key}\` | \`${JSON.stringify(n.full)}\` | ${n.effect} |`);
+  return out;
+}
+
+/** Every kind of Istio's CRD set and what meshguard does about it (ISTIO_KIND_DECISIONS). */
+function istioKindsReference(): string[] {
+  const out = [
+    '',
+    '## Istio kinds',
+    '',
+    'Every kind of the Istio CRD set (`manifests/charts/base/files/crd-all.gen.yaml` of the pinned Istio module) in every served version, and what meshguard does about it in a tenant namespace: *covered* (the rules judge what it changes), *restricted* (only in `istioAdminNamespaces`) or *allowed* (deliberately not judged, for the reason given). From `ISTIO_KIND_DECISIONS` in `src/policies/lib/istio.ts`; a unit test keeps it equal to the CRD file.',
+    '',
+    '| kind | group | versions | decision | rules | why |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const d of ISTIO_KIND_DECISIONS) {
+    const rules = d.rules.map((id) => `\`${id}\``).join(', ');
+    const versions = d.crd === false ? `${d.kind.versions.join(', ')} (no CRD: offline input)` : d.kind.versions.join(', ');
+    out.push(`| ${d.kind.kind} | \`${d.kind.group}\` | ${versions} | ${d.decision} | ${rules} | ${d.reason.replaceAll('|', '\\|')} |`);
+  }
   return out;
 }
 

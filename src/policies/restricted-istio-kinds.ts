@@ -1,16 +1,17 @@
-// restricted-istio-kinds: EnvoyFilter, WasmPlugin and ProxyConfig reprogram the proxy itself
-// (an EnvoyFilter can add a passthrough listener: unlimited egress), so only the configured Istio
-// admin namespaces may hold them. No namespace is exempt from this rule.
+// restricted-istio-kinds: EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig reprogram the
+// proxy itself (an EnvoyFilter can add a passthrough listener: unlimited egress; a
+// TrafficExtension runs inline Lua on the traffic), so only the configured Istio admin namespaces
+// may hold them. No namespace is exempt from this rule.
 import { skip, type ValidatingRule } from '../engine/types.ts';
-import { ENVOY_FILTER, kindRef, PROXY_CONFIG, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
+import { ENVOY_FILTER, kindRef, PROXY_CONFIG, TRAFFIC_EXTENSION, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
 import { isTerminating } from './lib/objects.ts';
 
-const KINDS = [ENVOY_FILTER, WASM_PLUGIN, PROXY_CONFIG];
+const KINDS = [ENVOY_FILTER, WASM_PLUGIN, TRAFFIC_EXTENSION, PROXY_CONFIG];
 
 export const restrictedIstioKinds: ValidatingRule = {
   id: 'restricted-istio-kinds',
   type: 'validating',
-  title: 'EnvoyFilter, WasmPlugin and ProxyConfig only in the Istio admin namespaces',
+  title: 'EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig only in the Istio admin namespaces',
   fix: 'ask the platform team to create it in an Istio admin namespace (istioAdminNamespaces)',
   match: { kinds: KINDS.map(kindRef), operations: ['CREATE', 'UPDATE'], exemptions: 'none' },
   webhook: KINDS.map(webhookFor),

@@ -1,33 +1,55 @@
-// service-entry-wildcard: a ServiceEntry adds hosts to the registry that REGISTRY_ONLY allows.
-// A broad wildcard (`*`, `*.com`, `*.*`) or an address range covering everything turns the
-// registry back into ALLOW_ANY, and DYNAMIC_DNS behind any wildcard forwards to whatever host a
-// request names. Wildcard hosts the platform allow-lists (serviceEntries.allowedWildcardHosts) are
-// never findings. Missing `exportTo: ["."]` is not reported yet (it is advice, not a violation).
+// service-entry-wildcard: a ServiceEntry adds destinations to the registry that REGISTRY_ONLY
+// allows, so its reach decides how much egress it reopens (lib/egress-reach.ts says how istiod
+// reads each field):
+// - a wildcard host that admits names of unrelated owners (`*`, `*.com`, `*.co.uk`, `*.github.io`);
+// - addresses whose union covers more than serviceEntries.addressLimit (per family: two halves or
+//   a split into many prefixes count like one big range), or the unspecified address;
+// - a TCP or unnamed port with resolution NONE and no addresses: a passthrough to every IP;
+// - DYNAMIC_DNS behind any wildcard: forwards to whatever host a request names.
+// Wildcard hosts the platform allow-lists (serviceEntries.allowedWildcardHosts) are never findings.
+// The rule sees one object: ranges are united within one ServiceEntry, not across objects.
+// Missing `exportTo: ["."]` is not reported (it is advice, not a violation).
 import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, stringItems, webhookFor } from './lib/istio.ts';
-import { isTerminating } from './lib/objects.ts';
+import type { Config } from '../config/types.ts';
+import {
+  addressIntervals,
+  excessText,
+  isPassthroughProtocol,
+  isUnspecifiedAddress,
+  listedTexts,
+  prefixSize,
+  rangesOverLimit,
+  resolutionOf,
+  wildcardBreadth,
+  type AddressEntry,
+} from './lib/egress-reach.ts';
+import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio.ts';
+import { isRecord as isMap, isTerminating } from './lib/objects.ts';
 
 const HOST_FIX = 'list the exact external hosts, or ask the platform team to allow-list the wildcard (serviceEntries.allowedWildcardHosts)';
+const ADDRESS_FIX = 'list only the external addresses the service uses';
 
-/** A wildcard that is not `*.` followed by at least two plain labels (e.g. `*.example.com`). */
+/** A wildcard host that admits names of unrelated owners (see wildcardBreadth). */
 export function isBroadWildcard(host: string): boolean {
-  if (!host.startsWith('*.')) return true;
-  const suffix = host.slice(2);
-  return suffix.includes('*') || suffix.split('.').filter((l) => l !== '').length < 2;
+  return wildcardBreadth(host) !== undefined;
 }
 
 /** An address range that covers every IPv4 or IPv6 address, or the unspecified address. */
 export function isUnboundedAddress(address: string): boolean {
-  const [ip = '', prefix] = address.trim().split('/');
-  const unspecified = ip === '0.0.0.0' || (ip.includes(':') && /^[0:]+$/.test(ip));
-  return (prefix !== undefined && /^0+$/.test(prefix)) || unspecified;
+  const iv = addressIntervals(address)[0];
+  return iv !== undefined && (isUnspecifiedAddress(address) || iv.last - iv.first + 1n === prefixSize(iv.family, 0));
+}
+
+function normalHost(host: string): string {
+  return host.trim().toLowerCase().replace(/\.$/, '');
 }
 
 function hostProblem(host: string, path: string, dynamicDns: boolean, allowed: ReadonlySet<string>): Violation | undefined {
-  const h = host.trim().toLowerCase().replace(/\.$/, '');
+  const h = normalHost(host);
   if (!h.includes('*') || allowed.has(h)) return undefined;
-  if (isBroadWildcard(h)) {
-    return { message: `host ${host} is a broad wildcard: it admits egress to almost any host`, path, value: host, fix: HOST_FIX };
+  const broad = wildcardBreadth(h);
+  if (broad !== undefined) {
+    return { message: `host ${host} is a broad wildcard that admits egress to hosts of unrelated owners: ${broad}`, path, value: host, fix: HOST_FIX };
   }
   if (!dynamicDns) return undefined;
   return {
@@ -38,10 +60,62 @@ function hostProblem(host: string, path: string, dynamicDns: boolean, allowed: R
   };
 }
 
+function addressProblems(addresses: readonly [number, string][], limit: Config['serviceEntries']['addressLimit']): Violation[] {
+  const out: Violation[] = [];
+  const ranged: AddressEntry[] = [];
+  for (const [index, text] of addresses) {
+    const path = `spec.addresses[${index}]`;
+    if (!isUnspecifiedAddress(text)) {
+      ranged.push({ path, text });
+      continue;
+    }
+    out.push({
+      message: `address ${text} is the unspecified address: istiod binds the listener to it, so the ServiceEntry matches every destination on its ports`,
+      path,
+      value: text,
+      fix: ADDRESS_FIX,
+    });
+  }
+  for (const e of rangesOverLimit(ranged, limit)) {
+    const single = e.entries.length === 1 ? e.entries[0] : undefined;
+    out.push({
+      message: `${excessText(e, ['address', 'addresses'])} (serviceEntries.addressLimit.${e.family === 'IPv4' ? 'ipv4' : 'ipv6'})`,
+      path: single?.path ?? 'spec.addresses',
+      value: listedTexts(e.entries),
+      fix: ADDRESS_FIX,
+    });
+  }
+  return out;
+}
+
+/** Ports that pass every connection to its original destination (see isPassthroughProtocol). */
+function passthroughProblems(spec: unknown): Violation[] {
+  if (resolutionOf(at(spec, 'resolution')) !== 'NONE') return [];
+  const nonEmpty = (v: unknown): boolean => Array.isArray(v) && v.length > 0;
+  if (nonEmpty(at(spec, 'addresses')) || nonEmpty(at(spec, 'endpoints'))) return [];
+  const labels = at(spec, 'workloadSelector', 'labels');
+  if (isMap(labels) && Object.keys(labels).length > 0) return [];
+  const ports = at(spec, 'ports');
+  if (!Array.isArray(ports)) return [];
+  const out: Violation[] = [];
+  ports.forEach((port: unknown, i) => {
+    if (!isMap(port) || !isPassthroughProtocol(port.protocol)) return;
+    const number = show(port.number);
+    const protocol = typeof port.protocol === 'string' ? port.protocol : 'unset';
+    out.push({
+      message: `port ${number} (protocol ${protocol}) with resolution NONE and no addresses is a passthrough: the sidecar forwards every connection to port ${number} to its original destination, whatever the hosts`,
+      path: `spec.ports[${i}]`,
+      value: `${number}/${protocol}`,
+      fix: 'add the external service’s addresses (spec.addresses), or use resolution DNS with exact hosts (or protocol TLS/HTTP, which route by SNI or Host)',
+    });
+  });
+  return out;
+}
+
 export const serviceEntryWildcard: ValidatingRule = {
   id: 'service-entry-wildcard',
   type: 'validating',
-  title: 'ServiceEntries must not use broad wildcard hosts, catch-all addresses or DYNAMIC_DNS wildcards',
+  title: 'ServiceEntries must not reach past named destinations: broad or public-suffix wildcards, address ranges over the limit, NONE passthrough ports, DYNAMIC_DNS wildcards',
   fix: HOST_FIX,
   match: { kinds: [kindRef(SERVICE_ENTRY)], operations: ['CREATE', 'UPDATE'], exemptions: 'none' },
   webhook: [webhookFor(SERVICE_ENTRY)],
@@ -50,22 +124,16 @@ export const serviceEntryWildcard: ValidatingRule = {
     if (exempt !== undefined) return skip(exempt);
     if (isTerminating(req.object)) return skip('the ServiceEntry is being deleted');
     const spec = at(req.object, 'spec');
-    const dynamicDns = at(spec, 'resolution') === 'DYNAMIC_DNS';
-    const allowed = new Set(config.serviceEntries.allowedWildcardHosts.map((h) => h.trim().toLowerCase().replace(/\.$/, '')));
+    const settings = config.serviceEntries;
+    const dynamicDns = resolutionOf(at(spec, 'resolution')) === 'DYNAMIC_DNS';
+    const allowed = new Set(settings.allowedWildcardHosts.map(normalHost));
     const out: Violation[] = [];
     for (const [i, host] of stringItems(at(spec, 'hosts'))) {
       const p = hostProblem(host, `spec.hosts[${i}]`, dynamicDns, allowed);
       if (p !== undefined) out.push(p);
     }
-    for (const [i, address] of stringItems(at(spec, 'addresses'))) {
-      if (!isUnboundedAddress(address)) continue;
-      out.push({
-        message: `address ${address} covers every destination: it admits egress to any IP`,
-        path: `spec.addresses[${i}]`,
-        value: address,
-        fix: 'list the exact external address ranges',
-      });
-    }
+    out.push(...addressProblems(stringItems(at(spec, 'addresses')), settings.addressLimit));
+    out.push(...passthroughProblems(spec));
     return out;
   },
 };

@@ -122,11 +122,13 @@ const VERSION_CASES: VersionCase[] = [
   { rule: 'sidecar-outbound-allow-any', kind: kind('Sidecar'), namespace: TEAM, bad: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } }, good: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } },
   { rule: 'sidecar-outbound-allow-any', kind: kind('Sidecar'), namespace: 'istio-system', bad: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } }, good: {} },
   { rule: 'service-entry-wildcard', kind: kind('ServiceEntry'), namespace: TEAM, bad: { hosts: ['*.com'], resolution: 'NONE' }, good: { hosts: ['api.example.com'], resolution: 'DNS' } },
+  { rule: 'virtual-service-destination-subnets', kind: kind('VirtualService'), namespace: TEAM, bad: { hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['0.0.0.0/0'] }], route: [{ destination: { host: 'db' } }] }] }, good: { hosts: ['db'], tcp: [{ match: [{ destinationSubnets: ['198.51.100.0/24'] }], route: [{ destination: { host: 'db' } }] }] } },
   { rule: 'destination-rule-tls', kind: kind('DestinationRule'), namespace: TEAM, bad: { host: 'a', subsets: [{ name: 'v1', trafficPolicy: { tls: { mode: 'DISABLE' } } }] }, good: { host: 'a', trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL' } } } },
   { rule: 'peer-authentication-strict', kind: kind('PeerAuthentication'), namespace: TEAM, bad: { mtls: { mode: 'STRICT' }, portLevelMtls: { '8080': { mode: 'PERMISSIVE' } } }, good: { mtls: { mode: 'STRICT' } } },
   { rule: 'authorization-policy-weakening', kind: kind('AuthorizationPolicy'), namespace: TEAM, bad: { rules: [{}] }, good: {} },
   { rule: 'restricted-istio-kinds', kind: kind('EnvoyFilter'), namespace: TEAM, bad: { configPatches: [] }, good: null },
   { rule: 'restricted-istio-kinds', kind: kind('WasmPlugin'), namespace: TEAM, bad: { url: 'oci://x' }, good: null },
+  { rule: 'restricted-istio-kinds', kind: kind('TrafficExtension'), namespace: TEAM, bad: { lua: { inlineCode: 'function envoy_on_request(h) end' } }, good: null },
   { rule: 'restricted-istio-kinds', kind: kind('ProxyConfig'), namespace: TEAM, bad: { concurrency: 1 }, good: null },
   { rule: 'mesh-config-outbound-policy', kind: kind('IstioOperator'), namespace: 'istio-system', bad: { meshConfig: { outboundTrafficPolicy: { mode: 'ALLOW_ANY' } } }, good: { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } } },
 ];
@@ -160,7 +162,7 @@ t.test('every rule registers every served version of the kinds it matches', asyn
   }
   const placement = (id: string): string[] => ISTIO_CONFIG_RULES.find((r) => r.id === id)?.webhook.map((w) => w.placement ?? 'default') ?? [];
   t.same(placement('sidecar-outbound-allow-any'), ['all-namespaces'], 'Sidecars are read in istio-system too');
-  t.same(placement('restricted-istio-kinds'), ['all-namespaces', 'all-namespaces', 'all-namespaces']);
+  t.same(placement('restricted-istio-kinds'), ['all-namespaces', 'all-namespaces', 'all-namespaces', 'all-namespaces']);
   t.same(placement('mesh-config-outbound-policy'), ['mesh-config', 'all-namespaces'], 'the mesh ConfigMap through the narrow mesh-config webhook');
 });
 
@@ -246,7 +248,7 @@ t.test('mesh-config-outbound-policy: which ConfigMaps are mesh configs', async (
 });
 
 t.test('service-entry-wildcard: hosts, addresses and the allow-list', async (t) => {
-  const broad: [string, boolean][] = [['*', true], ['*.com', true], ['*.*', true], ['*.*.com', true], ['*example.com', true], ['foo.*.com', true], ['*.example.com', false], ['*.co.uk', false]];
+  const broad: [string, boolean][] = [['*', true], ['*.com', true], ['*.*', true], ['*.*.com', true], ['*example.com', true], ['foo.*.com', true], ['*.example.com', false], ['*.co.uk', true], ['*.example.co.uk', false]];
   for (const [host, want] of broad) t.equal(isBroadWildcard(host), want, `${host} is ${want ? '' : 'not '}broad`);
   const addresses: [string, boolean][] = [['0.0.0.0/0', true], ['::/0', true], ['10.0.0.0/0', true], ['0.0.0.0', true], ['::', true], ['0:0::0/128', true], ['10.0.0.0/8', false], ['2001:db8::/32', false], ['192.168.1.1', false]];
   for (const [a, want] of addresses) t.equal(isUnboundedAddress(a), want, `${a} is ${want ? '' : 'not '}unbounded`);
