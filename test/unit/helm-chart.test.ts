@@ -413,8 +413,8 @@ t.test('reports: CRDs on request (kept on uninstall), RBAC for the reports the s
   const crds = docs.filter((d) => d.kind === 'CustomResourceDefinition');
   t.same(crds.map((c) => c.metadata.name).sort(), ['clusterpolicyreports.wgpolicyk8s.io', 'clusterreports.openreports.io', 'policyreports.wgpolicyk8s.io', 'reports.openreports.io']);
   for (const c of crds) t.equal(c.metadata.annotations['helm.sh/resource-policy'], 'keep', `${c.metadata.name} is kept on uninstall`);
-  const rules = find(docs, 'ClusterRole').rules.filter((r: Obj) => r.apiGroups.includes('wgpolicyk8s.io') || r.apiGroups.includes('openreports.io'));
+  const rules = find(docs, 'ClusterRole', 'meshguard').rules.filter((r: Obj) => r.apiGroups.includes('wgpolicyk8s.io') || r.apiGroups.includes('openreports.io'));
   t.same(rules.map((r: Obj) => `${r.apiGroups} ${r.verbs}${r.resourceNames ? ` [${r.resourceNames}]` : ''}`), ['wgpolicyk8s.io list,create', 'wgpolicyk8s.io update,delete [meshguard]', 'openreports.io list,create', 'openreports.io update,delete [meshguard]']);
   const noScan = await render(['--set', 'config.scan.policyReports=true']);
-  t.notOk(JSON.stringify(find(noScan, 'ClusterRole')).includes('wgpolicyk8s.io'), 'without the periodic scan nothing writes reports: no RBAC');
+  t.notOk(JSON.stringify(find(noScan, 'ClusterRole', 'meshguard')).includes('wgpolicyk8s.io'), 'without the periodic scan nothing writes reports: no RBAC');
 });
