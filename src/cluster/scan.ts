@@ -460,12 +460,17 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
       scopes.set(key, { namespace: key, objects: scope.objects + 1, passed: scope.passed + judged.passed });
     }
   }
-  const meshWide = inventoryFindings(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
-  for (const m of meshWide.findings) {
-    const { kind, apiVersion, namespace, name } = m.finding.subject;
-    findings.push(finding({ kind, apiVersion, metadata: { name, namespace } }, m.result, m.action, rules));
+  // The mesh-wide checks judge the whole inventory: with a namespace filter it is partial.
+  if (o.namespaces === undefined) {
+    const meshWide = inventoryFindings(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
+    for (const m of meshWide.findings) {
+      const { kind, apiVersion, namespace, name } = m.finding.subject;
+      findings.push(finding({ kind, apiVersion, metadata: { name, namespace } }, m.result, m.action, rules));
+    }
+    notes.push(...meshWide.errors);
+  } else {
+    notes.push('mesh-wide checks not run: they need every namespace, and the scan was limited to some');
   }
-  notes.push(...meshWide.errors);
   return {
     startedAt,
     completedAt: new Date(now()).toISOString(),

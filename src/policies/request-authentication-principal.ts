@@ -7,11 +7,10 @@
 // the listed objects. Opinionated: audit by default.
 import { skip, type ValidatingRule } from '../engine/types.ts';
 import type { KObject } from '../admission/types.ts';
-import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, type IstioKind, kindRef, mapItems, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio.ts';
+import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, mapItems, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio.ts';
 import { covers, finding, ofKind, selectorLabels } from './lib/mesh-wide.ts';
 import { isTerminating } from './lib/objects.ts';
 
-export const REQUEST_AUTHENTICATION: IstioKind = { group: 'security.istio.io', kind: 'RequestAuthentication', resource: 'requestauthentications', versions: ['v1', 'v1beta1'] };
 
 const MESSAGE = 'a RequestAuthentication rejects invalid tokens but admits requests without one';
 

@@ -83,7 +83,8 @@ t.test('covered and restricted kinds are matched by their rules in every served 
 });
 
 t.test('every rule webhook entry for an Istio group lists exactly the served versions of the real CRD', async (t) => {
-  let checked = 0;
+  // Distinct CRDs checked (several rules may read one kind).
+  const checkedCrds = new Set<string>();
   for (const rule of RULES) {
     for (const w of rule.webhook) {
       if (!w.apiGroup.endsWith('.istio.io')) continue;
@@ -94,12 +95,12 @@ t.test('every rule webhook entry for an Istio group lists exactly the served ver
           continue;
         }
         t.same(sorted(w.apiVersions), sorted(crd.served), `${rule.id}: ${resource}.${w.apiGroup} in ${crd.served.join(', ')}`);
-        checked += 1;
+        checkedCrds.add(`${crd.plural}.${crd.group}`);
       }
     }
   }
   const judged = ISTIO_KIND_DECISIONS.filter((d) => d.decision !== 'allowed' && d.crd !== false).length;
-  t.equal(checked, judged, `every judged kind's webhook resource (${judged}) checked against the CRDs`);
+  t.equal(checkedCrds.size, judged, `every judged kind's webhook resource (${judged}) checked against the CRDs`);
 });
 
 t.test('docs/rules.md lists every decision', async (t) => {

@@ -102,15 +102,22 @@ t.test('the CIDR helper: public addresses an ipBlock admits', async (t) => {
   t.equal(parseCidr('10.0.0.0/33'), undefined, 'nor a bad prefix');
 });
 
+/** An injected Pod as Istio writes it: istio-init's full capture, or the CNI's validation container. */
 const pod = (initName: string, proxyImage: string): KObject => ({
   apiVersion: 'v1',
   kind: 'Pod',
-  metadata: { name: 'web', namespace: 'team', annotations: { 'sidecar.istio.io/status': '{"initContainers":["istio-init"]}' } },
+  metadata: { name: 'web', namespace: 'team', annotations: { 'sidecar.istio.io/status': `{"initContainers":["${initName}"],"containers":["istio-proxy"]}` } },
   spec: {
-    initContainers: [{ name: initName, image: 'docker.io/istio/proxyv2:1.24.0' }],
+    initContainers: [{
+      name: initName,
+      image: 'docker.io/istio/proxyv2:1.24.0',
+      args: initName === 'istio-init'
+        ? ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020']
+        : ['istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT', '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020', '--run-validation', '--skip-rule-apply'],
+    }],
     containers: [
       { name: 'app', image: 'registry.example/app:1' },
-      { name: 'istio-proxy', image: proxyImage },
+      { name: 'istio-proxy', image: proxyImage, args: ['proxy', 'sidecar'] },
     ],
   },
 });

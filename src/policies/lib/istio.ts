@@ -41,7 +41,7 @@ export const ISTIO_KINDS: readonly IstioKind[] = [SIDECAR, SERVICE_ENTRY, VIRTUA
 const GATEWAY: IstioKind = { group: 'networking.istio.io', kind: 'Gateway', resource: 'gateways', versions: NETWORKING };
 const WORKLOAD_ENTRY: IstioKind = { group: 'networking.istio.io', kind: 'WorkloadEntry', resource: 'workloadentries', versions: NETWORKING };
 const WORKLOAD_GROUP: IstioKind = { group: 'networking.istio.io', kind: 'WorkloadGroup', resource: 'workloadgroups', versions: NETWORKING };
-const REQUEST_AUTHENTICATION: IstioKind = { group: 'security.istio.io', kind: 'RequestAuthentication', resource: 'requestauthentications', versions: SECURITY };
+export const REQUEST_AUTHENTICATION: IstioKind = { group: 'security.istio.io', kind: 'RequestAuthentication', resource: 'requestauthentications', versions: SECURITY };
 const TELEMETRY: IstioKind = { group: 'telemetry.istio.io', kind: 'Telemetry', resource: 'telemetries', versions: ['v1', 'v1alpha1'] };
 
 /**
@@ -72,13 +72,13 @@ export const ISTIO_KIND_DECISIONS: readonly IstioKindDecision[] = [
   { kind: PROXY_CONFIG, decision: 'restricted', rules: [RESTRICTED], reason: 'sets proxy bootstrap settings (concurrency, environment, image) for selected workloads' },
   { kind: WASM_PLUGIN, decision: 'restricted', rules: [RESTRICTED], reason: 'runs fetched Wasm code inside the proxy on every request of the selected workloads' },
   { kind: TRAFFIC_EXTENSION, decision: 'restricted', rules: [RESTRICTED], reason: 'runs inline Lua or Wasm inside the proxy on the selected workloads’ traffic: it can rewrite requests and call any cluster the proxy knows, like an EnvoyFilter' },
-  { kind: PEER_AUTHENTICATION, decision: 'covered', rules: ['peer-authentication-strict'], reason: 'mtls and portLevelMtls modes PERMISSIVE or DISABLE accept plaintext' },
+  { kind: PEER_AUTHENTICATION, decision: 'covered', rules: ['peer-authentication-strict', 'mesh-root-strict-mtls'], reason: 'mtls and portLevelMtls modes PERMISSIVE or DISABLE accept plaintext; the mesh needs a STRICT one in the root namespace' },
   { kind: AUTHORIZATION_POLICY, decision: 'covered', rules: ['authorization-policy-weakening'], reason: 'istio.io/dry-run leaves a policy unenforced; an ALLOW rule with no conditions allows everyone' },
-  { kind: ISTIO_OPERATOR, decision: 'covered', rules: ['mesh-config-outbound-policy'], crd: false, reason: 'istioctl install input (no CRD in the Istio install): its meshConfig is judged offline like the mesh ConfigMap' },
+  { kind: ISTIO_OPERATOR, decision: 'covered', rules: ['mesh-config-outbound-policy', 'mesh-auto-mtls'], crd: false, reason: 'istioctl install input (no CRD in the Istio install): its meshConfig is judged offline like the mesh ConfigMap' },
   { kind: GATEWAY, decision: 'allowed', rules: [], reason: 'listeners on gateway proxies (ingress); what they route to must still be in the registry. Which gateway pods a tenant Gateway may select is Istio’s setting (PILOT_SCOPE_GATEWAY_TO_NAMESPACE)' },
   { kind: WORKLOAD_ENTRY, decision: 'allowed', rules: [], reason: 'registers one address (IP, hostname or unix socket) as an endpoint of the Services and ServiceEntries of its own namespace: the reach of one ServiceEntry endpoint or EndpointSlice entry, which tenants may already create; its identity is a service account of its own namespace' },
   { kind: WORKLOAD_GROUP, decision: 'allowed', rules: [], reason: 'a template for WorkloadEntries that VMs register themselves; a VM needs a token for a service account of that namespace, and each entry reaches one address' },
-  { kind: REQUEST_AUTHENTICATION, decision: 'allowed', rules: [], reason: 'validates JWTs and rejects invalid ones; who may call what stays with AuthorizationPolicy (its jwksUri is fetched by istiod, a control-plane egress outside the tenant’s proxy)' },
+  { kind: REQUEST_AUTHENTICATION, decision: 'covered', rules: ['request-authentication-principal'], reason: 'validates JWTs and rejects invalid ones, but admits requests without a token unless an AuthorizationPolicy requires a request principal (reported, audit by default); its jwksUri is fetched by istiod, a control-plane egress outside the tenant’s proxy' },
   { kind: TELEMETRY, decision: 'allowed', rules: [], reason: 'metrics, access logs and tracing of the namespace’s workloads, to providers defined only in the mesh config; it routes nothing' },
 ];
 
