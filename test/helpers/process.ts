@@ -39,7 +39,9 @@ export async function startServe(args: readonly string[], opts: { cwd?: string; 
   let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`meshguard serve did not start:\n${err}`)), opts.timeoutMs ?? 20_000);
+    // A bound for a hang, not a duration: on a loaded machine start-up (type stripping, key
+    // generation) can take far longer than on an idle one.
+    const timer = setTimeout(() => reject(new Error(`meshguard serve did not start:\n${err}`)), opts.timeoutMs ?? 180_000);
     child.stderr.on('data', (c: Buffer) => {
       err += c.toString();
       const m = /serving on (https:\/\/[^\s]+)/.exec(err);
