@@ -19,7 +19,7 @@
 // would set it) or the Pod carries it as an annotation (then workload-capture-bypass judges it).
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../engine/types.ts';
-import { readInvocation, list, type IptablesInvocation, type Setting } from './istio-iptables.ts';
+import { list, readInvocation, type IptablesInvocation, type Setting } from './istio-iptables.ts';
 import { isRecord } from './objects.ts';
 import { containerLabel, type ContainerRef, type PodTemplate } from './pod-template.ts';
 import { INIT, isIstioImage, PROXY, PROXY_ID, quote, STATUS, VALIDATION } from './workload-istio.ts';
@@ -49,37 +49,37 @@ const NARROWING: readonly Narrowing[] = [
     flag: 'istio-service-cidr',
     annotation: 'traffic.sidecar.istio.io/includeOutboundIPRanges',
     what: 'the outbound ranges captured',
-    full: (v) => list(v).includes('*'),
+    full: (v) => v === '*' || list(v).includes('*'),
   },
   {
     flag: 'istio-service-exclude-cidr',
     annotation: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
     what: 'the outbound ranges excluded',
-    full: (v) => list(v).length === 0,
+    full: (v) => v === '' || list(v).length === 0,
   },
   {
     flag: 'istio-inbound-ports',
     annotation: 'traffic.sidecar.istio.io/includeInboundPorts',
     what: 'the inbound ports captured',
-    full: (v) => list(v).includes('*'),
+    full: (v) => v === '*' || list(v).includes('*'),
   },
   {
     flag: 'istio-local-exclude-ports',
     annotation: 'traffic.sidecar.istio.io/excludeInboundPorts',
     what: 'the inbound ports excluded',
-    full: (v) => list(v).every((p) => PROXY_PORTS.includes(p)),
+    full: (v) => v === '15090,15021,15020' || list(v).every((p) => PROXY_PORTS.includes(p)),
   },
   {
     flag: 'istio-local-outbound-ports-exclude',
     annotation: 'traffic.sidecar.istio.io/excludeOutboundPorts',
     what: 'the outbound ports excluded',
-    full: (v) => list(v).length === 0,
+    full: (v) => v === '' || list(v).length === 0,
   },
   {
     flag: 'istio-exclude-interfaces',
     annotation: 'traffic.sidecar.istio.io/excludeInterfaces',
     what: 'the interfaces excluded from capture',
-    full: (v) => list(v).length === 0,
+    full: (v) => v === '' || list(v).length === 0,
   },
 ];
 
@@ -91,6 +91,8 @@ const FORBIDDEN_TRUE: Readonly<Record<string, string>> = {
   'cni-mode': 'programs the host network namespace instead of the pod',
 };
 
+const FORBIDDEN_TRUE_ENTRIES = Object.entries(FORBIDDEN_TRUE);
+
 /** Flags whose default is the only value that keeps the proxy reachable and exempt. */
 const FIXED: Readonly<Record<string, readonly string[]>> = {
   'envoy-port': ['15001'],
@@ -98,6 +100,8 @@ const FIXED: Readonly<Record<string, readonly string[]>> = {
   'proxy-uid': [String(PROXY_ID)],
   'proxy-gid': [String(PROXY_ID)],
 };
+
+const FIXED_ENTRIES = Object.entries(FIXED);
 
 /** Environment-only settings of istio-iptables (env.Register) and the values that keep full capture. */
 const ENV_ONLY: Readonly<Record<string, readonly string[]>> = {
@@ -149,7 +153,7 @@ function initProblems(c: ContainerRef, inv: IptablesInvocation, t: PodTemplate, 
   for (const e of inv.opaqueEnv) {
     out.push({ message: `${who} takes the capture setting ${e.value} from valueFrom, so what it captures cannot be known at admission`, path: at(c, e), value: e.value, fix: CAPTURE_FIX });
   }
-  for (const [flag, effect] of Object.entries(FORBIDDEN_TRUE)) {
+  for (const [flag, effect] of FORBIDDEN_TRUE_ENTRIES) {
     const s = inv.flags.get(flag);
     if (s?.value === 'true') out.push({ message: `${who} sets --${flag}, which ${effect}: the pod's traffic bypasses the proxy`, path: at(c, s), value: flag, fix: CAPTURE_FIX });
   }
@@ -157,7 +161,7 @@ function initProblems(c: ContainerRef, inv: IptablesInvocation, t: PodTemplate, 
   if (ns !== undefined && ns.value !== '') {
     out.push({ message: `${who} applies its rules to network namespace ${quote(ns.value)} instead of the pod's`, path: at(c, ns), value: ns.value, fix: CAPTURE_FIX });
   }
-  for (const [flag, values] of Object.entries(FIXED)) {
+  for (const [flag, values] of FIXED_ENTRIES) {
     const s = inv.flags.get(flag);
     if (s === undefined || values.includes(s.value)) continue;
     const msg = flag.startsWith('proxy-')

@@ -129,7 +129,7 @@ export function readInvocation(container: Readonly<Record<string, unknown>>): Ip
   for (let i = 1; i < args.length; i++) {
     const arg = args[i] ?? '';
     const at = `args[${i}]`;
-    if (LOG_FLAG.test(arg)) {
+    if (arg.startsWith('--log_') && LOG_FLAG.test(arg)) {
       if (LOG_FLAG_WITH_VALUE.test(arg)) i++;
       continue;
     }
