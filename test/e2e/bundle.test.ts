@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { bundle } from '../../src/build/bundle.ts';
 import { imageEnv } from '../helpers/image.ts';
 import { runCli } from '../helpers/process.ts';
-import { FIXTURES } from '../helpers/review.ts';
+import type { KObject } from '../../src/admission/types.ts';
+import { FIXTURES, loadYaml } from '../helpers/review.ts';
 import { get } from '../helpers/server.ts';
 import { startCluster } from './helpers/cluster.ts';
 import { eventually, startMeshguard } from './helpers/meshguard.ts';
@@ -54,13 +55,14 @@ t.test('offline: meshguard check over every rule fixture prints exactly what the
 
 const DENIED = 'admission webhook "validate.meshguard.dev" denied the request:';
 const server = { url: mg.url, ca: mg.caPem };
+/** A Pod as istioctl kube-inject writes it (test/fixtures/istio), or the same app without the sidecar. */
+const INJECTED = loadYaml(join(FIXTURES, 'istio/admit/the-curl-sample-pod-injected-with-sidecar-injection.yaml')).find((o) => o.kind === 'Pod') as KObject;
 const pod = (name: string, ns: string, sidecar: boolean): string =>
-  JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: ns, ...(sidecar ? { annotations: { 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' } } : {}) },
-    spec: { containers: [{ name: 'app', image: 'registry.example/app:1' }, ...(sidecar ? [{ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.28.0' }] : [])] },
-  });
+  JSON.stringify(
+    sidecar
+      ? { ...INJECTED, metadata: { ...INJECTED.metadata, name, namespace: ns } }
+      : { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns }, spec: { containers: [{ name: 'app', image: 'registry.example/app:1' }] } },
+  );
 
 t.test('as the webhook: namespaces are mutated and denied with the rule and the fix', async (t) => {
   const created = await cluster.kubectl(['create', 'namespace', 'bundle-plain'], { as: 'tenant' });

@@ -189,9 +189,9 @@ t.test('exception lifecycle: an admin creates one, a tenant is refused, an excep
   log('kubectl create daemonset ne-2 (as tenant, excepted)', excepted);
   t.ok(ok, 'the excepted DaemonSet is admitted');
   t.match(excepted.stderr, `Warning: policy workload-host-network: excepted by MeshguardException monitoring/node-exporter until ${expires}`, 'the warning names the exception and its expiry');
-  const inAuditLog = await eventually(async () => (await readFile(cluster.auditLogPath, 'utf8')).includes('"validate.meshguard.dev/excepted-workload-host-network"'));
+  const inAuditLog = await eventually(async () => (await readFile(cluster.auditLogPath, 'utf8')).includes('"validate-workloads.meshguard.dev/excepted-workload-host-network"'));
   t.ok(inAuditLog, 'the apiserver audit log holds the excepted-<rule> annotation');
-  const line = (await readFile(cluster.auditLogPath, 'utf8')).split('\n').find((l) => l.includes('"validate.meshguard.dev/excepted-workload-host-network"') && l.includes('ne-2'));
+  const line = (await readFile(cluster.auditLogPath, 'utf8')).split('\n').find((l) => l.includes('"validate-workloads.meshguard.dev/excepted-workload-host-network"') && l.includes('ne-2'));
   t.match(line, 'MeshguardException monitoring/node-exporter (expires', 'naming the exception and its expiry');
   const record = serve.stdout().split('\n').filter((l) => l.includes('"audit":true') && l.includes('"ne-2"')).map((l) => JSON.parse(l) as Obj)[0];
   t.same(record?.['exceptions']?.map((x: Obj) => [x.rule, x.exception, x.expires]), [['workload-host-network', 'monitoring/node-exporter', expires]], "meshguard's audit record lists the exception");
@@ -221,7 +221,7 @@ t.test('legacy rollout: a namespace that predates meshguard is marked audit, rep
   // that predates meshguard.
   const blocked = await cluster.kubectl(['create', '-f', '-'], { as: 'tenant', input: deployment('before-ready', 'web-1') });
   log('kubectl create deployment web-1 -n before-ready (as tenant, enforce)', blocked);
-  t.match(blocked.stderr, 'admission webhook "validate.meshguard.dev" denied the request', 'enforce denies deploys into the legacy namespace');
+  t.match(blocked.stderr, 'admission webhook "validate-workloads.meshguard.dev" denied the request', 'enforce denies deploys into the legacy namespace');
   const dry = await runCli(['mark-legacy', '--kubeconfig', cluster.adminKubeconfig]);
   log('meshguard mark-legacy (dry run)', dry);
   t.match(dry.stdout, 'would mark before-ready meshguard.dev/mode=audit');
