@@ -191,7 +191,7 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr}`);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
@@ -204,7 +204,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function distinctFreePorts(n: number): Promise<number[]> {
+export async function distinctFreePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();
   while (ports.size < n) ports.add(await freePort());
   return [...ports];
