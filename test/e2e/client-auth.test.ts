@@ -6,41 +6,16 @@
 import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { generateCA } from '../../src/certs/generate.ts';
-import { startCluster } from './helpers/cluster.ts';
+import { clientCert } from '../helpers/server.ts';
+import { freePort, startCluster } from './helpers/cluster.ts';
 import { startMeshguard } from './helpers/meshguard.ts';
 
 t.setTimeout(80 * 60 * 1000); // the first run builds the binaries
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 const ca = await generateCA(30);
-const client = await generate([{ name: 'commonName', value: 'kube-apiserver-webhook-client' }], {
-  keyType: 'ec',
-  curve: 'P-256',
-  algorithm: 'sha256',
-  notBeforeDate: new Date(Date.now() - 5 * 60_000),
-  notAfterDate: new Date(Date.now() + 86_400_000),
-  ca,
-  extensions: [
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, critical: true },
-    { name: 'extKeyUsage', clientAuth: true },
-  ],
-});
+const client = await clientCert(ca, 'kube-apiserver-webhook-client');
 
 const port = await freePort();
 // The apiserver's files are written before the cluster starts (its directory does not exist yet).
@@ -50,7 +25,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const clientCaFile = join(dir, 'client-ca.crt');
 writeFileSync(clientCaFile, ca.cert);
 writeFileSync(join(dir, 'client.crt'), client.cert);
-writeFileSync(join(dir, 'client.key'), client.private, { mode: 0o600 });
+writeFileSync(join(dir, 'client.key'), client.key, { mode: 0o600 });
 // A webhook called by URL is looked up by host:port (by <service>.<namespace>.svc for a Service).
 writeFileSync(
   join(dir, 'webhook-kubeconfig.yaml'),

@@ -1,5 +1,6 @@
 // A real meshguard HTTPS server on 127.0.0.1 port 0, and a small HTTPS client that trusts it.
 import { request, Agent } from 'node:https';
+import { generate } from 'selfsigned';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/app.ts';
 import { generateBundle, type CertBundle } from '../../src/certs/generate.ts';
@@ -86,4 +87,22 @@ export function post(
 
 export function get(server: { url: string; ca: string }, path: string): Promise<HttpResult> {
   return post(server, path, undefined, {}, undefined, 'GET');
+}
+
+/** A client certificate (extKeyUsage clientAuth) signed by `ca`. */
+export async function clientCert(ca: { cert: string; key: string }, cn: string): Promise<{ cert: string; key: string }> {
+  const c = await generate([{ name: 'commonName', value: cn }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - 5 * 60_000),
+    notAfterDate: new Date(Date.now() + 86_400_000),
+    ca,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', clientAuth: true },
+    ],
+  });
+  return { cert: c.cert, key: c.private };
 }

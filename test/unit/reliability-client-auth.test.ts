@@ -8,34 +8,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { generateCA } from '../../src/certs/generate.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { serverTlsOptions } from '../../src/server/tls-options.ts';
 import { startServe } from '../helpers/process.ts';
 import { reviewBody } from '../helpers/review.ts';
-import { startServer, testCerts } from '../helpers/server.ts';
+import { clientCert, startServer, testCerts } from '../helpers/server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshguard-client-auth-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-/** A client certificate (extKeyUsage clientAuth) signed by `ca`. */
-async function clientCert(ca: { cert: string; key: string }, cn: string): Promise<{ cert: string; key: string }> {
-  const c = await generate([{ name: 'commonName', value: cn }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(Date.now() - 5 * 60_000),
-    notAfterDate: new Date(Date.now() + 86_400_000),
-    ca,
-    extensions: [
-      { name: 'basicConstraints', cA: false },
-      { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', clientAuth: true },
-    ],
-  });
-  return { cert: c.cert, key: c.private };
-}
 
 const clientCa = await generateCA(30);
 const apiserver = await clientCert(clientCa, 'kube-apiserver');
