@@ -30,11 +30,11 @@ function podLevel(t: PodTemplate, out: Violation[]): void {
   }
 }
 
-function containerLevel(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy: ContainerRef | undefined, out: Violation[]): void {
+function containerLevel(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy: () => ContainerRef | undefined, out: Violation[]): void {
   const sc = c.container['securityContext'];
   if (!isRecord(sc) || (sc['runAsUser'] !== PROXY_ID && sc['runAsGroup'] !== PROXY_ID)) return;
   // Only a container that runs as 1337 is asked whether it is Istio's own.
-  const notOwn = RESERVED_NAMES.includes(c.name) ? notIstioOwn(c, t, config, gatewayProxy) : '';
+  const notOwn = RESERVED_NAMES.includes(c.name) ? notIstioOwn(c, t, config, gatewayProxy()) : '';
   if (notOwn === undefined) return; // Istio's own proxy or validation container
   const also = notOwn === '' ? '' : ` (it is not Istio's own: ${notOwn})`;
   for (const field of CONTAINER_FIELDS) {
@@ -54,7 +54,8 @@ export const workloadProxyUid: ValidatingRule = {
     if (isSkip(w)) return w;
     const out: Violation[] = [];
     if (w.scope === 'all') podLevel(w.template, out);
-    const gatewayProxy = w.containers.length > 0 ? reviewedGateway(ctx.request, ctx.config)?.proxy : undefined;
+    // Asked only of a reserved-name container running as 1337 (rare).
+    const gatewayProxy = () => reviewedGateway(ctx.request, ctx.config)?.proxy;
     for (const c of w.containers) containerLevel(c, w.template, ctx.config, gatewayProxy, out);
     return out;
   },
