@@ -20,6 +20,7 @@ COPY package.json package-lock.json ./
 RUN ["npm", "ci", "--no-audit", "--no-fund"]
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY tools/bundle.ts ./tools/bundle.ts
 RUN ["npm", "run", "build"]
 RUN ["npm", "run", "bundle"]
 

@@ -3,20 +3,20 @@
 import Fastify, {
   LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { ServerOptions as HttpsOptions } from 'node:https';
-import type { ClusterState } from './cluster/state.ts';
+import type { ClusterState } from './core/cluster-view.ts';
 import type { Config } from './config/types.ts';
-import type { RuleSet } from './engine/review.ts';
+import type { RuleSet } from './core/pipeline.ts';
 import { errorBody, type ErrorName } from './errors.ts';
 import { noopRecorder, type Recorder } from './metrics/recorder.ts';
-import { nullAuditSink, type AuditSink } from './server/audit-sink.ts';
-import { registerAdmissionRoutes } from './server/admission-routes.ts';
-import { parseJsonBody, PoisonedBodyError } from './server/json-body.ts';
-import { registerHealthRoutes, type ReadinessCheck } from './server/health.ts';
-import { registerDeadlines } from './server/deadline.ts';
-import { createDrainer, registerOverload } from './server/overload.ts';
-import { readBody } from './server/body-reader.ts';
+import { nullAuditSink, type AuditSink } from './webhook/audit-sink.ts';
+import { registerAdmissionRoutes } from './webhook/routes.ts';
+import { parseJsonBody, PoisonedBodyError } from './webhook/json-body.ts';
+import { registerHealthRoutes, type ReadinessCheck } from './webhook/health.ts';
+import { registerDeadlines } from './webhook/deadline.ts';
+import { createDrainer, registerOverload } from './webhook/overload.ts';
+import { readBody } from './webhook/body-reader.ts';
 import type { TLSSocket } from 'node:tls';
-import { registerDrainHeaders } from './server/shutdown.ts';
+import { registerDrainHeaders } from './serve/shutdown.ts';
 
 export interface AppDeps {
   readonly cluster: ClusterState;

@@ -23,9 +23,9 @@ Exit codes: 0 ok/clean, 1 violations found, 2 bad usage, configuration or input.
 
 // Subcommands are loaded when run: `meshguard --help` and `--version` then evaluate none of
 // the server's dependencies (client-node, fastify), in the bundle as from the sources.
-const runServe: Run = async (a, io) => (await import('./cli/serve.ts')).runServe(a, io);
+const runServe: Run = async (a, io) => (await import('./serve/serve.ts')).runServe(a, io);
 const runCheck: Run = async (a, io) => (await import('./cli/check.ts')).runCheck(a, io);
-const runReview: Run = async (a, io) => (await import('./cli/review.ts')).runReview(a, io);
+const runReview: Run = async (a, io) => (await import('./cli/send-review.ts')).runReview(a, io);
 const runScan: Run = async (a, io) => (await import('./cli/scan.ts')).runScan(a, io);
 const runVerify: Run = async (a, io) => (await import('./cli/verify.ts')).runVerify(a, io);
 const runMarkLegacy: Run = async (a, io) => (await import('./cli/mark-legacy.ts')).runMarkLegacy(a, io);

@@ -3,18 +3,18 @@
 // input come from --namespace, or are assumed meshed (with a note), or denied with
 // --unknown-namespaces deny.
 import { parseArgs } from 'node:util';
-import type { KObject } from '../admission/types.ts';
-import { StaticClusterState } from '../cluster/state.ts';
+import type { KObject } from '../core/request.ts';
+import { StaticClusterState } from '../core/cluster-view.ts';
 import type { Config } from '../config/types.ts';
-import { runPipeline } from '../engine/offline.ts';
-import type { Result } from '../engine/types.ts';
+import { runPipeline } from '../core/admission-chain.ts';
+import type { Result } from '../core/types.ts';
 import { LABEL_DATAPLANE, LABEL_INJECTION, LABEL_REV } from '../policies/lib/mesh.ts';
 import { PROXY, STATUS } from '../policies/lib/workload-istio.ts';
 import { BUILTIN_RULES, ruleById } from '../policies/registry.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 import { renderGithub, renderJunit, renderSarif } from './check-formats.ts';
 import { readInputs, type Manifest } from './manifests.ts';
-import { configFromFlags } from './serve.ts';
+import { configFromFlags } from '../serve/serve.ts';
 
 export const CHECK_HELP = `Usage: meshguard check -f <file|dir|-> [-f ...] [flags]
 

@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
-import type { KObject } from '../admission/types.ts';
+import type { KObject } from '../core/request.ts';
 import { locate, type SourcePosition } from './field-location.ts';
 
 export interface Manifest {

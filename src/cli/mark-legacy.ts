@@ -3,15 +3,15 @@
 // gets meshguard.dev/mode=audit, so meshguard in enforce mode judges it in audit (allowed, with
 // warnings and audit records) until an admin enrols it by removing the label (or setting it to
 // enforce). The label is admin-only (control-labels-admin-only) and decide reads it
-// (engine/decide.ts): this command only writes it, as an admin. Dry run unless --apply.
+// (core/decide.ts): this command only writes it, as an admin. Dry run unless --apply.
 import { parseArgs } from 'node:util';
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Namespace } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../cluster/cache.ts';
+import { loadKubeConfig } from '../kube/namespace-cache.ts';
 import type { Config } from '../config/types.ts';
-import { MODE_LABEL } from '../engine/decide.ts';
-import { isExempt } from '../engine/match.ts';
+import { MODE_LABEL } from '../core/decide.ts';
+import { isExempt } from '../core/match.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
-import { configFromFlags } from './serve.ts';
+import { configFromFlags } from '../serve/serve.ts';
 
 export const MARK_LEGACY_HELP = `Usage: meshguard mark-legacy [flags]
 

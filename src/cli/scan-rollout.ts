@@ -2,10 +2,10 @@
 // enforce would block, and the cluster's MeshguardExceptions, active and expired. Kept apart from
 // the scan's own report formats.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import type { ScanFinding } from '../cluster/scan.ts';
+import type { ScanFinding } from '../jobs/scan/scan.ts';
 import type { Config } from '../config/types.ts';
-import { ruleMode } from '../engine/decide.ts';
-import { decodeException, EXCEPTION_GROUP, EXCEPTION_PLURAL, EXCEPTION_VERSION, isExpired, type Decoded, type MeshguardException } from '../exceptions/model.ts';
+import { ruleMode } from '../core/decide.ts';
+import { decodeException, EXCEPTION_GROUP, EXCEPTION_PLURAL, EXCEPTION_VERSION, isExpired, type Decoded, type MeshguardException } from '../core/exception-model.ts';
 
 export interface WouldBlock {
   readonly namespace: string;

@@ -1,15 +1,15 @@
 // meshguard scan: every existing object in the cluster that violates the enabled rules, judged by
 // the same rule code as admission, grouped by namespace and rule, as text or JSON.
 import { parseArgs } from 'node:util';
-import { loadKubeConfig } from '../cluster/cache.ts';
-import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../cluster/scan.ts';
+import { loadKubeConfig } from '../kube/namespace-cache.ts';
+import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../jobs/scan/scan.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
 import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
-import { configFromFlags } from './serve.ts';
-import { kubeReportClient } from '../reports/client.ts';
-import type { ReportFormat } from '../reports/plan.ts';
-import { writeReports } from '../reports/writer.ts';
+import { configFromFlags } from '../serve/serve.ts';
+import { kubeReportClient } from '../jobs/reports/adapter.ts';
+import type { ReportFormat } from '../jobs/reports/plan.ts';
+import { writeReports } from '../jobs/reports/loop.ts';
 
 export const SCAN_HELP = `Usage: meshguard scan [flags]
 

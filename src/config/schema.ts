@@ -65,7 +65,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     // that means the client always closes first and never races a server-side close.
     keepAliveTimeoutMs: int('idle keep-alive time; keep above 90 s (the apiserver client idles 90 s)', 95_000, 1_000, 600_000),
     drainSeconds: int('on SIGTERM, seconds to keep serving with readiness false before closing', 3, 0, 120),
-    // Load shedding (src/server/overload.ts): past any bound, new admission requests get 503
+    // Load shedding (src/webhook/overload.ts): past any bound, new admission requests get 503
     // MG_OVERLOADED before their body is read, so memory stays bounded and the apiserver applies
     // the failure policy instead of timing out. Probes and metrics (GET) are never shed.
     maxInFlight: int('most admission requests in flight at once; more get 503 MG_OVERLOADED', 256, 1, 100_000),
@@ -77,7 +77,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     minBodyBytesPerSecond: int('slowest accepted request body in bytes per second, after bodyRateGraceMs (0: off)', 16 * 1024, 0, 1024 * 1024 * 1024),
     bodyRateGraceMs: int('time from the request headers before the body rate is checked (ms)', 2_000, 100, 120_000),
     maxEventLoopDelayMs: int('shed new admission requests while the event loop lags more than this (ms; 0: off)', 1000, 0, 60_000),
-    // The apiserver sends its timeout as ?timeout=5s (src/server/deadline.ts).
+    // The apiserver sends its timeout as ?timeout=5s (src/webhook/deadline.ts).
     deadlineMarginPercent: int("share of the apiserver's ?timeout= kept for answering: a request whose evaluation would start later gets the mode's answer unevaluated", 20, 0, 90),
   }),
   cluster: obj('the Kubernetes API connection (namespace labels and Istio revisions come from watch-backed caches)', {

@@ -3,8 +3,8 @@
 // every default-deny policy for the workloads it selects). The catalog asks for a warning on
 // allow-all; findings have no severity of their own, so it denies in enforce mode like every
 // finding. A platform that wants it as a warning pins the rule to audit (rules.<id>.mode: audit).
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { annotationsOf, isTerminating } from './lib/objects.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
+import { annotationsOf, isTerminating } from '../core/objects.ts';
 import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
 
 export const DRY_RUN = 'istio.io/dry-run';

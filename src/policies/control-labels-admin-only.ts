@@ -2,10 +2,10 @@
 // meshguard's own labels and annotations (meshguard.dev/*), such as the per-namespace mode.
 // The hardening annotations the mutation adds with their configured values are not a change
 // by the user.
-import type { AdmissionRequest } from '../admission/types.ts';
-import { isAdmin } from '../engine/decide.ts';
-import type { ValidatingRule, Violation } from '../engine/types.ts';
-import { annotationsOf, labelsOf } from './lib/objects.ts';
+import type { AdmissionRequest } from '../core/request.ts';
+import { isAdmin } from '../core/decide.ts';
+import type { ValidatingRule, Violation } from '../core/types.ts';
+import { annotationsOf, labelsOf } from '../core/objects.ts';
 
 export const CONTROL_PREFIX = 'meshguard.dev/';
 

@@ -3,9 +3,9 @@
 // (Kyverno's enforce-tls-hosts-host-subnets checks only the top level). A `tls` block without a
 // mode counts as DISABLE: that is the protobuf default (ClientTLSSettings.TLSmode DISABLE = 0),
 // and a user-supplied tls block also switches auto mTLS off.
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, DESTINATION_RULE, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
-import { isRecord, isTerminating } from './lib/objects.ts';
+import { isRecord, isTerminating } from '../core/objects.ts';
 
 function tlsProblem(tls: unknown, path: string): Violation | undefined {
   if (!isRecord(tls)) return undefined;

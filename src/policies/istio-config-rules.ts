@@ -1,6 +1,6 @@
 // The Istio configuration rules (Sidecar, mesh config, ServiceEntry, VirtualService,
 // PeerAuthentication, DestinationRule, restricted kinds, AuthorizationPolicy), in evaluation order.
-import type { Rule } from '../engine/types.ts';
+import type { Rule } from '../core/types.ts';
 import { authorizationPolicyWeakening } from './authorization-policy-weakening.ts';
 import { destinationRuleTls } from './destination-rule-tls.ts';
 import { meshConfigOutboundPolicy } from './mesh-config-outbound-policy.ts';

@@ -4,7 +4,7 @@
 // pair the two: auto mTLS off only together with a root DestinationRule (root namespace, host
 // *.local or similar, tls.mode ISTIO_MUTUAL). Admission of the mesh config cannot see the
 // DestinationRules, so it only warns (advisory); scan judges the pair.
-import { skip, type ValidatingRule } from '../engine/types.ts';
+import { skip, type ValidatingRule } from '../core/types.ts';
 import { at, DESTINATION_RULE, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio.ts';
 import { finding, meshConfigOf, ofKind, requestObject } from './lib/mesh-wide.ts';
 

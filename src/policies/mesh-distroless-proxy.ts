@@ -2,9 +2,9 @@
 // istio-proxy must run Istio's distroless image (tag suffix -distroless: no shell, no package
 // manager; what values.global.variant=distroless or sidecar.istio.io/proxyImageType: distroless
 // select). An image pinned by digest alone cannot be told apart and counts as not distroless.
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, mapItems, show } from './lib/istio.ts';
-import { annotationsOf } from './lib/objects.ts';
+import { annotationsOf } from '../core/objects.ts';
 import { PROXY, STATUS } from './lib/workload-istio.ts';
 
 /** The tag of an image reference (after the last ':' that follows the last '/'), without a digest. */

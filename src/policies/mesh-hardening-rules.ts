@@ -1,6 +1,6 @@
 // NetworkPolicy admission and the mesh-wide hardening checks (docs/defense-in-depth.md), in
 // evaluation order. The opinionated ones report by default (defaultMode audit).
-import type { Rule } from '../engine/types.ts';
+import type { Rule } from '../core/types.ts';
 import { meshAutoMtls } from './mesh-auto-mtls.ts';
 import { meshDistrolessProxy } from './mesh-distroless-proxy.ts';
 import { meshIstioCni } from './mesh-istio-cni.ts';

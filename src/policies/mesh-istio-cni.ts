@@ -2,9 +2,9 @@
 // may get Istio's istio-init container: it runs with NET_ADMIN and NET_RAW to write the pod's
 // iptables, which the CNI node agent does instead (the injected pod then has istio-validation,
 // without those capabilities). Judged on the Pod after injection.
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, mapItems } from './lib/istio.ts';
-import { annotationsOf } from './lib/objects.ts';
+import { annotationsOf } from '../core/objects.ts';
 import { INIT, STATUS } from './lib/workload-istio.ts';
 
 export const meshIstioCni: ValidatingRule = {

@@ -4,11 +4,11 @@
 // values and PILOT_ENABLE_PROTOCOL_SNIFFING_* flags were removed), so the check is where sniffing
 // happens: a Service port in a meshed namespace whose protocol Istio cannot tell from appProtocol
 // or the port name prefix. Mirrors istio pkg/config/kube ConvertProtocol. Opinionated: audit by default.
-import type { KObject } from '../admission/types.ts';
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import type { KObject } from '../core/request.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, mapItems, show } from './lib/istio.ts';
 import { meshStatus } from './lib/mesh.ts';
-import { isTerminating } from './lib/objects.ts';
+import { isTerminating } from '../core/objects.ts';
 
 const PROTOCOLS = new Set(['tcp', 'udp', 'grpc', 'grpc-web', 'http', 'http_proxy', 'http2', 'https', 'tls', 'mongo', 'redis', 'mysql']);
 const K8S_APP_PROTOCOLS = new Set(['kubernetes.io/h2c', 'kubernetes.io/ws', 'kubernetes.io/wss']);

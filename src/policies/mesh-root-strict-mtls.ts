@@ -4,7 +4,7 @@
 // cluster-level fact, judged by scan. At admission, changing a PeerAuthentication to anything
 // weaker than STRICT is what peer-authentication-strict denies; deleting one is not sent to
 // meshguard (no DELETE webhooks), so scan is where a deleted mesh-wide policy shows.
-import { skip, type ValidatingRule } from '../engine/types.ts';
+import { skip, type ValidatingRule } from '../core/types.ts';
 import { at, kindRef, PEER_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio.ts';
 import { ofKind, selectorLabels } from './lib/mesh-wide.ts';
 

@@ -1,10 +1,10 @@
 // namespace-hardening-defaults: new namespaces get the injection label (first, and only when no
 // mesh label is present) and the configured hardening labels and annotations. Never overwrites a
 // value that is present; a second pass changes nothing.
-import type { KObject, ObjectMeta } from '../admission/types.ts';
-import type { MutatingRule } from '../engine/types.ts';
+import type { KObject, ObjectMeta } from '../core/request.ts';
+import type { MutatingRule } from '../core/types.ts';
 import { MESH_LABELS, injectionLabel } from './lib/mesh.ts';
-import { isRecord } from './lib/objects.ts';
+import { isRecord } from '../core/objects.ts';
 
 function stringEntries(v: unknown): [string, string][] {
   return isRecord(v) ? (Object.entries(v).filter(([, x]) => typeof x === 'string') as [string, string][]) : [];

@@ -6,14 +6,14 @@
 // undoes the isolation. Administrators may (config.adminGroups/adminUsers), and so may meshguard's
 // own reconciler writing its managed policies. Only networking.k8s.io/v1 NetworkPolicy is read:
 // CNI-specific kinds (Calico, Cilium) are out of scope.
-import type { AdmissionRequest } from '../admission/types.ts';
+import type { AdmissionRequest } from '../core/request.ts';
 import type { Config } from '../config/types.ts';
-import { isAdmin } from '../engine/decide.ts';
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isAdmin } from '../core/decide.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, mapItems, show } from './lib/istio.ts';
 import { meshStatus } from './lib/mesh.ts';
 import { isEverything, parseCidr, publicAddresses, type Cidr } from './lib/network-policy-cidr.ts';
-import { labelsOf, isTerminating } from './lib/objects.ts';
+import { labelsOf, isTerminating } from '../core/objects.ts';
 
 export const NETWORK_POLICY = { group: 'networking.k8s.io', kind: 'NetworkPolicy' } as const;
 const MANAGED_BY = 'app.kubernetes.io/managed-by';

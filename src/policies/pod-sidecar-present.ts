@@ -11,7 +11,7 @@
 // is the CNI's own record (written through pods/status), which a workload may not set.
 // Istio's gateways and waypoints (lib/istio-gateway.ts) need no capture: the proxy is their only
 // process.
-import { isSkip, skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isSkip, skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { sidecarCaptureProblems } from './lib/capture.ts';
 import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
 import { meshStatus } from './lib/mesh.ts';

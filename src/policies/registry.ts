@@ -1,5 +1,5 @@
 // Every rule meshguard knows, in evaluation order. The id is the module's file name.
-import type { MutatingRule, Rule, ValidatingRule } from '../engine/types.ts';
+import type { MutatingRule, Rule, ValidatingRule } from '../core/types.ts';
 import { controlLabelsAdminOnly } from './control-labels-admin-only.ts';
 import { exceptionAdminOnly } from './exception-admin-only.ts';
 import { namespaceHardeningDefaults } from './namespace-hardening-defaults.ts';

@@ -5,11 +5,11 @@
 // notRequestPrincipals ["*"]. Admission of the RequestAuthentication cannot see the
 // AuthorizationPolicies, so it only warns (advisory, never a denial); scan judges the pair from
 // the listed objects. Opinionated: audit by default.
-import { skip, type ValidatingRule } from '../engine/types.ts';
-import type { KObject } from '../admission/types.ts';
+import { skip, type ValidatingRule } from '../core/types.ts';
+import type { KObject } from '../core/request.ts';
 import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, mapItems, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio.ts';
 import { covers, finding, ofKind, selectorLabels } from './lib/mesh-wide.ts';
-import { isTerminating } from './lib/objects.ts';
+import { isTerminating } from '../core/objects.ts';
 
 
 const MESSAGE = 'a RequestAuthentication rejects invalid tokens but admits requests without one';

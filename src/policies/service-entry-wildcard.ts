@@ -9,7 +9,7 @@
 // Wildcard hosts the platform allow-lists (serviceEntries.allowedWildcardHosts) are never findings.
 // The rule sees one object: ranges are united within one ServiceEntry, not across objects.
 // Missing `exportTo: ["."]` is not reported (it is advice, not a violation).
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import type { Config } from '../config/types.ts';
 import {
   addressIntervals,
@@ -24,7 +24,7 @@ import {
   type AddressEntry,
 } from './lib/egress-reach.ts';
 import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio.ts';
-import { isRecord as isMap, isTerminating } from './lib/objects.ts';
+import { isRecord as isMap, isTerminating } from '../core/objects.ts';
 
 const HOST_FIX = 'list the exact external hosts, or ask the platform team to allow-list the wildcard (serviceEntries.allowedWildcardHosts)';
 const ADDRESS_FIX = 'list only the external addresses the service uses';

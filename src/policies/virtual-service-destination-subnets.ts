@@ -7,10 +7,10 @@
 // subnets of one VirtualService, all united per family, get the same limit as a ServiceEntry's
 // addresses (serviceEntries.addressLimit). Everything else a VirtualService does stays among
 // registered hosts and is not judged.
-import { skip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { excessText, listedTexts, rangesOverLimit, type AddressEntry } from './lib/egress-reach.ts';
 import { at, exemptOutsideRoot, kindRef, mapItems, stringItems, VIRTUAL_SERVICE, webhookFor } from './lib/istio.ts';
-import { isTerminating } from './lib/objects.ts';
+import { isTerminating } from '../core/objects.ts';
 
 const FIX = 'match only the subnets the route is for, no wider than serviceEntries.addressLimit, or remove destinationSubnets';
 

@@ -9,7 +9,7 @@
 // what the injector stamps from the mesh-wide values (the Istio CNI copies
 // values.global.proxy.* onto every pod) is Istio's own and not reported.
 import type { Config } from '../config/types.ts';
-import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
 import { show } from './lib/istio.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';

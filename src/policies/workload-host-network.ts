@@ -1,7 +1,7 @@
 // workload-host-network: a pod on the node's network namespace is outside the mesh. Istio never
 // injects a hostNetwork pod (its iptables rules would rewrite the node's routing) and ambient
 // never captures one, so its traffic skips mTLS, policy and REGISTRY_ONLY egress.
-import { isSkip, skip, type ValidatingRule } from '../engine/types.ts';
+import { isSkip, skip, type ValidatingRule } from '../core/types.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook } from './lib/pod-template.ts';
 import { reviewedWorkload } from './lib/workload-review.ts';
 

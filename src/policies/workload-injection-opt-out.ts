@@ -5,7 +5,7 @@
 // value other than "ambient" (none takes an ambient pod out of the mesh), and a namespace that is
 // not meshed. A label "true" with a conflicting annotation is reported too: Istio honours the
 // label, but the annotation is a latent opt-out once the label goes.
-import { isSkip, type RuleContext, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isSkip, type RuleContext, type ValidatingRule, type Violation } from '../core/types.ts';
 import { show } from './lib/istio.ts';
 import { meshStatus } from './lib/mesh.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';

@@ -8,8 +8,8 @@
 // when the pod's interception mode is TPROXY (the injection template adds it: the proxy must set
 // the original destination on its sockets). Nothing more.
 import type { Config } from '../config/types.ts';
-import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { isRecord, stringMap } from './lib/objects.ts';
+import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
+import { isRecord, stringMap } from '../core/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { interceptionMode } from './lib/capture.ts';
 import { INIT, isIstioOwn, notIstioOwn, PROXY, quote, VALIDATION } from './lib/workload-istio.ts';

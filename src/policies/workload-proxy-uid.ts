@@ -6,8 +6,8 @@
 // with the CNI) in an injected Pod with an allowed Istio image, and the proxy of one of Istio's
 // gateways or waypoints.
 import type { Config } from '../config/types.ts';
-import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
-import { isRecord } from './lib/objects.ts';
+import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
+import { isRecord } from '../core/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/workload-istio.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';

@@ -7,7 +7,7 @@
 // template they are a violation unless the template's status annotation lists them (istioctl
 // kube-inject output: the injector replaces them). The proxy of one of Istio's gateways or
 // waypoints (lib/istio-gateway.ts) is Istio's own.
-import { isSkip, type ValidatingRule, type Violation } from '../engine/types.ts';
+import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef } from './lib/pod-template.ts';
 import { notIstioOwn, RESERVED_NAMES } from './lib/workload-istio.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';

@@ -1,5 +1,5 @@
 // The workload rules (Pods, pod templates of the eight controller kinds), in evaluation order.
-import type { Rule } from '../engine/types.ts';
+import type { Rule } from '../core/types.ts';
 import { podSidecarPresent } from './pod-sidecar-present.ts';
 import { workloadCaptureBypass } from './workload-capture-bypass.ts';
 import { workloadHostNetwork } from './workload-host-network.ts';

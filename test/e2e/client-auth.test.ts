@@ -7,7 +7,7 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateCA } from '../../src/certs/generate.ts';
+import { generateCA } from '../../src/jobs/certs/selfsigned.ts';
 import { clientCert } from '../helpers/server.ts';
 import { freePort, startCluster } from './helpers/cluster.ts';
 import { startMeshguard } from './helpers/meshguard.ts';

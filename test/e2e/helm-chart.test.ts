@@ -21,8 +21,8 @@ import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { splitPems, startSelfManagedCerts, storedFrom, type SelfManagedCerts } from '../../src/certs/manager.ts';
-import { loadKubeConfig } from '../../src/cluster/cache.ts';
+import { splitPems, startSelfManagedCerts, storedFrom, type SelfManagedCerts } from '../../src/jobs/certs/manager.ts';
+import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { startServe, type ServeProcess } from '../helpers/process.ts';
@@ -379,8 +379,8 @@ t.test('a forced renewal and a CA rollover rotate the serving certificate while 
 // ------------------------------------------------------------------- two processes at once ---
 
 const RUNNER = `
-import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/certs/manager.ts'))};
-import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/cluster/cache.ts'))};
+import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/jobs/certs/manager.ts'))};
+import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};
 import { readFileSync } from 'node:fs';

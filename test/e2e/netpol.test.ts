@@ -10,11 +10,11 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
-import { loadKubeConfig } from '../../src/cluster/cache.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
-import { desiredState, startReconciler, type ReconcilerHandle } from '../../src/reconciler/index.ts';
+import { desiredState, startReconciler, type ReconcilerHandle } from '../../src/jobs/reconciler/index.ts';
 import { runCli } from '../helpers/process.ts';
 import { FIXTURES, loadYaml } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';

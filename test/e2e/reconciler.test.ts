@@ -12,10 +12,10 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { loadKubeConfig } from '../../src/cluster/cache.ts';
+import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
-import { startReconciler, type ReconcilerHandle } from '../../src/reconciler/index.ts';
+import { startReconciler, type ReconcilerHandle } from '../../src/jobs/reconciler/index.ts';
 import { FIXTURES, ROOT } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
 import { applyIstioCrds } from './helpers/istio.ts';
@@ -180,8 +180,8 @@ t.test('a deleted namespace leaves no managed resource behind', async (t) => {
 // ------------------------------------------------------------------- leader election ---
 
 const RUNNER = `
-import { startReconciler } from ${JSON.stringify(join(ROOT, 'src/reconciler/index.ts'))};
-import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/cluster/cache.ts'))};
+import { startReconciler } from ${JSON.stringify(join(ROOT, 'src/jobs/reconciler/index.ts'))};
+import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};
 const line = (level, o, msg) => process.stdout.write(JSON.stringify({ level, ...o, msg }) + '\\n');

@@ -6,7 +6,7 @@
 import t from 'tap';
 
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { FIXTURES, ruleFixtures, type Fixture } from '../helpers/review.ts';
 import { startCluster } from './helpers/cluster.ts';
 import { applyIstioCrds } from './helpers/istio.ts';

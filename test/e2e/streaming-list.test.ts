@@ -1,4 +1,4 @@
-// The namespace cache's initial sync (src/cluster/list-watch.ts, streamingList) against real
+// The namespace cache's initial sync (src/kube/list-watch.ts, streamingList) against real
 // kube-apiservers: one that streams lists (WatchList, on by default since 1.34) and one started
 // with --feature-gates=WatchList=false, which refuses sendInitialEvents like an older apiserver.
 // Must hold on both: the cache syncs every namespace with its labels, and the watch that follows
@@ -7,7 +7,7 @@
 // says so once in the log, and never retries streaming.
 import t from 'tap';
 import { KubeConfig } from '@kubernetes/client-node';
-import { ClusterCache } from '../../src/cluster/cache.ts';
+import { ClusterCache } from '../../src/kube/namespace-cache.ts';
 import { startCluster, type Cluster } from './helpers/cluster.ts';
 
 const COUNT = 120;

@@ -11,7 +11,7 @@ import t from 'tap';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { webhookConfigurations } from '../../src/cluster/webhook-config.ts';
+import { webhookConfigurations } from '../../src/policies/webhook-config.ts';
 import { DEFAULT_EXEMPT_NAMESPACES } from '../../src/config/schema.ts';
 import { WORKLOAD_RULES } from '../../src/policies/workload-rules.ts';
 import { startCluster } from './helpers/cluster.ts';

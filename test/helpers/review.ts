@@ -2,12 +2,12 @@
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import type { AdmissionRequest, KObject, Operation } from '../../src/admission/types.ts';
-import { StaticClusterState, type NamespaceInfo } from '../../src/cluster/state.ts';
+import type { AdmissionRequest, KObject, Operation } from '../../src/core/request.ts';
+import { StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
-import { syntheticRequest } from '../../src/engine/offline.ts';
-import { reviewMutate, reviewValidate, type ReviewOutcome } from '../../src/engine/review.ts';
+import { syntheticRequest } from '../../src/core/admission-chain.ts';
+import { reviewMutate, reviewValidate, type ReviewOutcome } from '../../src/core/pipeline.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 

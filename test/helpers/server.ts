@@ -3,11 +3,11 @@ import { request, Agent } from 'node:https';
 import { generate } from 'selfsigned';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../src/app.ts';
-import { generateBundle, type CertBundle } from '../../src/certs/generate.ts';
+import { generateBundle, type CertBundle } from '../../src/jobs/certs/selfsigned.ts';
 import type { Config } from '../../src/config/types.ts';
 import { PromRecorder } from '../../src/metrics/recorder.ts';
-import { memoryAuditSink } from '../../src/server/audit-sink.ts';
-import { secureContextOptions } from '../../src/server/tls-options.ts';
+import { memoryAuditSink } from '../../src/webhook/audit-sink.ts';
+import { secureContextOptions } from '../../src/webhook/tls-options.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import { config as makeConfig, state } from './review.ts';
 

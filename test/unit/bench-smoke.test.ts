@@ -1,4 +1,4 @@
-// The benchmark harness still works (issue 7): `node test/bench/run.ts --quick` runs end to end
+// The benchmark harness still works (issue 7): `node tools/bench/run.ts --quick` runs end to end
 // against meshguard and the floor, every answer is the right one, and the results file has the
 // shape the docs and the README point at. Structure and correctness only: a smoke run's figures
 // mean nothing and nothing here is timed. On a busy machine meshguard may shed load (503
@@ -37,7 +37,7 @@ t.test('npm run bench -- --quick completes with every answer right and a well-fo
   const dir = mkdtempSync(join(tmpdir(), 'meshguard-bench-smoke-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'quick.json');
-  const child = spawn(process.execPath, ['test/bench/run.ts', '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['tools/bench/run.ts', '--quick', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

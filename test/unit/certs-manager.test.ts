@@ -25,9 +25,9 @@ import {
   type PlanInput,
   type SecretStore,
   type StoredCerts,
-} from '../../src/certs/manager.ts';
-import { generateBundle, generateCA } from '../../src/certs/generate.ts';
-import { caBundlePatch, hasCaBundle, type PatchOutcome, type WebhookConfigurationLike, type WebhookPatcher } from '../../src/cluster/webhook-patch.ts';
+} from '../../src/jobs/certs/manager.ts';
+import { generateBundle, generateCA } from '../../src/jobs/certs/selfsigned.ts';
+import { caBundlePatch, hasCaBundle, type PatchOutcome, type WebhookConfigurationLike, type WebhookPatcher } from '../../src/kube/webhook-patch.ts';
 import { config } from '../helpers/review.ts';
 
 const DAY = 86_400_000;

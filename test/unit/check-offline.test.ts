@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkOffline, parseNamespaceFlag, runCheck } from '../../src/cli/check.ts';
 import { globToRegExp, parseManifests } from '../../src/cli/manifests.ts';
-import { realisticManifests } from '../bench/check-manifests.ts';
+import { realisticManifests } from '../../tools/bench/check-manifests.ts';
 import { config, FIXTURES } from '../helpers/review.ts';
 
 async function check(args: string[], input = ''): Promise<{ code: number; out: string }> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { generateBundle } from '../../src/certs/generate.ts';
+import { generateBundle } from '../../src/jobs/certs/selfsigned.ts';
 import { FIXTURES } from '../helpers/review.ts';
 import { runCli, startServe } from '../helpers/process.ts';
 import { get, post } from '../helpers/server.ts';

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { bundle } from '../../src/build/bundle.ts';
+import { bundle } from '../../tools/bundle.ts';
 import { imageEnv } from '../helpers/image.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,7 +91,7 @@ t.test('the build stage installs everything, compiles and bundles; the final sta
   t.same(copied.sort(), ['/app/dist/THIRD-PARTY-NOTICES.txt', '/app/dist/meshguard.mjs', '/app/dist/meshguard.mjs.map'], 'the bundle, its source map and the notices');
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
   t.match(pkg.scripts?.['build'] ?? '', /tsc -p tsconfig\.build\.json/, 'npm run build is tsc with tsconfig.build.json');
-  t.equal(pkg.scripts?.['bundle'], 'node src/build/bundle.ts', 'npm run bundle writes dist/meshguard.mjs');
+  t.equal(pkg.scripts?.['bundle'], 'node tools/bundle.ts', 'npm run bundle writes dist/meshguard.mjs');
 });
 
 t.test('the final stage: distroless Node 24 nonroot, no shell, non-root, exec-form entrypoint, no HEALTHCHECK', async (t) => {

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PAGES } from '../../src/docs/generate.ts';
+import { PAGES } from '../../tools/sync-docs.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { RULES } from '../../src/policies/registry.ts';
 import { ROOT } from '../helpers/review.ts';

@@ -4,7 +4,7 @@
 // holds a VirtualService's tcp/tls destinationSubnets to the same limit. The fixture folders cover
 // the common cases through admission, check and the real apiserver; these tables cover the edges.
 import t from 'tap';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { addressIntervals, countText, isPassthroughProtocol, resolutionOf, unionSize, wildcardBreadth } from '../../src/policies/lib/egress-reach.ts';
 import { destinationSubnets } from '../../src/policies/virtual-service-destination-subnets.ts';
 import { config, failedRules, validate } from '../helpers/review.ts';

@@ -1,7 +1,7 @@
 // The hand-assembled answer is byte for byte what JSON.stringify makes of every constructor's
 // output, including uids that need escaping.
 import t from 'tap';
-import { allowed, denied, encodeReview, errored, patched } from '../../src/admission/response.ts';
+import { allowed, denied, encodeReview, errored, patched } from '../../src/webhook/encode.ts';
 
 const uids = ['705ab4f5-6393-11e8-b7cc-42010a800002', '', 'quote " backslash \\ newline \n', 'ünïcödé 𝐭 \u2028', '<script>'];
 

@@ -1,11 +1,11 @@
-// The memoized match plan (engine/match.ts matchPlan) must skip exactly what skipReason skips, for
+// The memoized match plan (core/match.ts matchPlan) must skip exactly what skipReason skips, for
 // every rule and request shape, under different configurations, and never let one request's
 // namespace or object leak into the plan another request gets.
 import t from 'tap';
-import type { KObject, Operation } from '../../src/admission/types.ts';
-import { evaluate, runRule } from '../../src/engine/evaluate.ts';
-import { matchPlan, skipReason } from '../../src/engine/match.ts';
-import { results, type Result, type RuleContext } from '../../src/engine/types.ts';
+import type { KObject, Operation } from '../../src/core/request.ts';
+import { evaluate, runRule } from '../../src/core/evaluate.ts';
+import { matchPlan, skipReason } from '../../src/core/match.ts';
+import { results, type Result, type RuleContext } from '../../src/core/types.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import { config, requestFor, state } from '../helpers/review.ts';
 

@@ -3,11 +3,11 @@
 // exception and its expiry), expiry, and the admin-only rule for writing them.
 import t from 'tap';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
-import { applyExceptions, exceptionSubject } from '../../src/engine/exceptions.ts';
-import { reviewValidate } from '../../src/engine/review.ts';
-import { decodeException, type MeshguardException } from '../../src/exceptions/model.ts';
-import { withExceptions } from '../../src/exceptions/store.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { applyExceptions, exceptionSubject } from '../../src/core/exceptions.ts';
+import { reviewValidate } from '../../src/core/pipeline.ts';
+import { decodeException, type MeshguardException } from '../../src/core/exception-model.ts';
+import { withExceptions } from '../../src/kube/exception-store.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 import { ADMIN, FIXTURES, TENANT, config, loadYaml, ns, requestFor, state } from '../helpers/review.ts';
 

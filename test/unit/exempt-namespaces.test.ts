@@ -5,9 +5,9 @@
 // still sees every namespace write that could. The real apiserver's side (selectors and CEL
 // conditions) is in test/e2e/deletion-path.test.ts.
 import t from 'tap';
-import type { KObject } from '../../src/admission/types.ts';
-import { DELETION_PATH_CONDITIONS, NAMESPACE_CONDITIONS, webhookConfigurations } from '../../src/cluster/webhook-config.ts';
-import { EXEMPT_LABEL, EXEMPT_VALUE } from '../../src/cluster/state.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { DELETION_PATH_CONDITIONS, NAMESPACE_CONDITIONS, webhookConfigurations } from '../../src/policies/webhook-config.ts';
+import { EXEMPT_LABEL, EXEMPT_VALUE } from '../../src/core/cluster-view.ts';
 import { RULES } from '../../src/policies/registry.ts';
 import { ADMIN, TENANT, failedRules, ns, state, validate } from '../helpers/review.ts';
 

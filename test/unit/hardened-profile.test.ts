@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { CHART_DIR } from '../../charts/meshguard/generate.ts';
+import { CHART_DIR } from '../../tools/sync-chart.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { ensureBinaries } from '../e2e/cluster/build.ts';

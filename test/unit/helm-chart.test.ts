@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { CHART_DIR, expectedFiles, SCHEMA_FILE } from '../../charts/meshguard/generate.ts';
-import { webhookConfigurations, type FailurePolicy } from '../../src/cluster/webhook-config.ts';
+import { CHART_DIR, expectedFiles, SCHEMA_FILE } from '../../tools/sync-chart.ts';
+import { webhookConfigurations, type FailurePolicy } from '../../src/policies/webhook-config.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { toJsonSchema } from '../../src/config/schema-dsl.ts';
 import { CONFIG_SCHEMA, DEFAULT_EXEMPT_NAMESPACES } from '../../src/config/schema.ts';
@@ -74,7 +74,7 @@ const VARIANTS: { name: string; args: string[]; file?: string }[] = [
   ...CI_FILES.map((f) => ({ name: f, args: ['-f', join(CI_DIR, f)], file: f })),
 ];
 
-t.test('generated chart files are current (node charts/meshguard/generate.ts)', async (t) => {
+t.test('generated chart files are current (node tools/sync-chart.ts)', async (t) => {
   for (const [path, content] of Object.entries(expectedFiles())) t.equal(readFileSync(path, 'utf8'), content, `${path} is current`);
   const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as Obj;
   const { rules: chartRules, ...chartProps } = schema.properties.config.properties as Obj;

@@ -3,7 +3,7 @@
 // and odd shapes that must never make a rule throw.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { checkManifests } from '../../src/cli/check.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
 import type { Config } from '../../src/config/types.ts';

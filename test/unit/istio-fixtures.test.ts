@@ -8,7 +8,7 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { config, failedRules, FIXTURES, loadYaml, ns, state, TENANT, validate } from '../helpers/review.ts';
 
 const DIR = join(FIXTURES, 'istio');

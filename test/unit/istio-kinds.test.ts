@@ -5,7 +5,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { rulesReference } from '../../src/docs/generate.ts';
+import { rulesReference } from '../../tools/sync-docs.ts';
 import { ISTIO_KIND_DECISIONS, ISTIO_KINDS } from '../../src/policies/lib/istio.ts';
 import { RULES } from '../../src/policies/registry.ts';
 import { FIXTURES } from '../helpers/review.ts';

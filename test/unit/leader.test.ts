@@ -12,7 +12,7 @@ import {
   type LeaseRecord,
   type LeaseStore,
   type StoredLease,
-} from '../../src/cluster/leader.ts';
+} from '../../src/kube/leader.ts';
 
 const T0 = 1_700_000_000_000;
 const lease = (holder: string, renewAgoS: number, durationS = 15, transitions = 0): LeaseRecord => ({

@@ -5,11 +5,11 @@
 // RequestAuthentication with an AuthorizationPolicy requiring a principal).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { checkManifests } from '../../src/cli/check.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
-import { inventoryFindings } from '../../src/cluster/scan-inventory.ts';
-import { scanCluster, type ListRequest, type ListResponse, type ScanSource } from '../../src/cluster/scan.ts';
+import { inventoryFindings } from '../../src/jobs/scan/inventory.ts';
+import { scanCluster, type ListRequest, type ListResponse, type ScanSource } from '../../src/jobs/scan/scan.ts';
 import { parseCidr, publicAddresses, type Cidr } from '../../src/policies/lib/network-policy-cidr.ts';
 import { imageTag } from '../../src/policies/mesh-distroless-proxy.ts';
 import { declaredProtocol } from '../../src/policies/mesh-protocol-sniffing.ts';

@@ -4,8 +4,8 @@
 // istio-sidecar-injector ConfigMap's values).
 import t from 'tap';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
-import { StaticClusterState } from '../../src/cluster/state.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { StaticClusterState } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
 import { meshConfigProblems, outboundMode } from '../../src/policies/lib/istio-mesh-config.ts';
 import { config, FIXTURES, failedRules, loadYaml, ns, validate } from '../helpers/review.ts';

@@ -3,11 +3,11 @@
 // that contract: the list is the labels rules read, and every verdict over the rule fixtures and a
 // grid of namespace labels is the same whether a rule sees the full labels or the cached ones.
 import t from 'tap';
-import type { KObject } from '../../src/admission/types.ts';
-import { SharedLabels } from '../../src/cluster/cache.ts';
-import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/cluster/state.ts';
-import { MODE_LABEL } from '../../src/engine/decide.ts';
-import type { ReviewOutcome } from '../../src/engine/review.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { SharedLabels } from '../../src/kube/namespace-cache.ts';
+import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
+import { MODE_LABEL } from '../../src/core/decide.ts';
+import type { ReviewOutcome } from '../../src/core/pipeline.ts';
 import { MESH_LABELS } from '../../src/policies/lib/mesh.ts';
 import { ADMIN, TENANT, config, mutate, ruleFixtures, validate } from '../helpers/review.ts';
 

@@ -1,12 +1,12 @@
 import t from 'tap';
 import fastJsonPatch from 'fast-json-patch';
-import type { KObject } from '../../src/admission/types.ts';
-import { copyJson, runPipeline } from '../../src/engine/offline.ts';
-import { reviewValidate } from '../../src/engine/review.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { copyJson, runPipeline } from '../../src/core/admission-chain.ts';
+import { reviewValidate } from '../../src/core/pipeline.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
-import type { ValidatingRule } from '../../src/engine/types.ts';
-import { ALWAYS_ENFORCED } from '../../src/engine/decide.ts';
-import { WARNING_MAX } from '../../src/engine/render.ts';
+import type { ValidatingRule } from '../../src/core/types.ts';
+import { ALWAYS_ENFORCED } from '../../src/core/decide.ts';
+import { WARNING_MAX } from '../../src/core/render.ts';
 import { ADMIN, TENANT, config, decodePatch, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
 
 const NS_RULES = ['namespace-mesh-enrollment', 'control-labels-admin-only'];

@@ -6,9 +6,9 @@
 // leaving the mesh).
 import t from 'tap';
 import type { Config } from '../../src/config/types.ts';
-import { desiredState, type NamespaceSnapshot } from '../../src/reconciler/desired.ts';
-import { describeAction, planActions } from '../../src/reconciler/diff.ts';
-import { MANAGED_LABELS, type ObservedObject } from '../../src/reconciler/resources.ts';
+import { desiredState, type NamespaceSnapshot } from '../../src/jobs/reconciler/desired.ts';
+import { describeAction, planActions } from '../../src/jobs/reconciler/diff.ts';
+import { MANAGED_LABELS, type ObservedObject } from '../../src/jobs/reconciler/resources.ts';
 import { config } from '../helpers/review.ts';
 import { connection, type Address, type Cluster, type Pod, type Policy, type Protocol } from '../helpers/netpol-eval.ts';
 

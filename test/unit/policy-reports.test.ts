@@ -1,10 +1,10 @@
 // PolicyReports from a scan (the pure plan) and the writer's handling of what the API server
 // answers (through an in-memory client; test/e2e/policy-reports.test.ts uses the real one).
 import t from 'tap';
-import type { ScanFinding, ScanReport } from '../../src/cluster/scan.ts';
-import type { ReportClient } from '../../src/reports/client.ts';
-import { desiredReports, MAX_RESULTS, planReports, REPORT_KINDS, TRUNCATED_ANNOTATION, type ExistingReport, type ReportKind } from '../../src/reports/plan.ts';
-import { writeReports } from '../../src/reports/writer.ts';
+import type { ScanFinding, ScanReport } from '../../src/jobs/scan/scan.ts';
+import type { ReportClient } from '../../src/jobs/reports/adapter.ts';
+import { desiredReports, MAX_RESULTS, planReports, REPORT_KINDS, TRUNCATED_ANNOTATION, type ExistingReport, type ReportKind } from '../../src/jobs/reports/plan.ts';
+import { writeReports } from '../../src/jobs/reports/loop.ts';
 
 const F = (namespace: string, kind: string, name: string, rule: string, action: 'deny' | 'warn' = 'deny', extra: Partial<ScanFinding> = {}): ScanFinding => ({
   kind,

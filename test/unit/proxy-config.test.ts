@@ -3,8 +3,8 @@
 // allow-lists and their configuration, unknown fields, parse errors, the memo's bound, and the
 // traffic annotations the CNI injector stamps from the mesh-wide values.
 import t from 'tap';
-import type { KObject } from '../../src/admission/types.ts';
-import { StaticClusterState } from '../../src/cluster/state.ts';
+import type { KObject } from '../../src/core/request.ts';
+import { StaticClusterState } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
 import { captureValues, narrowingProblems, stampedAnnotations } from '../../src/policies/lib/istio-install-values.ts';
 import { fieldTable, judgeProxyConfig, MAX_PROXY_CONFIG_BYTES, parseProxyConfigText, ProxyConfigJudge, PROXY_CONFIG_FIELDS, protoName, type ProxyConfigPolicy } from '../../src/policies/lib/proxy-config.ts';

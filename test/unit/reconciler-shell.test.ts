@@ -2,11 +2,11 @@
 // the CRDs, restores, recreates, deletes, leaves unmanaged objects alone, and writes nothing in
 // dry-run.
 import t from 'tap';
-import { ListWatch } from '../../src/cluster/list-watch.ts';
-import { managedLister, type ReconcilerClient, type WatchHandlers, type Watcher } from '../../src/reconciler/client.ts';
-import type { NamespaceSnapshot } from '../../src/reconciler/desired.ts';
-import { Reconciler } from '../../src/reconciler/reconciler.ts';
-import { isManaged, MANAGED_KINDS, MANAGED_LABELS, MANAGED_SELECTOR, objectKey, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from '../../src/reconciler/resources.ts';
+import { ListWatch } from '../../src/kube/list-watch.ts';
+import { managedLister, type ReconcilerClient, type WatchHandlers, type Watcher } from '../../src/jobs/reconciler/adapter.ts';
+import type { NamespaceSnapshot } from '../../src/jobs/reconciler/desired.ts';
+import { Reconciler } from '../../src/jobs/reconciler/loop.ts';
+import { isManaged, MANAGED_KINDS, MANAGED_LABELS, MANAGED_SELECTOR, objectKey, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from '../../src/jobs/reconciler/resources.ts';
 import { config } from '../helpers/review.ts';
 
 class ApiError extends Error {

@@ -1,9 +1,9 @@
 // The reconciler's pure core: desired state from namespaces and configuration, and the diff
 // against what the API server has. Tables whose rows are sentences.
 import t from 'tap';
-import { desiredState, type NamespaceSnapshot } from '../../src/reconciler/desired.ts';
-import { describeAction, objectChanges, planActions, valueChanges, type Action } from '../../src/reconciler/diff.ts';
-import { MANAGED_LABELS, objectKey, type DesiredObject, type ManagedKind, type ObservedObject } from '../../src/reconciler/resources.ts';
+import { desiredState, type NamespaceSnapshot } from '../../src/jobs/reconciler/desired.ts';
+import { describeAction, objectChanges, planActions, valueChanges, type Action } from '../../src/jobs/reconciler/diff.ts';
+import { MANAGED_LABELS, objectKey, type DesiredObject, type ManagedKind, type ObservedObject } from '../../src/jobs/reconciler/resources.ts';
 import { config } from '../helpers/review.ts';
 
 const ns = (name: string, labels: Record<string, string> = { 'istio-injection': 'enabled' }, terminating = false): NamespaceSnapshot => ({ name, labels, terminating });

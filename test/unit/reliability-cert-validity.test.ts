@@ -10,8 +10,8 @@ import { request } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateBundle, type CertBundle } from '../../src/certs/generate.ts';
-import { FileCertSource, inspect } from '../../src/certs/source.ts';
+import { generateBundle, type CertBundle } from '../../src/jobs/certs/selfsigned.ts';
+import { FileCertSource, inspect } from '../../src/jobs/certs/source.ts';
 import { CERT_ERRORS } from '../../src/errors.ts';
 import { startServe } from '../helpers/process.ts';
 

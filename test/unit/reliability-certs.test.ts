@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { generateBundle, type CertBundle } from '../../src/certs/generate.ts';
+import { generateBundle, type CertBundle } from '../../src/jobs/certs/selfsigned.ts';
 import { startServe } from '../helpers/process.ts';
 import { reviewBody } from '../helpers/review.ts';
 

@@ -1,5 +1,5 @@
 // Slow bodies cannot starve the server (issue 18 item 1; the figure with 50 attackers against
-// `meshguard serve` comes from test/soak/slow-body.ts). Connections from another loopback address
+// `meshguard serve` comes from tools/soak/slow-body.ts). Connections from another loopback address
 // (127.0.0.2: another source, as a pod other than the apiserver would be) declare a large body and
 // trickle it; a well-behaved client on 127.0.0.1 must keep being served, never 503; the slow
 // connections are cut with 408 once below the configured minimum rate; a source that fills the

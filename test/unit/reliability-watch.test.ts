@@ -13,8 +13,8 @@ import t from 'tap';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
 import { CoreV1Api, KubeConfig, Watch, type V1Namespace } from '@kubernetes/client-node';
-import { ClusterCache } from '../../src/cluster/cache.ts';
-import { ListWatch } from '../../src/cluster/list-watch.ts';
+import { ClusterCache } from '../../src/kube/namespace-cache.ts';
+import { ListWatch } from '../../src/kube/list-watch.ts';
 import { get, post, startServer, testCerts } from '../helpers/server.ts';
 import { reviewBody } from '../helpers/review.ts';
 

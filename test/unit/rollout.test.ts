@@ -1,10 +1,10 @@
 // The audit-first rollout's product pieces: which namespaces `meshguard mark-legacy` marks, what
 // `scan` says enforce would block per namespace, and how it lists exceptions.
 import t from 'tap';
-import type { ScanFinding } from '../../src/cluster/scan.ts';
+import type { ScanFinding } from '../../src/jobs/scan/scan.ts';
 import { legacyPlan } from '../../src/cli/mark-legacy.ts';
 import { renderExceptions, renderWouldBlock, wouldBlock } from '../../src/cli/scan-rollout.ts';
-import { decodeException } from '../../src/exceptions/model.ts';
+import { decodeException } from '../../src/core/exception-model.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { config } from '../helpers/review.ts';
 

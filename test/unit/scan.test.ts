@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import {
   compareVersions,
   groupFindings,
@@ -21,9 +21,9 @@ import {
   type ListResponse,
   type ScanFinding,
   type ScanSource,
-} from '../../src/cluster/scan.ts';
+} from '../../src/jobs/scan/scan.ts';
 import { progressLine, renderScanJson, renderScanText } from '../../src/cli/scan.ts';
-import type { ValidatingRule } from '../../src/engine/types.ts';
+import type { ValidatingRule } from '../../src/core/types.ts';
 import { main } from '../../src/main.ts';
 import { BUILTIN_RULES, RULES } from '../../src/policies/registry.ts';
 import { config } from '../helpers/review.ts';

@@ -2,7 +2,7 @@
 // Service's endpoints and the caBundle; the loop's writes against an in-memory store of the two
 // configurations (the API server part is exercised by test/e2e/install.test.ts).
 import t from 'tap';
-import { generateBundle } from '../../src/certs/generate.ts';
+import { generateBundle } from '../../src/jobs/certs/selfsigned.ts';
 import {
   armingPatch,
   bundleTrusts,
@@ -12,9 +12,9 @@ import {
   type ArmableConfiguration,
   type ArmingCluster,
   type EndpointLike,
-} from '../../src/cluster/webhook-arming.ts';
-import { webhookConfigurations } from '../../src/cluster/webhook-config.ts';
-import type { JsonPatchOp, WebhookKind } from '../../src/cluster/webhook-patch.ts';
+} from '../../src/jobs/arming/arming.ts';
+import { webhookConfigurations } from '../../src/policies/webhook-config.ts';
+import type { JsonPatchOp, WebhookKind } from '../../src/kube/webhook-patch.ts';
 import { RULES } from '../../src/policies/registry.ts';
 import fastJsonPatch from 'fast-json-patch';
 

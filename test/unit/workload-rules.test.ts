@@ -6,8 +6,8 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KObject } from '../../src/admission/types.ts';
-import type { StaticClusterState } from '../../src/cluster/state.ts';
+import type { KObject } from '../../src/core/request.ts';
+import type { StaticClusterState } from '../../src/core/cluster-view.ts';
 import { checkManifests } from '../../src/cli/check.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
 import type { Config } from '../../src/config/types.ts';

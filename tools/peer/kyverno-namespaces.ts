@@ -3,7 +3,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import fastJsonPatch from 'fast-json-patch';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import { config, decodePatch, failedRules, loadYaml, mutate, validate } from '../../test/helpers/review.ts';
 import { PEER } from './suites.ts';
 

@@ -15,7 +15,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
-import type { KObject } from '../../src/admission/types.ts';
+import type { KObject } from '../../src/core/request.ts';
 import type { Config } from '../../src/config/types.ts';
 import { config, failedRules, loadYaml, ns, state, validate } from '../../test/helpers/review.ts';
 import { PEER } from './suites.ts';

@@ -18,9 +18,9 @@
 // when the platform allows that exact value (captureBypass.allow, keyed by the annotation that
 // would set it) or the Pod carries it as an annotation (then workload-capture-bypass judges it).
 import type { Config } from '../../config/types.ts';
-import type { Violation } from '../../engine/types.ts';
+import type { Violation } from '../../core/types.ts';
 import { list, readInvocation, type IptablesInvocation, type Setting } from './istio-iptables.ts';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 import { containerLabel, type ContainerRef, type PodTemplate } from './pod-template.ts';
 import { INIT, isIstioImage, PROXY, PROXY_ID, quote, STATUS, VALIDATION } from './workload-istio.ts';
 

@@ -15,10 +15,10 @@
 // Labels prove nothing; for istiod's uninjected form the request must also come from istiod
 // (the Deployment) or from the controllers that turn it into ReplicaSets and Pods, with the
 // matching controller ownerReference.
-import type { AdmissionRequest } from '../../admission/types.ts';
+import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { proxyType } from './capture.ts';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 import type { ContainerRef, PodTemplate } from './pod-template.ts';
 import { INJECT, isIstioImage, PROXY, STATUS } from './workload-istio.ts';
 

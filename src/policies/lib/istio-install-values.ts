@@ -6,9 +6,9 @@
 // traffic.sidecar.istio.io/* annotations: such an annotation, equal to the mesh-wide value, is the
 // injector's copy and no tenant's bypass.
 import type { Config } from '../../config/types.ts';
-import type { Violation } from '../../engine/types.ts';
+import type { Violation } from '../../core/types.ts';
 import { show } from './istio.ts';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 
 /** The values.global.proxy settings that decide capture, with Istio's chart defaults (values.yaml). */
 export const CAPTURE_VALUE_DEFAULTS = {

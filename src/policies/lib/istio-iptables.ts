@@ -5,7 +5,7 @@
 // `--dry-run=true`), and every flag bound to an environment variable (the flag name upper-cased
 // with dashes as underscores, plus the aliases ISTIO_META_DNS_CAPTURE, INVALID_DROP and
 // ISTIO_DUAL_STACK). A flag on the command line wins over its environment variable. Pure: no I/O.
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 
 export type FlagKind = 'string' | 'bool';
 

@@ -5,9 +5,9 @@
 // default message, whose ALLOW_ANY applies only when outboundTrafficPolicy is absent).
 // defaultConfig is a ProxyConfig judged on its capture fields (lib/proxy-config.ts).
 import { parse } from 'yaml';
-import type { Violation } from '../../engine/types.ts';
+import type { Violation } from '../../core/types.ts';
 import { at, isUnset, show } from './istio.ts';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 import { firstLine, judgeProxyConfig } from './proxy-config.ts';
 
 const MODE_FIX = 'set outboundTrafficPolicy.mode: REGISTRY_ONLY and declare external hosts with ServiceEntries';

@@ -1,11 +1,11 @@
 // What the Istio configuration rules share: the kinds with every API version the apiserver
 // serves them in (a rule matches group+kind, so each version gets the same verdict), the root
 // namespace, and small defensive readers that also build field paths.
-import type { AdmissionRequest } from '../../admission/types.ts';
+import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
-import { isExempt } from '../../engine/match.ts';
-import type { KindRef, WebhookResource } from '../../engine/types.ts';
-import { isRecord } from './objects.ts';
+import { isExempt } from '../../core/match.ts';
+import type { KindRef, WebhookResource } from '../../core/types.ts';
+import { isRecord } from '../../core/objects.ts';
 
 /**
  * Istio's root namespace (meshConfig.rootNamespace, default istio-system): configuration there

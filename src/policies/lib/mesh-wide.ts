@@ -2,11 +2,11 @@
 // carries it (the `istio` / `istio-<revision>` ConfigMaps in the root namespace, parsed with
 // parseMeshData; an IstioOperator's spec.meshConfig), selectors, and the subject of an
 // inventory finding.
-import type { AdmissionRequest, KObject } from '../../admission/types.ts';
-import type { InventoryFinding, Violation } from '../../engine/types.ts';
+import type { AdmissionRequest, KObject } from '../../core/request.ts';
+import type { InventoryFinding, Violation } from '../../core/types.ts';
 import { at, ISTIO_OPERATOR, ROOT_NAMESPACE } from './istio.ts';
 import { parseMeshData } from './istio-mesh-config.ts';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 
 export interface MeshConfigSource {
   readonly mesh: Readonly<Record<string, unknown>>;

@@ -1,6 +1,6 @@
 // The definition every rule shares: when is a namespace in the mesh?
 import type { Config } from '../../config/types.ts';
-import type { Violation } from '../../engine/types.ts';
+import type { Violation } from '../../core/types.ts';
 
 export const LABEL_INJECTION = 'istio-injection';
 export const LABEL_REV = 'istio.io/rev';

@@ -4,9 +4,9 @@
 // pod spec, the pod metadata, the field path prefix and every container with its path, so each
 // workload rule reads the eight shapes the same way. Every reader is defensive: any field may
 // have any type, and a missing part is an empty map.
-import type { KindRef, WebhookResource } from '../../engine/types.ts';
+import type { KindRef, WebhookResource } from '../../core/types.ts';
 import { at } from './istio.ts';
-import { isRecord, stringMap } from './objects.ts';
+import { isRecord, stringMap } from '../../core/objects.ts';
 
 type Json = Readonly<Record<string, unknown>>;
 

@@ -10,7 +10,7 @@
 // what Istio would reject is reported as a parse error here, and anything ambiguous (duplicate
 // keys, several YAML documents) too.
 import { isMap, isScalar, parseAllDocuments, visit, type Document, type Tags } from 'yaml';
-import { isRecord } from './objects.ts';
+import { isRecord } from '../../core/objects.ts';
 
 /** What a field changes; everything but 'tuning' is denied unless allow-listed. */
 export type FieldClass = 'tuning' | 'capture' | 'control-plane' | 'bootstrap' | 'identity' | 'egress';

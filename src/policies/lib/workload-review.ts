@@ -5,11 +5,11 @@
 // before meshguard stays updatable. A controller UPDATE that leaves the template as it was
 // (scaling, adoption, metadata) is not judged: the deployment controller must be able to scale
 // down an old ReplicaSet while a fixed template rolls out.
-import type { AdmissionRequest } from '../../admission/types.ts';
+import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
-import { isSkip, skip, type Skip } from '../../engine/types.ts';
+import { isSkip, skip, type Skip } from '../../core/types.ts';
 import { proxyOnlyWorkload, type ProxyOnly } from './istio-gateway.ts';
-import { isTerminating } from './objects.ts';
+import { isTerminating } from '../../core/objects.ts';
 import { podTemplate, rawTemplate, sameJson, workloadKind, type ContainerRef, type PodTemplate } from './pod-template.ts';
 
 type Json = Readonly<Record<string, unknown>>;

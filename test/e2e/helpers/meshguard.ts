@@ -2,7 +2,7 @@
 // process, with a certificate whose SANs cover 127.0.0.1, registered by clientConfig.url.
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { webhookConfigurations, type FailurePolicy } from '../../../src/cluster/webhook-config.ts';
+import { webhookConfigurations, type FailurePolicy } from '../../../src/policies/webhook-config.ts';
 import { DEFAULT_EXEMPT_NAMESPACES } from '../../../src/config/schema.ts';
 import { RULES } from '../../../src/policies/registry.ts';
 import { startServe, type ServeProcess } from '../../helpers/process.ts';
