@@ -158,7 +158,7 @@ export async function runScan(argv: readonly string[], io: ScanIo): Promise<numb
   if ((onlyRules.length > 0 || onlyNamespaces.length > 0) && (values['policy-reports'] === true || values['open-reports'] === true)) {
     throw new UsageError('--namespace and --rule narrow the output; reports are written from a full scan (they replace every namespace\'s report): drop one or the other');
   }
-  const rules = onlyRules.length === 0 ? BUILTIN_RULES : { ...BUILTIN_RULES, validating: BUILTIN_RULES.validating.filter((r) => onlyRules.includes(r.id)) };
+  const rules = onlyRules.length === 0 ? BUILTIN_RULES : BUILTIN_RULES.withValidating(BUILTIN_RULES.validating.filter((r) => onlyRules.includes(r.id)));
   const config = configFromFlags(values, io.env, ['config', 'mode', 'kubeconfig', 'in-cluster']);
   let kc;
   try {

@@ -81,11 +81,11 @@ export function runPipeline(object: KObject, opts: SyntheticOptions, config: Con
   const req = syntheticRequest(object, opts);
   const mutation = reviewMutate(req, config, cluster, rules);
   let mutated = object;
-  const patch = mutation.response.response.patch;
-  if (patch !== undefined) {
-    const ops = JSON.parse(Buffer.from(patch, 'base64').toString('utf8')) as fastJsonPatch.Operation[];
+  const ops = mutation.decision.patch;
+  if (ops !== undefined) {
     // One copy, patched in place (applyPatch's own copy, mutateDocument false, would be a second).
-    mutated = fastJsonPatch.applyPatch(copyJson(object), ops, true, true).newDocument;
+    // The operations are copied too: applying one inserts its value object into the document.
+    mutated = fastJsonPatch.applyPatch(copyJson(object), copyJson(ops) as fastJsonPatch.Operation[], true, true).newDocument;
   }
   const validation = reviewValidate({ ...req, object: mutated }, config, cluster, rules);
   return { object: mutated, mutation, validation };

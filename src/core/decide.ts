@@ -1,18 +1,16 @@
-// Decide: turn results plus modes into a verdict. The only place that looks at the mode.
+// Decide: turn results plus modes into a verdict. The only place that looks at the mode: which
+// mode a request is judged under, what each finding does under it, and what a request that
+// could not be evaluated gets.
 import type { AdmissionRequest } from './request.ts';
 import type { ClusterState } from './cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
 import { subjectNamespace } from './match.ts';
+import { allow, deny, type Decision } from './decision.ts';
 import type { Result } from './types.ts';
+import { isAdmin } from './users.ts';
 
 /** The per-namespace override label; only admins may set it (control-labels-admin-only). */
 export const MODE_LABEL = 'meshguard.dev/mode';
-
-export function isAdmin(config: Config, req: AdmissionRequest): boolean {
-  const u = req.userInfo;
-  if (u === null) return false;
-  return config.adminUsers.includes(u.username) || u.groups.some((g) => config.adminGroups.includes(g));
-}
 
 function modeOf(value: unknown): Mode | undefined {
   return value === 'enforce' || value === 'audit' ? value : undefined;
@@ -77,4 +75,28 @@ export function decide(results: readonly Result[], config: Config, nsMode: Mode,
     }
   }
   return { allowed: denials.length === 0, denials, warnings };
+}
+
+/** The verdict for a request's validation findings, under the mode of the request's namespace. */
+export function decideRequest(results: readonly Result[], config: Config, req: AdmissionRequest, cluster: ClusterState, defaults?: DefaultModes): Verdict & { readonly mode: Mode } {
+  const mode = namespaceMode(config, req, cluster);
+  return { ...decide(results, config, mode, defaults), mode };
+}
+
+export interface Unevaluated {
+  readonly decision: Decision;
+  readonly verdict: 'denied' | 'warned';
+  readonly mode: Mode;
+}
+
+/** The answer for a request that could not be evaluated (`why`) in its namespace's mode. */
+export function decideUnevaluated(config: Config, req: AdmissionRequest, cluster: ClusterState, why: string): Unevaluated {
+  return unevaluated(namespaceMode(config, req, cluster), why);
+}
+
+/** Enforce refuses a request that could not be evaluated (it can be retried); audit lets it
+ * through with a warning. */
+export function unevaluated(mode: Mode, why: string): Unevaluated {
+  if (mode === 'enforce') return { decision: deny(`${why}; it was refused unevaluated, retry it`), verdict: 'denied', mode };
+  return { decision: allow({ warnings: ['meshguard: overloaded; request allowed without evaluation (audit mode)'] }), verdict: 'warned', mode };
 }

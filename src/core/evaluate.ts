@@ -1,10 +1,12 @@
 // Evaluate: run every validating rule against the request; a throwing rule is an error result.
 import type { KObject } from './request.ts';
 import { matchPlan, requestSkipReason, requestSubject, skipReason } from './match.ts';
+import type { RuleSet } from './rule-set.ts';
 import { isSkip, results, type MutatingRule, type Result, type RuleContext, type ValidatingRule } from './types.ts';
 
-export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Result[] {
-  const plan = matchPlan(rules, ctx.request, ctx.config);
+export function evaluate(set: RuleSet, ctx: RuleContext): Result[] {
+  const rules = set.validating;
+  const plan = matchPlan(set, ctx.request, ctx.config);
   const subject = requestSubject(ctx.request, ctx.config, ctx.cluster);
   const out: Result[] = [];
   for (let i = 0; i < rules.length; i++) {
@@ -19,17 +21,17 @@ export function evaluate(rules: readonly ValidatingRule[], ctx: RuleContext): Re
       out.push(results.skip(rule.id, reason));
       continue;
     }
-    runRule(rule, ctx, out);
+    runRule(rule, ctx, out, set);
   }
   return out;
 }
 
 /** Run one rule that applies: its own skip, a pass, a fail per violation, or an error if it throws. */
-export function runRule(rule: ValidatingRule, ctx: RuleContext, out: Result[]): void {
+export function runRule(rule: ValidatingRule, ctx: RuleContext, out: Result[], set?: RuleSet): void {
   try {
     const found = rule.validate(ctx);
     if (isSkip(found)) out.push(results.skip(rule.id, found.skip));
-    else if (found.length === 0) out.push(results.pass(rule.id));
+    else if (found.length === 0) out.push(set?.pass(rule.id) ?? results.pass(rule.id));
     else for (const v of found) out.push(results.fail(rule.id, v));
   } catch (err) {
     out.push(results.error(rule.id, err));
@@ -72,7 +74,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** Run mutating rules over one draft of the request object. A rule that throws leaves the
  * draft as it was before that rule (its partial edits are discarded). */
-export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object: KObject): MutationOutcome {
+export function mutate(set: RuleSet, rules: readonly MutatingRule[], ctx: RuleContext, object: KObject): MutationOutcome {
   let draft = metadataDraft(object);
   const changes: { ruleId: string; description: string }[] = [];
   const out: Result[] = [];
@@ -92,7 +94,7 @@ export function mutate(rules: readonly MutatingRule[], ctx: RuleContext, object:
       }
       draft = attempt;
       for (const description of done) changes.push({ ruleId: rule.id, description });
-      out.push(results.pass(rule.id));
+      out.push(set.pass(rule.id));
     } catch (err) {
       out.push(results.error(rule.id, err));
     }

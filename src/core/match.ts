@@ -2,8 +2,9 @@
 import type { AdmissionRequest } from './request.ts';
 import { EXEMPT_LABEL, EXEMPT_VALUE, type ClusterState } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
-import { isAdmin } from './decide.ts';
-import { results, type Result, type Rule } from './types.ts';
+import { PLAN_LIMIT, type MatchPlan, type RuleSet } from './rule-set.ts';
+import { results, type Rule } from './types.ts';
+import { isAdmin } from './users.ts';
 
 /** The namespace a request is about: the Namespace's own name, or the object's namespace. */
 export function subjectNamespace(req: AdmissionRequest): string {
@@ -77,38 +78,14 @@ export function skipReason(rule: Rule, req: AdmissionRequest, config: Config, cl
   return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, requestSubject(req, config, cluster));
 }
 
-/** Per rule, in order: the skip Result when the rule does not apply to requests of this shape
- * (frozen, shared between requests), undefined when it may apply. */
-export type MatchPlan = readonly (Result | undefined)[];
-
-const PLAN_LIMIT = 256;
-
-/** The plans of one rule list and configuration, by kind, then scanned for (group, operation,
- * subresource): no key string is built per request. */
-interface Plans {
-  readonly byKind: Map<string, { readonly group: string; readonly operation: string; readonly subResource: string; readonly plan: MatchPlan }[]>;
-  size: number;
-}
-const plans = new WeakMap<readonly Rule[], WeakMap<Config, Plans>>();
-
 /**
- * The static half of skipReason for every rule at once, memoized per rule list, configuration and
- * (group, kind, operation, subresource): a request then only pays the object and exemption
- * checks for the rules that match its kind. At most PLAN_LIMIT shapes are kept per rule list and
- * configuration (the apiserver sends only the kinds the webhook registered; a client of the
- * offline paths may send anything).
+ * The static half of skipReason for every validating rule of the set at once, memoized by the set
+ * per configuration and (group, kind, operation, subresource): a request then only pays the
+ * object and exemption checks for the rules that match its kind. At most PLAN_LIMIT shapes are
+ * kept per configuration.
  */
-export function matchPlan(rules: readonly Rule[], req: AdmissionRequest, config: Config): MatchPlan {
-  let byConfig = plans.get(rules);
-  if (byConfig === undefined) {
-    byConfig = new WeakMap();
-    plans.set(rules, byConfig);
-  }
-  let known = byConfig.get(config);
-  if (known === undefined) {
-    known = { byKind: new Map(), size: 0 };
-    byConfig.set(config, known);
-  }
+export function matchPlan(set: RuleSet, req: AdmissionRequest, config: Config): MatchPlan {
+  const known = set.plans(config);
   const { group, kind } = req.kind;
   const { operation, subResource } = req;
   const shapes = known.byKind.get(kind);
@@ -119,7 +96,7 @@ export function matchPlan(rules: readonly Rule[], req: AdmissionRequest, config:
     }
   }
   const plan: MatchPlan = Object.freeze(
-    rules.map((rule) => {
+    set.validating.map((rule) => {
       const reason = staticSkipReason(rule, req, config);
       return reason === undefined ? undefined : Object.freeze(results.skip(rule.id, reason));
     }),

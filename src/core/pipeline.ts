@@ -1,16 +1,18 @@
-// The pure decision path for one request: evaluate, decide by mode, render. The shell (server,
-// check, scan) only decodes, calls this, writes the audit record and sends the answer.
+// The pure decision path for one request: evaluate, decide by mode, render. It returns a Decision
+// value; the shell (the webhook, check, scan) decodes, calls this, writes the audit record and
+// encodes the answer in its own format.
 import fastJsonPatch from 'fast-json-patch';
-import type { AdmissionRequest, AdmissionReviewV1Response, KObject } from './request.ts';
-import { allowed, denied, patched } from '../webhook/encode.ts';
+import type { AdmissionRequest, KObject } from './request.ts';
 import type { ClusterState } from './cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
-import { decide, namespaceMode, type DefaultModes } from './decide.ts';
+import { decideRequest, namespaceMode, type DefaultModes } from './decide.ts';
+import { ALLOW, allow, deny, patch as patched, type Decision } from './decision.ts';
 import { evaluate, mutate } from './evaluate.ts';
+import type { RuleSet } from './rule-set.ts';
 import { subjectNamespace } from './match.ts';
 import { applyExceptions, exceptionSubject, type Excepted } from './exceptions.ts';
-import { auditAnnotations, denialMessage, exceptionAnnotations, exceptionWarnings, subjectOf, warningLines, type RuleLookup } from './render.ts';
-import type { MutatingRule, Result, RuleContext, ValidatingRule } from './types.ts';
+import { auditAnnotations, denialMessage, exceptionAnnotations, exceptionWarnings, subjectOf, warningLines } from './render.ts';
+import type { Result, RuleContext } from './types.ts';
 
 export type Endpoint = 'validate' | 'mutate';
 export type VerdictLabel = 'allowed' | 'denied' | 'warned' | 'patched';
@@ -34,7 +36,7 @@ export interface AuditRecord {
 }
 
 export interface ReviewOutcome {
-  readonly response: AdmissionReviewV1Response;
+  readonly decision: Decision;
   readonly verdict: VerdictLabel;
   /** Present when anything was found (denied, warned, or a mutation reported in audit mode). */
   readonly audit?: AuditRecord;
@@ -49,15 +51,11 @@ export interface ReviewOutcome {
 
 const NONE: readonly Result[] = Object.freeze([]);
 
-export interface RuleSet {
-  readonly validating: readonly ValidatingRule[];
-  readonly mutating: readonly MutatingRule[];
-  readonly lookup: RuleLookup;
-}
+export type { RuleSet } from './rule-set.ts';
 
 /** Rule.defaultMode by id, from the rule set. */
 export function defaultModes(rules: RuleSet): DefaultModes {
-  return (id) => rules.lookup(id)?.defaultMode;
+  return (id) => rules.defaultMode(id);
 }
 
 function displayName(req: AdmissionRequest): string {
@@ -96,16 +94,16 @@ function withExceptions(record: AuditRecord, excepted: readonly Excepted[]): Aud
 }
 
 export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
-  if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
-  const ctx: RuleContext = { request: req, config, cluster };
-  const evaluated = evaluate(rules.validating, ctx);
+  if (req.object === null) return { decision: ALLOW, verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
+  const ctx: RuleContext = { request: req, config, cluster, memo: rules.memo };
+  const evaluated = evaluate(rules, ctx);
   // Exceptions: after evaluation, before decide (src/core/exceptions.ts).
   const exceptions = cluster.exceptions?.(subjectNamespace(req)) ?? [];
   const { results, excepted } = exceptions.length === 0 ? { results: evaluated, excepted: [] as Excepted[] } : applyExceptions(evaluated, exceptionSubject(req), exceptions, Date.now());
-  const mode = namespaceMode(config, req, cluster);
-  const verdict = decide(results, config, mode, defaultModes(rules));
+  const verdict = decideRequest(results, config, req, cluster, defaultModes(rules));
+  const mode = verdict.mode;
   // Nothing to report: the plain answer, without building empty warnings and annotations.
-  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { response: allowed(req.uid), verdict: 'allowed', results: evaluated, mode, denials: NONE, warnings: NONE };
+  if (verdict.allowed && verdict.warnings.length === 0 && excepted.length === 0) return { decision: ALLOW, verdict: 'allowed', results: evaluated, mode, denials: NONE, warnings: NONE };
   const extras = {
     warnings: [...warningLines(verdict.warnings, rules.lookup), ...exceptionWarnings(excepted)],
     auditAnnotations: { ...auditAnnotations(verdict.warnings, ''), ...exceptionAnnotations(excepted) },
@@ -116,7 +114,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     const message = denialMessage(subjectOf(req.kind.kind, isNamespace ? '' : req.namespace, displayName(req)), verdict.denials, rules.lookup);
     const all = [...verdict.denials, ...verdict.warnings];
     return {
-      response: denied(req.uid, message, extras),
+      decision: deny(message, extras),
       verdict: 'denied',
       audit: withExceptions(auditRecord(req, 'validate', mode, 'denied', all, all.map(findingText)), excepted),
       results: evaluated,
@@ -126,7 +124,7 @@ export function reviewValidate(req: AdmissionRequest, config: Config, cluster: C
     };
   }
   return {
-    response: allowed(req.uid, extras),
+    decision: allow(extras),
     verdict: 'warned',
     audit: withExceptions(auditRecord(req, 'validate', mode, 'warned', verdict.warnings, verdict.warnings.map(findingText)), excepted),
     results: evaluated,
@@ -155,12 +153,13 @@ function metadataOnly(o: KObject): Record<string, unknown> {
 }
 
 export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
-  if (req.object === null) return { response: allowed(req.uid), verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
-  const ctx: RuleContext = { request: req, config, cluster };
+  if (req.object === null) return { decision: ALLOW, verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
+  const ctx: RuleContext = { request: req, config, cluster, memo: rules.memo };
+  // Mutation does not depend on the mode; the audit record says which mode the namespace is in.
   const mode = namespaceMode(config, req, cluster);
   const apply = config.mutation === 'apply';
-  const applied = mutate(apply ? rules.mutating : [], ctx, req.object);
-  const reported = apply ? undefined : mutate(rules.mutating, ctx, req.object);
+  const applied = mutate(rules, apply ? rules.mutating : [], ctx, req.object);
+  const reported = apply ? undefined : mutate(rules, rules.mutating, ctx, req.object);
   // Mutating rules edit metadata only: the diff of metadata alone is the whole patch.
   const patch = applied.changes.length > 0 ? labelsFirst(fastJsonPatch.compare(metadataOnly(req.object), metadataOnly(applied.draft))) : [];
 
@@ -175,7 +174,7 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   const findings = notes.map((n) => n.result);
   const extras = { warnings: warningLines(findings, rules.lookup), auditAnnotations: auditAnnotations(findings, '') };
   const verdict: VerdictLabel = patch.length > 0 ? 'patched' : findings.length > 0 ? 'warned' : 'allowed';
-  const outcome: ReviewOutcome = { response: patched(req.uid, patch, extras), verdict, results, denials: NONE, warnings: findings };
+  const outcome: ReviewOutcome = { decision: patched(patch, extras), verdict, results, denials: NONE, warnings: findings };
   if (findings.length === 0) return outcome;
   return { ...outcome, audit: auditRecord(req, 'mutate', mode, verdict, findings, notes.map((n) => n.text)) };
 }

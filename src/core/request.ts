@@ -57,27 +57,4 @@ export interface AdmissionRequest {
   readonly dryRun: boolean;
 }
 
-export interface StatusV1 {
-  code?: number;
-  reason?: string;
-  message?: string;
-  status?: 'Success' | 'Failure';
-}
-
-export interface AdmissionResponseV1 {
-  uid: string;
-  allowed: boolean;
-  status?: StatusV1;
-  patch?: string;
-  patchType?: 'JSONPatch';
-  warnings?: string[];
-  auditAnnotations?: Record<string, string>;
-}
-
-export interface AdmissionReviewV1Response {
-  apiVersion: 'admission.k8s.io/v1';
-  kind: 'AdmissionReview';
-  response: AdmissionResponseV1;
-}
-
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';

@@ -2,6 +2,7 @@
 import type { AdmissionRequest, KObject, Operation } from './request.ts';
 import type { ClusterState } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
+import type { RequestMemo } from './rule-set.ts';
 
 export type ResultStatus = 'pass' | 'fail' | 'skip' | 'error';
 
@@ -36,6 +37,8 @@ export interface RuleContext {
   readonly request: AdmissionRequest;
   readonly config: Config;
   readonly cluster: ClusterState;
+  /** Answers about this request that several rules ask for, kept by the rule set. */
+  readonly memo: RequestMemo;
 }
 
 export interface KindRef {
@@ -132,24 +135,10 @@ export function isSkip(v: unknown): v is Skip {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as Skip).skip === 'string';
 }
 
-/** A pass carries nothing but the rule id: one frozen result per rule, shared between requests
- * (like a match plan's skips), so a request that passes every rule allocates none. Rule ids are
- * few; past PASS_LIMIT distinct ids (a caller inventing them) results are built afresh. */
-const PASS_LIMIT = 1024;
-const passes = new Map<string, Result>();
-
-function pass(ruleId: string): Result {
-  let r = passes.get(ruleId);
-  if (r === undefined) {
-    r = Object.freeze({ ruleId, status: 'pass' }) as Result;
-    if (passes.size < PASS_LIMIT) passes.set(ruleId, r);
-  }
-  return r;
-}
-
 // Result factories: the only way results are built.
 export const results = {
-  pass,
+  /** A fresh pass (the pipeline uses its rule set's shared ones, RuleSet.pass). */
+  pass: (ruleId: string): Result => ({ ruleId, status: 'pass' }),
   fail: (ruleId: string, violation: Violation): Result => ({ ruleId, status: 'fail', violation }),
   skip: (ruleId: string, reason: string): Result => ({ ruleId, status: 'skip', reason }),
   error: (ruleId: string, err: unknown): Result => ({

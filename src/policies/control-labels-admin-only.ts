@@ -3,7 +3,7 @@
 // The hardening annotations the mutation adds with their configured values are not a change
 // by the user.
 import type { AdmissionRequest } from '../core/request.ts';
-import { isAdmin } from '../core/decide.ts';
+import { isAdmin } from '../core/users.ts';
 import type { ValidatingRule, Violation } from '../core/types.ts';
 import { annotationsOf, labelsOf } from '../core/objects.ts';
 

@@ -3,7 +3,7 @@
 // or selected objects, names its rules, a reason and an expiry). The chart's RBAC keeps tenants
 // from writing them too; this rule holds where RBAC is broader (a tenant with a wildcard role).
 // decide enforces it in every mode: an exception outlives the mode it was written in.
-import { isAdmin } from '../core/decide.ts';
+import { isAdmin } from '../core/users.ts';
 import type { ValidatingRule } from '../core/types.ts';
 import { decodeException, EXCEPTION_GROUP, EXCEPTION_KIND, EXCEPTION_PLURAL } from '../core/exception-model.ts';
 

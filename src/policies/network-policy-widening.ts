@@ -8,7 +8,7 @@
 // CNI-specific kinds (Calico, Cilium) are out of scope.
 import type { AdmissionRequest } from '../core/request.ts';
 import type { Config } from '../config/types.ts';
-import { isAdmin } from '../core/decide.ts';
+import { isAdmin } from '../core/users.ts';
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { at, mapItems, show } from './lib/istio.ts';
 import { meshStatus } from './lib/mesh.ts';

@@ -48,7 +48,7 @@ export function podSidecarPresentRule(): ValidatingRule {
     webhook: [{ apiGroup: POD.group, apiVersions: POD.versions, resources: [POD.resource] }],
     validate(ctx) {
       const { request: req, config, cluster } = ctx;
-      const w = reviewedWorkload(req);
+      const w = reviewedWorkload(ctx);
       // A Pod being deleted is skipped by the workload rules; read it as before.
       const template = isSkip(w) ? podTemplate(req.object, POD) : w.template;
       if (req.operation === 'UPDATE') {
@@ -63,7 +63,7 @@ export function podSidecarPresentRule(): ValidatingRule {
       }
       const ns = cluster.namespace(req.namespace);
       if (ns === undefined) return skip(`namespace ${req.namespace} is unknown (workload-injection-opt-out judges it)`);
-      if (reviewedGateway(req, config) !== undefined) return skip("one of Istio's gateways or waypoints: the proxy is the pod's only process");
+      if (reviewedGateway(ctx) !== undefined) return skip("one of Istio's gateways or waypoints: the proxy is the pod's only process");
       const dataplane = meshStatus(ns.labels, config, cluster.knownRevisions()).dataplane;
       if (dataplane === 'ambient') {
         const out = redirectionForged(template.annotations, template);

@@ -1,4 +1,5 @@
 // Every rule meshguard knows, in evaluation order. The id is the module's file name.
+import { RuleSet } from '../core/rule-set.ts';
 import type { MutatingRule, Rule, ValidatingRule } from '../core/types.ts';
 import { controlLabelsAdminOnly } from './control-labels-admin-only.ts';
 import { exceptionAdminOnly } from './exception-admin-only.ts';
@@ -35,7 +36,7 @@ export function ruleById(id: string): Rule | undefined {
 }
 
 /** The built-in rule set as the engine consumes it. */
-export const BUILTIN_RULES = Object.freeze({
+export const BUILTIN_RULES = new RuleSet({
   validating: VALIDATING_RULES,
   mutating: MUTATING_RULES,
   lookup: ruleById,

@@ -118,11 +118,11 @@ export function workloadCaptureBypassRule(): ValidatingRule {
     match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'] },
     webhook: workloadWebhook({ ephemeral: false }),
     validate(ctx) {
-      const w = reviewedWorkload(ctx.request);
+      const w = reviewedWorkload(ctx);
       if (isSkip(w)) return w;
       const out: Violation[] = [];
       // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
-      const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
+      const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx) !== undefined;
       // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
       // without building an entries array for every request.
       for (const key in w.annotations) {

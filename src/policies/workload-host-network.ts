@@ -13,7 +13,7 @@ export const workloadHostNetwork: ValidatingRule = {
   match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'] },
   webhook: workloadWebhook({ ephemeral: false }),
   validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
+    const w = reviewedWorkload(ctx);
     if (isSkip(w)) return w;
     if (w.scope !== 'all') return skip('a Pod UPDATE cannot change hostNetwork');
     if (w.template.podSpec['hostNetwork'] !== true) return [];

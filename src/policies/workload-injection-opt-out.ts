@@ -90,12 +90,12 @@ export const workloadInjectionOptOut: ValidatingRule = {
   match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'] },
   webhook: workloadWebhook({ ephemeral: false }),
   validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
+    const w = reviewedWorkload(ctx);
     if (isSkip(w)) return w;
     const out = namespaceProblems(ctx, w);
     // Istio's gateways and waypoints are their own proxy: Istio itself labels them
     // sidecar.istio.io/inject=false and istio.io/dataplane-mode=none.
-    if (reviewedGateway(ctx.request, ctx.config) !== undefined) return out;
+    if (reviewedGateway(ctx) !== undefined) return out;
     out.push(...injectProblems(w), ...dataplaneProblems(w));
     return out;
   },

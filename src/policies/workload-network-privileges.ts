@@ -80,7 +80,7 @@ export const workloadNetworkPrivileges: ValidatingRule = {
   match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
   webhook: workloadWebhook({ ephemeral: true }),
   validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
+    const w = reviewedWorkload(ctx);
     if (isSkip(w)) return w;
     const out: Violation[] = [];
     for (const c of w.containers) containerProblems(c, w.template, ctx.config, out);

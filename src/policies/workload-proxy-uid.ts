@@ -50,12 +50,12 @@ export const workloadProxyUid: ValidatingRule = {
   match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
   webhook: workloadWebhook({ ephemeral: true }),
   validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
+    const w = reviewedWorkload(ctx);
     if (isSkip(w)) return w;
     const out: Violation[] = [];
     if (w.scope === 'all') podLevel(w.template, out);
     // Asked only of a reserved-name container running as 1337 (rare).
-    const gatewayProxy = () => reviewedGateway(ctx.request, ctx.config)?.proxy;
+    const gatewayProxy = () => reviewedGateway(ctx)?.proxy;
     for (const c of w.containers) containerLevel(c, w.template, ctx.config, gatewayProxy, out);
     return out;
   },

@@ -20,13 +20,13 @@ export const workloadReservedContainerNames: ValidatingRule = {
   match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
   webhook: workloadWebhook({ ephemeral: true }),
   validate(ctx) {
-    const w = reviewedWorkload(ctx.request);
+    const w = reviewedWorkload(ctx);
     if (isSkip(w)) return w;
     const out: Violation[] = [];
     let gatewayProxy: ContainerRef | undefined | null = null;
     for (const c of w.containers) {
       if (!RESERVED_NAMES.includes(c.name)) continue;
-      if (gatewayProxy === null) gatewayProxy = reviewedGateway(ctx.request, ctx.config)?.proxy;
+      if (gatewayProxy === null) gatewayProxy = reviewedGateway(ctx)?.proxy;
       const why = notIstioOwn(c, w.template, ctx.config, gatewayProxy);
       if (why === undefined) continue;
       out.push({

@@ -11,11 +11,11 @@
 // answer the same way: a mutation that cannot run in time is refused in enforce mode rather than
 // silently skipped.
 import type { FastifyInstance } from 'fastify';
-import { allowed, denied } from './encode.ts';
-import type { AdmissionRequest, AdmissionReviewV1Response } from '../core/request.ts';
+import { encodeDecision, type AdmissionReviewV1Response } from './encode.ts';
+import type { AdmissionRequest } from '../core/request.ts';
 import type { ClusterState } from '../core/cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
-import { namespaceMode } from '../core/decide.ts';
+import { decideUnevaluated, unevaluated } from '../core/decide.ts';
 
 const UNIT_MS: Readonly<Record<string, number>> = {
   ns: 1e-6,
@@ -146,16 +146,19 @@ function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10}s`;
 }
 
-/** The deterministic answer for a request evaluated too late. */
+function overloaded(timeoutMs: number): string {
+  return `meshguard was overloaded and could not evaluate this request within the apiserver's ${seconds(timeoutMs)} timeout`;
+}
+
+/** The deterministic answer for a request evaluated too late, in this mode. */
 export function overdueResponse(request: AdmissionRequest, mode: Mode, timeoutMs: number): AdmissionReviewV1Response {
-  const why = `meshguard was overloaded and could not evaluate this request within the apiserver's ${seconds(timeoutMs)} timeout`;
-  if (mode === 'enforce') return denied(request.uid, `${why}; it was refused unevaluated, retry it`);
-  return allowed(request.uid, { warnings: [`meshguard: overloaded; request allowed without evaluation (audit mode)`] });
+  return encodeDecision(request.uid, unevaluated(mode, overloaded(timeoutMs)).decision);
 }
 
 /**
- * undefined when evaluation may go ahead (no deadline, or still in time); otherwise the mode's
- * deterministic answer. Call it after the body was decoded and before evaluating.
+ * undefined when evaluation may go ahead (no deadline, or still in time); otherwise the answer
+ * the core decides for a request it could not evaluate. Call it after the body was decoded and
+ * before evaluating.
  */
 export function overdueAnswer(
   raw: object,
@@ -169,11 +172,6 @@ export function overdueAnswer(
   const d = tracked.deadline;
   const now = at ?? tracked.now();
   if (now < d.startBy) return undefined;
-  const mode = namespaceMode(config, request, cluster);
-  return {
-    response: overdueResponse(request, mode, d.timeoutMs),
-    verdict: mode === 'enforce' ? 'denied' : 'warned',
-    mode,
-    lateByMs: now - d.startBy,
-  };
+  const answer = decideUnevaluated(config, request, cluster, overloaded(d.timeoutMs));
+  return { response: encodeDecision(request.uid, answer.decision), verdict: answer.verdict, mode: answer.mode, lateByMs: now - d.startBy };
 }

@@ -1,11 +1,32 @@
-// The only constructors of AdmissionReview answers. Validating answers never carry a patch;
-// a patch always comes with patchType JSONPatch.
-import type { AdmissionResponseV1, AdmissionReviewV1Response } from '../core/request.ts';
+// The only constructors of AdmissionReview answers: the core's Decision, or the edge's own errors,
+// in admission.k8s.io/v1 form. Validating answers never carry a patch; a patch always comes with
+// patchType JSONPatch.
+import type { Decision, DecisionExtras } from '../core/decision.ts';
 
-export interface Extras {
-  readonly warnings?: readonly string[];
-  readonly auditAnnotations?: Readonly<Record<string, string>>;
+export interface StatusV1 {
+  code?: number;
+  reason?: string;
+  message?: string;
+  status?: 'Success' | 'Failure';
 }
+
+export interface AdmissionResponseV1 {
+  uid: string;
+  allowed: boolean;
+  status?: StatusV1;
+  patch?: string;
+  patchType?: 'JSONPatch';
+  warnings?: string[];
+  auditAnnotations?: Record<string, string>;
+}
+
+export interface AdmissionReviewV1Response {
+  apiVersion: 'admission.k8s.io/v1';
+  kind: 'AdmissionReview';
+  response: AdmissionResponseV1;
+}
+
+export type Extras = DecisionExtras;
 
 function review(response: AdmissionResponseV1): AdmissionReviewV1Response {
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
@@ -40,6 +61,14 @@ export function patched(uid: string, patch: readonly unknown[], extras?: Extras)
     patchType: 'JSONPatch',
   };
   return review(withExtras(r, extras));
+}
+
+/** The core's decision for request `uid`, as the apiserver reads it. */
+export function encodeDecision(uid: string, decision: Decision): AdmissionReviewV1Response {
+  const extras: Extras = { warnings: decision.warnings, auditAnnotations: decision.auditAnnotations };
+  if (!decision.allowed) return denied(uid, decision.message ?? 'denied by meshguard', extras);
+  if (decision.patch !== undefined) return patched(uid, decision.patch, extras);
+  return allowed(uid, extras);
 }
 
 /** Evaluation could not produce a verdict and configuration says deny (fail closed). */

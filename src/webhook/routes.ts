@@ -1,7 +1,7 @@
 // POST /validate and POST /mutate: decode, review, record, answer.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { decodeReview } from './decode.ts';
-import { encodeReview } from './encode.ts';
+import { encodeDecision, encodeReview } from './encode.ts';
 import type { ClusterState } from '../core/cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import { reviewRequest, type Endpoint, type RuleSet } from '../core/pipeline.ts';
@@ -76,7 +76,7 @@ export function registerAdmissionRoutes(app: FastifyInstance, deps: AdmissionDep
       deps.log.info({ uid: r.uid, kind: r.kind.kind, namespace: outcome.audit?.namespace, name: outcome.audit?.name, verdict: outcome.verdict }, 'admission');
     }
     // Serialized here: Fastify sends a string that already has its JSON content type as it is.
-    void reply.header('content-type', JSON_TYPE).send(encodeReview(outcome.response));
+    void reply.header('content-type', JSON_TYPE).send(encodeReview(encodeDecision(r.uid, outcome.decision)));
   };
   app.post('/validate', route('validate'));
   app.post('/mutate', route('mutate'));

@@ -9,6 +9,7 @@ import type { Config } from '../../src/config/types.ts';
 import { syntheticRequest } from '../../src/core/admission-chain.ts';
 import { reviewMutate, reviewValidate, type ReviewOutcome } from '../../src/core/pipeline.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
+import { encodeDecision, type AdmissionReviewV1Response } from '../../src/webhook/encode.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -56,14 +57,24 @@ export function ns(name: string, labels: Record<string, string> = {}): Namespace
   return { name, labels };
 }
 
-export function validate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): ReviewOutcome {
-  const c = opts.config ?? config();
-  return reviewValidate(requestFor(object, opts), c, opts.state ?? state([], c.revisions), BUILTIN_RULES);
+/** An outcome with its decision encoded as the webhook sends it (src/webhook/encode.ts). */
+export type Reviewed = ReviewOutcome & { readonly response: AdmissionReviewV1Response };
+
+/** The outcome with its decision encoded for request `uid`, as the webhook sends it. */
+export function encoded(outcome: ReviewOutcome, uid = 'uid'): Reviewed {
+  return { ...outcome, response: encodeDecision(uid, outcome.decision) };
 }
 
-export function mutate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): ReviewOutcome {
+export function validate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): Reviewed {
   const c = opts.config ?? config();
-  return reviewMutate(requestFor(object, opts), c, opts.state ?? state([], c.revisions), BUILTIN_RULES);
+  const req = requestFor(object, opts);
+  return encoded(reviewValidate(req, c, opts.state ?? state([], c.revisions), BUILTIN_RULES), req.uid);
+}
+
+export function mutate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): Reviewed {
+  const c = opts.config ?? config();
+  const req = requestFor(object, opts);
+  return encoded(reviewMutate(req, c, opts.state ?? state([], c.revisions), BUILTIN_RULES), req.uid);
 }
 
 /** Rule ids that failed (denied or warned) in an outcome. */
@@ -71,7 +82,7 @@ export function failedRules(o: ReviewOutcome): string[] {
   return [...new Set([...o.denials, ...o.warnings].map((r) => r.ruleId))].sort();
 }
 
-export function decodePatch(o: ReviewOutcome): unknown[] {
+export function decodePatch(o: Reviewed): unknown[] {
   const p = o.response.response.patch;
   return p === undefined ? [] : (JSON.parse(Buffer.from(p, 'base64').toString('utf8')) as unknown[]);
 }

@@ -44,8 +44,8 @@ for (const [name, c] of Object.entries(configs)) {
       for (const operation of operations) {
         for (const subResource of ['', 'ephemeralcontainers', 'status']) {
           const req = requestFor(operation === 'DELETE' ? null : object, { operation, subResource, oldObject: operation === 'CREATE' ? null : object });
-          const ctx = { request: req, config: c, cluster: state() };
-          t.same(evaluate(BUILTIN_RULES.validating, ctx), reference(ctx), `${object.kind} ${operation} ${JSON.stringify(subResource)}: the same results`);
+          const ctx = { request: req, config: c, cluster: state(), memo: BUILTIN_RULES.memo };
+          t.same(evaluate(BUILTIN_RULES, ctx), reference(ctx), `${object.kind} ${operation} ${JSON.stringify(subResource)}: the same results`);
           compared++;
         }
       }
@@ -59,11 +59,28 @@ t.test('the plan depends on the shape of a request only: the same object in anot
   const pod = (namespace: string): KObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace }, spec: { containers: [{ name: 'app', image: 'nginx' }] } });
   const a = requestFor(pod('team-a'));
   const b = requestFor(pod('kube-system'));
-  t.equal(matchPlan(BUILTIN_RULES.validating, a, c), matchPlan(BUILTIN_RULES.validating, b, c), 'one plan for both');
-  const inTeam = evaluate(BUILTIN_RULES.validating, { request: a, config: c, cluster: state() });
-  const inSystem = evaluate(BUILTIN_RULES.validating, { request: b, config: c, cluster: state() });
+  t.equal(matchPlan(BUILTIN_RULES, a, c), matchPlan(BUILTIN_RULES, b, c), 'one plan for both');
+  const inTeam = evaluate(BUILTIN_RULES, { request: a, config: c, cluster: state(), memo: BUILTIN_RULES.memo });
+  const inSystem = evaluate(BUILTIN_RULES, { request: b, config: c, cluster: state(), memo: BUILTIN_RULES.memo });
   t.ok(inTeam.some((r) => r.ruleId === 'workload-host-network' && r.status === 'pass'), 'team-a: the workload rules run');
   t.ok(inSystem.some((r) => r.ruleId === 'workload-host-network' && r.status === 'skip' && r.reason === 'namespace kube-system is exempt'), 'kube-system: the same rule is skipped as exempt');
-  t.not(matchPlan(BUILTIN_RULES.validating, a, configs['a configuration with two rules disabled']), matchPlan(BUILTIN_RULES.validating, a, c), 'another configuration gets its own plan');
-  t.ok(Object.isFrozen(matchPlan(BUILTIN_RULES.validating, a, c)), 'a shared plan is frozen');
+  t.not(matchPlan(BUILTIN_RULES, a, configs['a configuration with two rules disabled']), matchPlan(BUILTIN_RULES, a, c), 'another configuration gets its own plan');
+  t.ok(Object.isFrozen(matchPlan(BUILTIN_RULES, a, c)), 'a shared plan is frozen');
+});
+
+t.test('caches belong to a rule set: a subset gets its own plans, and a memoized answer is per request', async (t) => {
+  const c = configs['the default configuration'];
+  const req = requestFor(objects[1] as KObject);
+  const subset = BUILTIN_RULES.withValidating(BUILTIN_RULES.validating.filter((r) => r.id.startsWith('workload-')));
+  t.not(matchPlan(subset, req, c), matchPlan(BUILTIN_RULES, req, c), 'the subset does not reuse the built-in set\'s plan');
+  t.equal(matchPlan(subset, req, c).length, subset.validating.length, 'its plan covers its own rules');
+  t.equal(BUILTIN_RULES.pass('workload-host-network'), BUILTIN_RULES.pass('workload-host-network'), 'one shared pass result per rule');
+  t.not(subset.memo, BUILTIN_RULES.memo, 'each set has its own request memo');
+  const key = { name: 'test answer' };
+  let computed = 0;
+  const answer = (r: typeof req): number => subset.memo.get(key, r, c, () => ++computed);
+  t.equal(answer(req), 1, 'computed for the first request');
+  t.equal(answer(req), 1, 'kept for the same request');
+  t.equal(answer(requestFor(objects[1] as KObject)), 2, 'computed again for another request');
+  t.equal(subset.memo.get(key, req, configs['a configuration with team-a exempt'], () => ++computed), 3, 'and for another configuration');
 });

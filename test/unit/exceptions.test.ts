@@ -9,7 +9,7 @@ import { reviewValidate } from '../../src/core/pipeline.ts';
 import { decodeException, type MeshguardException } from '../../src/core/exception-model.ts';
 import { withExceptions } from '../../src/kube/exception-store.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
-import { ADMIN, FIXTURES, TENANT, config, loadYaml, ns, requestFor, state } from '../helpers/review.ts';
+import { ADMIN, FIXTURES, TENANT, config, encoded, loadYaml, ns, requestFor, state } from '../helpers/review.ts';
 
 const NOW = Date.parse('2026-06-01T00:00:00Z');
 const hostNetDs = loadYaml(join(FIXTURES, 'rules/workload-host-network/bad/a-daemon-set-with-host-network.yaml')).find((d) => d.kind === 'DaemonSet') as KObject;
@@ -72,14 +72,14 @@ t.test('an exception lets through only the findings it covers, until it expires'
 t.test('an excepted admission is allowed and says so: warning, audit annotation and audit record name the exception and its expiry', async (t) => {
   const e = decoded(exception({ ...base, expires: '2099-01-01T00:00:00Z' }));
   const cluster = withExceptions(meshed, { forNamespace: (n) => (n === 'workloads-meshed' ? [e] : []) });
-  const out = reviewValidate(requestFor(hostNetDs), config(), cluster, BUILTIN_RULES);
+  const out = encoded(reviewValidate(requestFor(hostNetDs), config(), cluster, BUILTIN_RULES));
   t.equal(out.response.response.allowed, true, 'allowed');
   t.same(out.response.response.warnings, ['policy workload-host-network: excepted by MeshguardException workloads-meshed/node-exporter until 2099-01-01T00:00:00Z']);
   t.match(out.response.response.auditAnnotations?.['excepted-workload-host-network'], /^MeshguardException workloads-meshed\/node-exporter \(expires 2099-01-01T00:00:00Z; reason: node-exporter reads the node network\): hostNetwork: true/);
   t.equal(out.audit?.verdict, 'warned');
   t.same(out.audit?.exceptions?.map((x) => [x.rule, x.exception, x.expires]), [['workload-host-network', 'workloads-meshed/node-exporter', '2099-01-01T00:00:00Z']]);
   const expired = decoded(exception({ ...base, expires: '2020-01-01T00:00:00Z' }));
-  const late = reviewValidate(requestFor(hostNetDs), config(), withExceptions(meshed, { forNamespace: () => [expired] }), BUILTIN_RULES);
+  const late = encoded(reviewValidate(requestFor(hostNetDs), config(), withExceptions(meshed, { forNamespace: () => [expired] }), BUILTIN_RULES));
   t.equal(late.response.response.allowed, false, 'an expired exception stops applying: denied');
   t.match(late.response.response.status?.message, '[workload-host-network]');
 });
@@ -93,10 +93,10 @@ t.test('only meshguard administrators may create or change a MeshguardException,
     ['an admin is refused a malformed one', { user: ADMIN, mode: 'enforce', object: exception({ ...base, reason: '' }) as KObject }, false],
   ];
   for (const [name, o, want] of rows) {
-    const out = reviewValidate(requestFor(o.object ?? obj, { user: o.user }), config({ mode: o.mode }), meshed, BUILTIN_RULES);
+    const out = encoded(reviewValidate(requestFor(o.object ?? obj, { user: o.user }), config({ mode: o.mode }), meshed, BUILTIN_RULES));
     t.equal(out.response.response.allowed, want, name);
     if (!want) t.match(out.response.response.status?.message, '[exception-admin-only]', `${name}: names the rule`);
   }
-  const update = reviewValidate(requestFor(obj, { user: TENANT, operation: 'UPDATE', oldObject: obj }), config(), meshed, BUILTIN_RULES);
+  const update = encoded(reviewValidate(requestFor(obj, { user: TENANT, operation: 'UPDATE', oldObject: obj }), config(), meshed, BUILTIN_RULES));
   t.match(update.response.response.status?.message, 'only meshguard administrators may change a MeshguardException', 'a tenant cannot change one either');
 });

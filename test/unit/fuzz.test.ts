@@ -17,7 +17,8 @@ import fastJsonPatch from 'fast-json-patch';
 import { request as httpsRequest } from 'node:https';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { decodeReview } from '../../src/webhook/decode.ts';
-import { OPERATIONS, type AdmissionRequest, type AdmissionReviewV1Response, type KObject } from '../../src/core/request.ts';
+import { OPERATIONS, type AdmissionRequest, type KObject } from '../../src/core/request.ts';
+import { encodeDecision, type AdmissionReviewV1Response } from '../../src/webhook/encode.ts';
 import type { Config } from '../../src/config/types.ts';
 import { AUDIT_KEY, WARNING_MAX, WARNINGS_TOTAL_MAX } from '../../src/core/render.ts';
 import { reviewRequest, type Endpoint } from '../../src/core/pipeline.ts';
@@ -425,7 +426,7 @@ t.test('well-typed but odd reviews: decoded, no throw, well-formed answers, no r
         const run = runCase(c);
         if (run.outcome === undefined || run.request === undefined) throw new Error(`a well-typed review was refused by the decoder: ${run.decodeError}`);
         const wellFormed = !LONE_SURROGATE_ESCAPE.test(c.body) && !LONE_SURROGATE_ESCAPE.test(JSON.stringify(c.namespaceLabels ?? {}));
-        const problem = answerProblem(c.endpoint, run.request, run.outcome.response, wellFormed);
+        const problem = answerProblem(c.endpoint, run.request, encodeDecision(run.request.uid, run.outcome.decision), wellFormed);
         if (problem !== undefined) throw new Error(problem);
         const e = errorResults(run.outcome.results)[0];
         if (e !== undefined) throw new Error(`rule error on well-typed input: ${e.ruleId}: ${e.reason ?? ''}`);
@@ -453,7 +454,7 @@ t.test('garbage reviews (wrong types, nulls, arrays for maps, odd envelopes): no
           return;
         }
         decoded++;
-        const problem = answerProblem(c.endpoint, run.request as AdmissionRequest, (run.outcome as NonNullable<Run['outcome']>).response);
+        const problem = answerProblem(c.endpoint, run.request as AdmissionRequest, encodeDecision((run.request as AdmissionRequest).uid, (run.outcome as NonNullable<Run['outcome']>).decision));
         if (problem !== undefined) throw new Error(problem);
         for (const e of errorResults(run.outcome?.results ?? [])) if (!garbageErrors.has(e.ruleId)) garbageErrors.set(e.ruleId, e.reason ?? '');
       }),
@@ -510,7 +511,7 @@ t.test('any JSON at all: the decoder never throws and answers a coded error or a
       }
       ok++;
       const outcome = reviewRequest(endpoint, d.request, CONFIGS[0] as Config, state(), BUILTIN_RULES);
-      const problem = answerProblem(endpoint, d.request, outcome.response);
+      const problem = answerProblem(endpoint, d.request, encodeDecision(d.request.uid, outcome.decision));
       if (problem !== undefined) throw new Error(problem);
     }),
     { numRuns: RUNS * 4 },

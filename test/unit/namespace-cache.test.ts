@@ -7,12 +7,11 @@ import type { KObject } from '../../src/core/request.ts';
 import { SharedLabels } from '../../src/kube/namespace-cache.ts';
 import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { MODE_LABEL } from '../../src/core/decide.ts';
-import type { ReviewOutcome } from '../../src/core/pipeline.ts';
 import { MESH_LABELS } from '../../src/policies/lib/mesh.ts';
-import { ADMIN, TENANT, config, mutate, ruleFixtures, validate } from '../helpers/review.ts';
+import { ADMIN, TENANT, config, mutate, ruleFixtures, validate, type Reviewed } from '../helpers/review.ts';
 
 /** Everything a user or the apiserver sees of an outcome, less what differs per request (uid, time). */
-function verdict(o: ReviewOutcome): unknown {
+function verdict(o: Reviewed): unknown {
   return JSON.parse(JSON.stringify({ response: o.response, results: o.results, audit: o.audit }, (k, v: unknown) => (k === 'uid' || k === 'time' ? undefined : v)));
 }
 

@@ -3,11 +3,12 @@ import fastJsonPatch from 'fast-json-patch';
 import type { KObject } from '../../src/core/request.ts';
 import { copyJson, runPipeline } from '../../src/core/admission-chain.ts';
 import { reviewValidate } from '../../src/core/pipeline.ts';
+import { RuleSet } from '../../src/core/rule-set.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/core/types.ts';
 import { ALWAYS_ENFORCED } from '../../src/core/decide.ts';
 import { WARNING_MAX } from '../../src/core/render.ts';
-import { ADMIN, TENANT, config, decodePatch, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
+import { ADMIN, TENANT, config, decodePatch, encoded, failedRules, mutate, ns, requestFor, ruleFixtures, state, validate } from '../helpers/review.ts';
 
 const NS_RULES = ['namespace-mesh-enrollment', 'control-labels-admin-only'];
 
@@ -29,7 +30,7 @@ t.test('namespace fixtures go through mutate then validate, as the apiserver run
         const c = config({ mode });
         const obj = f.objects[0] as KObject;
         const r = runPipeline(obj, { uid: 'u1', userInfo: TENANT }, c, state([], c.revisions), BUILTIN_RULES);
-        const v = r.validation;
+        const v = encoded(r.validation, 'u1');
         if (f.expect === 'allow') {
           t.equal(v.response.response.allowed, true, 'allowed');
           // The mutation applies in both modes (mutation: apply), so a good fixture has no finding.
@@ -238,13 +239,13 @@ t.test('verdict plumbing: dry-run, DELETE, unknown kinds, throwing rules', async
       throw new TypeError('boom');
     },
   };
-  const rules = { validating: [thrower], mutating: [], lookup: () => undefined };
+  const rules = new RuleSet({ validating: [thrower], mutating: [], lookup: () => undefined });
   const req = requestFor(namespace('y', { 'istio-injection': 'enabled' }));
-  const denied = reviewValidate(req, config(), state(), rules);
+  const denied = encoded(reviewValidate(req, config(), state(), rules));
   t.equal(denied.response.response.allowed, false, 'in enforce mode a throwing rule denies (fail closed)');
   t.match(denied.response.response.status?.message, 'rule could not be evaluated (TypeError: boom)');
   t.equal(denied.results[0]?.status, 'error', 'the result is an error value');
-  const allowedOnError = reviewValidate(req, config({ onError: 'allow' }), state(), rules);
+  const allowedOnError = encoded(reviewValidate(req, config({ onError: 'allow' }), state(), rules));
   t.equal(allowedOnError.response.response.allowed, true, 'onError allow lets it through');
   t.match(allowedOnError.response.response.warnings?.[0], 'policy always-throws: rule could not be evaluated');
 });

@@ -141,7 +141,7 @@ t.test('error answers carry no stack trace or file path, including an internal e
       throw new TypeError("Cannot read properties of undefined (reading 'x')");
     },
   };
-  const throwing = await startServer({}, { rules: { ...BUILTIN_RULES, validating: [thrower] } });
+  const throwing = await startServer({}, { rules: BUILTIN_RULES.withValidating([thrower]) });
   t.teardown(() => throwing.close());
   const d = await post(throwing, '/validate', JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } })));
   t.equal(d.json().response.allowed, false, 'a throwing rule denies (fail closed)');

@@ -11,6 +11,7 @@
 //
 //   node tools/bench/micro.ts [--quick] [--json]
 import { parseArgs } from 'node:util';
+import { encodeDecision, encodeReview } from '../../src/webhook/encode.ts';
 import { decodeReview } from '../../src/webhook/decode.ts';
 import { StaticClusterState, namespaceLabels as cachedLabels, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -68,7 +69,7 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
     const t2 = performance.now();
     const outcome = reviewRequest(endpoint(r), d.request, config, cluster, BUILTIN_RULES);
     const t3 = performance.now();
-    const text = JSON.stringify(outcome.response);
+    const text = encodeReview(encodeDecision(d.request.uid, outcome.decision));
     const t4 = performance.now();
     sink += text.length;
     verdict = outcome.verdict;

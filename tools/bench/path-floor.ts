@@ -16,7 +16,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { decodeReview } from '../../src/webhook/decode.ts';
-import { encodeReview } from '../../src/webhook/encode.ts';
+import { encodeDecision, encodeReview } from '../../src/webhook/encode.ts';
 import { namespaceLabels as cachedLabels, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewRequest } from '../../src/core/pipeline.ts';
@@ -71,7 +71,7 @@ const server = createServer({ cert: readFileSync(values.cert, 'utf8'), key: read
     const r = decoded.request;
     const outcome = reviewRequest(endpoint, r, config, cluster, BUILTIN_RULES);
     recorder.observeReview({ endpoint, kind: r.kind.kind, operation: r.operation, verdict: outcome.verdict }, (performance.now() - started) / 1000);
-    const answer = encodeReview(outcome.response);
+    const answer = encodeReview(encodeDecision(r.uid, outcome.decision));
     res.writeHead(200, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(answer) }).end(answer);
   });
 });

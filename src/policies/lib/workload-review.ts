@@ -6,8 +6,8 @@
 // (scaling, adoption, metadata) is not judged: the deployment controller must be able to scale
 // down an old ReplicaSet while a fixed template rolls out.
 import type { AdmissionRequest } from '../../core/request.ts';
-import type { Config } from '../../config/types.ts';
-import { isSkip, skip, type Skip } from '../../core/types.ts';
+import type { MemoKey } from '../../core/rule-set.ts';
+import { isSkip, skip, type RuleContext, type Skip } from '../../core/types.ts';
 import { proxyOnlyWorkload, type ProxyOnly } from './istio-gateway.ts';
 import { isTerminating } from '../../core/objects.ts';
 import { podTemplate, rawTemplate, sameJson, workloadKind, type ContainerRef, type PodTemplate } from './pod-template.ts';
@@ -41,23 +41,14 @@ function whole(template: PodTemplate): Workload {
   return { template, scope: 'all', containers: template.containers, labels: template.labels, annotations: template.annotations };
 }
 
-/**
- * One answer per request: six workload rules ask in turn for the same request, and a controller
- * UPDATE compares two whole pod templates. The answer depends on the request alone (rules never
- * edit it) and rules run synchronously one request at a time, so the last answer is kept for the
- * next rule. (A WeakMap per request costs more than it saves: every entry is an ephemeron the
- * scavenger has to process.)
- */
-let lastRequest: AdmissionRequest | undefined;
-let lastAnswer: Workload | Skip | undefined;
+const WORKLOAD: MemoKey<Workload | Skip> = { name: 'reviewed workload' };
+const GATEWAY: MemoKey<ProxyOnly | undefined> = { name: 'reviewed gateway' };
 
-/** The workload under review, or why there is nothing to judge. */
-export function reviewedWorkload(req: AdmissionRequest): Workload | Skip {
-  if (req !== lastRequest || lastAnswer === undefined) {
-    lastAnswer = judgedWorkload(req);
-    lastRequest = req;
-  }
-  return lastAnswer;
+/** The workload under review, or why there is nothing to judge. Six workload rules ask for the
+ * same request, and a controller UPDATE compares two whole pod templates: the rule set's memo
+ * keeps the answer for the request (it depends on the request alone; rules never edit it). */
+export function reviewedWorkload(ctx: RuleContext): Workload | Skip {
+  return ctx.memo.get(WORKLOAD, ctx.request, ctx.config, () => judgedWorkload(ctx.request));
 }
 
 function judgedWorkload(req: AdmissionRequest): Workload | Skip {
@@ -82,20 +73,13 @@ function judgedWorkload(req: AdmissionRequest): Workload | Skip {
   };
 }
 
-let lastGatewayRequest: AdmissionRequest | undefined;
-let lastGatewayConfig: Config | undefined;
-let lastGateway: ProxyOnly | undefined;
-
 /**
  * The reviewed workload when it is one of Istio's own gateways or waypoints (a proxy-only pod,
  * see istio-gateway.ts), else undefined. Kept per request like reviewedWorkload: several rules ask.
  */
-export function reviewedGateway(req: AdmissionRequest, config: Config): ProxyOnly | undefined {
-  if (req !== lastGatewayRequest || config !== lastGatewayConfig) {
-    const w = reviewedWorkload(req);
-    lastGateway = isSkip(w) ? undefined : proxyOnlyWorkload(w.template, req, config);
-    lastGatewayRequest = req;
-    lastGatewayConfig = config;
-  }
-  return lastGateway;
+export function reviewedGateway(ctx: RuleContext): ProxyOnly | undefined {
+  return ctx.memo.get(GATEWAY, ctx.request, ctx.config, () => {
+    const w = reviewedWorkload(ctx);
+    return isSkip(w) ? undefined : proxyOnlyWorkload(w.template, ctx.request, ctx.config);
+  });
 }
