@@ -21,7 +21,9 @@ import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { splitPems, startSelfManagedCerts, storedFrom, type SelfManagedCerts } from '../../src/jobs/certs/manager.ts';
+import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/jobs/certs/loop.ts';
+import { splitPems } from '../../src/jobs/certs/plan.ts';
+import { storedFrom } from '../../src/jobs/certs/secret.ts';
 import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
@@ -379,7 +381,7 @@ t.test('a forced renewal and a CA rollover rotate the serving certificate while 
 // ------------------------------------------------------------------- two processes at once ---
 
 const RUNNER = `
-import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/jobs/certs/manager.ts'))};
+import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/jobs/certs/loop.ts'))};
 import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};

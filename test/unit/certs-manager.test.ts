@@ -10,22 +10,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Secret } from '@kubernetes/client-node';
-import {
-  bundleFor,
-  nextStored,
-  planRenewal,
-  renewalWindowMs,
-  SecretConflict,
-  secretFor,
-  servingSans,
-  splitPems,
-  startSelfManagedCerts,
-  storedFrom,
-  STAGED_AT_ANNOTATION,
-  type PlanInput,
-  type SecretStore,
-  type StoredCerts,
-} from '../../src/jobs/certs/manager.ts';
+import { SecretConflict, type SecretStore } from '../../src/jobs/certs/adapter.ts';
+import { startSelfManagedCerts } from '../../src/jobs/certs/loop.ts';
+import { bundleFor, nextStored, planRenewal, renewalWindowMs, servingSans, splitPems, type PlanInput, type StoredCerts } from '../../src/jobs/certs/plan.ts';
+import { secretFor, storedFrom, STAGED_AT_ANNOTATION } from '../../src/jobs/certs/secret.ts';
 import { generateBundle, generateCA } from '../../src/jobs/certs/selfsigned.ts';
 import { caBundlePatch, hasCaBundle, type PatchOutcome, type WebhookConfigurationLike, type WebhookPatcher } from '../../src/kube/webhook-patch.ts';
 import { config } from '../helpers/review.ts';

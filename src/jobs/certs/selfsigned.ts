@@ -1,5 +1,5 @@
 // Self-signed CA and serving certificate (ECDSA P-256, SHA-256) with selfsigned.
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { generate } from 'selfsigned';
 
@@ -10,7 +10,7 @@ export interface CertBundle {
   readonly key: string;
 }
 
-const DAY_MS = 86_400_000;
+export const DAY_MS = 86_400_000;
 
 export function defaultSans(namespace: string, service = 'meshguard'): string[] {
   return [
@@ -37,8 +37,22 @@ export interface GenerateOptions {
   readonly ca?: { readonly cert: string; readonly key: string };
 }
 
-export async function generateCA(days = 3650, now = new Date()): Promise<{ cert: string; key: string }> {
-  const ca = await generate([{ name: 'commonName', value: 'meshguard-ca' }, { name: 'organizationName', value: 'meshguard' }], {
+export function generateCA(days = 3650, now = new Date()): Promise<{ cert: string; key: string }> {
+  return caWithName('meshguard-ca', days, now);
+}
+
+/**
+ * A CA like generateCA's, but with a subject of its own: during a rollover two CAs are trusted at
+ * once, and certificates carry no authority key identifier, so a client that looks issuers up by
+ * name (OpenSSL, hence Node) would try the wrong one if both were "meshguard-ca".
+ */
+export function generateNamedCA(days: number, now: Date): Promise<{ cert: string; key: string }> {
+  const serial = `${now.toISOString().replace(/[-:]|\.\d+Z$/g, '')}-${randomBytes(3).toString('hex')}`;
+  return caWithName(`meshguard-ca-${serial}`, days, now);
+}
+
+async function caWithName(commonName: string, days: number, now: Date): Promise<{ cert: string; key: string }> {
+  const ca = await generate([{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'meshguard' }], {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',

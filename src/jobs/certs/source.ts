@@ -47,9 +47,9 @@ function uncovered(leaf: X509Certificate, names: readonly string[]): string[] {
 }
 
 /** Throws a CertificateError (with its code) when the pair is not usable now. */
-export function inspect(m: TlsMaterial, o: InspectOptions = {}): CertInfo {
+export function inspect(m: TlsMaterial, options: InspectOptions = {}): CertInfo {
   const key = 'server.certFile';
-  const what = o.source === undefined ? 'the serving certificate' : `the serving certificate ${o.source}`;
+  const what = options.source === undefined ? 'the serving certificate' : `the serving certificate ${options.source}`;
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(m.cert);
@@ -63,12 +63,12 @@ export function inspect(m: TlsMaterial, o: InspectOptions = {}): CertInfo {
     throw new CertificateError(key, 'CERT_UNREADABLE', `the private key of ${what} is not a PEM key (${(err as Error).message})`);
   }
   if (!matches) throw new CertificateError(key, 'CERT_KEY_MISMATCH', `the private key does not match ${what}`);
-  const now = o.nowMs ?? Date.now();
+  const now = options.nowMs ?? Date.now();
   const notBefore = new Date(leaf.validFrom);
   const notAfter = new Date(leaf.validTo);
   if (notBefore.getTime() > now) throw new CertificateError(key, 'CERT_NOT_YET_VALID', `${what} is valid only from ${notBefore.toISOString()}`);
   if (notAfter.getTime() <= now) throw new CertificateError(key, 'CERT_EXPIRED', `${what} expired on ${notAfter.toISOString()}`);
-  const missing = uncovered(leaf, o.names ?? []);
+  const missing = uncovered(leaf, options.names ?? []);
   if (missing.length > 0) {
     throw new CertificateError(key, 'CERT_NAMES', `${what} does not cover ${missing.join(', ')} (its names: ${leaf.subjectAltName ?? 'none'})`);
   }
@@ -97,7 +97,13 @@ function readMaterial(p: FilePaths): TlsMaterial {
   };
 }
 
-function writeAtomic(path: string, data: string, mode: number): void {
+/** tls.crt, tls.key and ca.crt in `dir` (the layout serve polls and the self-managed Secret fills). */
+export function certPaths(dir: string): FilePaths & { readonly caFile: string } {
+  return { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') };
+}
+
+/** Write through a temporary file and a rename, so a reader never sees half a file. */
+export function writeAtomic(path: string, data: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode });
   renameSync(tmp, path);
@@ -105,7 +111,7 @@ function writeAtomic(path: string, data: string, mode: number): void {
 
 /** Reuse certificates in `dir` when they cover the SANs for 30 more days; else generate them. */
 export async function ensureGenerated(dir: string, sans: readonly string[]): Promise<FilePaths & { generated: boolean }> {
-  const paths = { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), caFile: join(dir, 'ca.crt') };
+  const paths = certPaths(dir);
   try {
     const m = readMaterial(paths);
     inspect(m, { names: sans });
@@ -139,10 +145,10 @@ export class FileCertSource {
   #timer: NodeJS.Timeout | undefined;
   #failedFingerprint = '';
 
-  constructor(paths: FilePaths, o: { readonly names?: readonly string[]; readonly now?: () => number } = {}) {
+  constructor(paths: FilePaths, options: { readonly names?: readonly string[]; readonly now?: () => number } = {}) {
     this.paths = paths;
-    this.#names = o.names ?? [];
-    this.#now = o.now ?? Date.now;
+    this.#names = options.names ?? [];
+    this.#now = options.now ?? Date.now;
     try {
       this.#current = readMaterial(paths);
     } catch (err) {
