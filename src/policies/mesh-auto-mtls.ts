@@ -5,8 +5,8 @@
 // *.local or similar, tls.mode ISTIO_MUTUAL). Admission of the mesh config cannot see the
 // DestinationRules, so it only warns (advisory); scan judges the pair.
 import { skip, type ValidatingRule } from '../core/types.ts';
-import { at, DESTINATION_RULE, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio.ts';
-import { finding, meshConfigOf, ofKind, requestObject } from './lib/mesh-wide.ts';
+import { at, DESTINATION_RULE, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio-kinds.ts';
+import { finding, meshConfigOf, ofKind, requestObject } from './lib/inventory.ts';
 
 /** Hosts that cover every in-mesh service. */
 export const ROOT_DR_HOSTS: readonly string[] = ['*', '*.local', '*.cluster.local', '*.svc.cluster.local'];

@@ -5,8 +5,8 @@
 // weaker than STRICT is what peer-authentication-strict denies; deleting one is not sent to
 // meshguard (no DELETE webhooks), so scan is where a deleted mesh-wide policy shows.
 import { skip, type ValidatingRule } from '../core/types.ts';
-import { at, kindRef, PEER_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio.ts';
-import { ofKind, selectorLabels } from './lib/mesh-wide.ts';
+import { at, kindRef, PEER_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { ofKind, selectorLabels } from './lib/inventory.ts';
 
 export const meshRootStrictMtls: ValidatingRule = {
   id: 'mesh-root-strict-mtls',

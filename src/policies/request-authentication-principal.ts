@@ -7,8 +7,8 @@
 // the listed objects. Opinionated: audit by default.
 import { skip, type ValidatingRule } from '../core/types.ts';
 import type { KObject } from '../core/request.ts';
-import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, mapItems, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio.ts';
-import { covers, finding, ofKind, selectorLabels } from './lib/mesh-wide.ts';
+import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, mapItems, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio-kinds.ts';
+import { covers, finding, ofKind, selectorLabels } from './lib/inventory.ts';
 import { isTerminating } from '../core/objects.ts';
 
 

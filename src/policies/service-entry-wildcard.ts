@@ -23,7 +23,7 @@ import {
   wildcardBreadth,
   type AddressEntry,
 } from './lib/egress-reach.ts';
-import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio.ts';
+import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio-kinds.ts';
 import { isRecord as isMap, isTerminating } from '../core/objects.ts';
 
 const HOST_FIX = 'list the exact external hosts, or ask the platform team to allow-list the wildcard (serviceEntries.allowedWildcardHosts)';

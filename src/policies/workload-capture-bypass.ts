@@ -10,12 +10,12 @@
 // values.global.proxy.* onto every pod) is Istio's own and not reported.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
-import { show } from './lib/istio.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/install-values.ts';
+import { show } from './lib/istio-kinds.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
 import { CLASS_EFFECT, ProxyConfigJudge } from './lib/proxy-config.ts';
-import { quote } from './lib/workload-istio.ts';
-import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/istio-gateway.ts';
+import { quote } from './lib/injector.ts';
+import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/gateway-pods.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const TRAFFIC_PREFIX = 'traffic.sidecar.istio.io/';
@@ -121,7 +121,7 @@ export function workloadCaptureBypassRule(): ValidatingRule {
       const w = reviewedWorkload(ctx.request);
       if (isSkip(w)) return w;
       const out: Violation[] = [];
-      // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
+      // Istio's gateways are injected with the gateway template (lib/gateway-pods.ts checks their shape).
       const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx.request, ctx.config) !== undefined;
       // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
       // without building an entries array for every request.

@@ -6,10 +6,10 @@
 // not meshed. A label "true" with a conflicting annotation is reported too: Istio honours the
 // label, but the annotation is a latent opt-out once the label goes.
 import { isSkip, type RuleContext, type ValidatingRule, type Violation } from '../core/types.ts';
-import { show } from './lib/istio.ts';
-import { meshStatus } from './lib/mesh.ts';
+import { show } from './lib/istio-kinds.ts';
+import { meshStatus } from './lib/mesh-enrollment.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
-import { DATAPLANE_MODE, INJECT, quote } from './lib/workload-istio.ts';
+import { DATAPLANE_MODE, INJECT, quote } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload, type Workload } from './lib/workload-review.ts';
 
 const ID = 'workload-injection-opt-out';

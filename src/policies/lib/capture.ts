@@ -19,10 +19,10 @@
 // would set it) or the Pod carries it as an annotation (then workload-capture-bypass judges it).
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../core/types.ts';
-import { list, readInvocation, type IptablesInvocation, type Setting } from './istio-iptables.ts';
+import { list, readInvocation, type IptablesInvocation, type Setting } from './pilot-agent.ts';
 import { isRecord } from '../../core/objects.ts';
 import { containerLabel, type ContainerRef, type PodTemplate } from './pod-template.ts';
-import { INIT, isIstioImage, PROXY, PROXY_ID, quote, STATUS, VALIDATION } from './workload-istio.ts';
+import { INIT, isIstioImage, PROXY, PROXY_ID, quote, STATUS, VALIDATION } from './injector.ts';
 
 /** The proxy's own inbound ports, which Istio's injector excludes from inbound capture. */
 export const PROXY_PORTS: readonly string[] = ['15090', '15021', '15020'];
@@ -114,7 +114,7 @@ const ENV_ONLY: Readonly<Record<string, readonly string[]>> = {
 
 /**
  * Whether the value of a narrowing setting is allowed for this Pod. `mesh` holds the annotations
- * the injector derives from the mesh-wide install values (lib/istio-install-values.ts): a flag
+ * the injector derives from the mesh-wide install values (lib/install-values.ts): a flag
  * equal to the mesh-wide value is the platform's setting, judged where it is set.
  */
 function allowed(n: Narrowing, value: string, t: PodTemplate, config: Config, mesh: Readonly<Record<string, string>>): boolean {

@@ -8,7 +8,7 @@
 import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { isSkip, skip, type Skip } from '../../core/types.ts';
-import { proxyOnlyWorkload, type ProxyOnly } from './istio-gateway.ts';
+import { proxyOnlyWorkload, type ProxyOnly } from './gateway-pods.ts';
 import { isTerminating } from '../../core/objects.ts';
 import { podTemplate, rawTemplate, sameJson, workloadKind, type ContainerRef, type PodTemplate } from './pod-template.ts';
 

@@ -20,7 +20,7 @@ import type { Config } from '../../config/types.ts';
 import { proxyType } from './capture.ts';
 import { isRecord } from '../../core/objects.ts';
 import type { ContainerRef, PodTemplate } from './pod-template.ts';
-import { INJECT, isIstioImage, PROXY, STATUS } from './workload-istio.ts';
+import { INJECT, isIstioImage, PROXY, STATUS } from './injector.ts';
 
 export const INJECT_TEMPLATES = 'inject.istio.io/templates';
 export const MANAGED = 'gateway.istio.io/managed';

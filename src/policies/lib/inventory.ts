@@ -4,8 +4,8 @@
 // inventory finding.
 import type { AdmissionRequest, KObject } from '../../core/request.ts';
 import type { InventoryFinding, Violation } from '../../core/types.ts';
-import { at, ISTIO_OPERATOR, ROOT_NAMESPACE } from './istio.ts';
-import { parseMeshData } from './istio-mesh-config.ts';
+import { at, ISTIO_OPERATOR, ROOT_NAMESPACE } from './istio-kinds.ts';
+import { parseMeshData } from './mesh-config.ts';
 import { isRecord } from '../../core/objects.ts';
 
 export interface MeshConfigSource {

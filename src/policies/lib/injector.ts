@@ -100,7 +100,7 @@ const EMPTY: ReadonlySet<string> = new Set();
 
 /**
  * Why a container with a reserved name is not Istio's own; undefined when it is. `gatewayProxy`
- * is the proxy of one of Istio's gateways or waypoints (lib/istio-gateway.ts), which is Istio's
+ * is the proxy of one of Istio's gateways or waypoints (lib/gateway-pods.ts), which is Istio's
  * own although nothing injects it.
  */
 export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy?: ContainerRef): string | undefined {

@@ -6,7 +6,7 @@
 // defaultConfig is a ProxyConfig judged on its capture fields (lib/proxy-config.ts).
 import { parse } from 'yaml';
 import type { Violation } from '../../core/types.ts';
-import { at, isUnset, show } from './istio.ts';
+import { at, isUnset, show } from './istio-kinds.ts';
 import { isRecord } from '../../core/objects.ts';
 import { firstLine, judgeProxyConfig } from './proxy-config.ts';
 
