@@ -7,7 +7,7 @@ import type { Schema } from '../src/config/schema-dsl.ts';
 import { CERT_ERRORS, ERRORS } from '../src/errors.ts';
 import { ISTIO_KIND_DECISIONS } from '../src/policies/lib/istio-kinds.ts';
 import { RULES } from '../src/policies/registry.ts';
-import { CLASS_EFFECT, fieldTable } from '../src/policies/lib/proxy-config.ts';
+import { CLASS_EFFECT, fieldTable } from '../src/policies/lib/proxy-config-fields.ts';
 import { NARROWING } from '../src/policies/lib/install-values.ts';
 
 function defaultText(s: Schema): string {

@@ -11,9 +11,10 @@ import type { Config } from '../config/types.ts';
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { narrowingProblems } from './lib/install-values.ts';
 import { meshConfigProblems, parseMeshData } from './lib/mesh-config.ts';
-import { at, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio-kinds.ts';
+import { ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { at, show } from './lib/json-read.ts';
 import { isRecord, isTerminating } from '../core/objects.ts';
-import { parseGoYamlMapping } from './lib/proxy-config.ts';
+import { parseGoYamlMapping } from './lib/go-yaml.ts';
 
 export const INJECTOR_CONFIGMAP = 'istio-sidecar-injector';
 

@@ -7,7 +7,7 @@
 // injector's copy and no tenant's bypass.
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../core/types.ts';
-import { show } from './istio-kinds.ts';
+import { show } from './json-read.ts';
 import { isRecord } from '../../core/objects.ts';
 
 /** The values.global.proxy settings that decide capture, with Istio's chart defaults (values.yaml). */
