@@ -73,6 +73,14 @@ export const ENV_ONLY_SETTINGS: Readonly<Record<string, readonly string[]>> = {
   INBOUND_INTERCEPTION_MODE: ['', 'REDIRECT', 'TPROXY'],
 };
 
+/**
+ * Every environment variable istio-iptables reads: the ones bound to its flags, the env-only
+ * settings above, and INBOUND_TPROXY_MARK (env-only too, and not a capture setting).
+ */
+export const IPTABLES_ENV_NAMES: readonly string[] = [
+  ...new Set([...IPTABLES_FLAGS.flatMap((f) => f.env ?? []), ...Object.keys(ENV_ONLY_SETTINGS), 'INBOUND_TPROXY_MARK']),
+];
+
 const BY_NAME = new Map(IPTABLES_FLAGS.map((f) => [f.name, f]));
 const BY_SHORT = new Map(IPTABLES_FLAGS.filter((f) => f.short !== undefined).map((f) => [f.short as string, f]));
 const BY_ENV = new Map(IPTABLES_FLAGS.flatMap((f) => (f.env ?? []).map((e) => [e, f] as const)));

@@ -4,6 +4,7 @@
 // mesh config's defaultConfig. docs/ lists the table (fieldTable); lib/proxy-config.ts judges a
 // parsed ProxyConfig against it.
 import { PROXY_IMAGE_TYPES } from './injector.ts';
+import { IPTABLES_ENV_NAMES } from './pilot-agent.ts';
 
 /** What a field changes; everything but 'tuning' is denied unless allow-listed. */
 export type FieldClass = 'tuning' | 'capture' | 'control-plane' | 'bootstrap' | 'identity' | 'egress';
@@ -48,16 +49,12 @@ export const INTERCEPTION_MODE: Enum = { REDIRECT: 0, TPROXY: 1, NONE: 2 };
  * flag name upper-cased, '-' as '_', plus a few extra names), and the injector copies
  * proxyMetadata into the environment of istio-init and istio-proxy: a proxyMetadata entry can turn
  * capture off (DRY_RUN, SKIP_RULE_APPLY, CLEANUP_ONLY) or narrow it (a flag the template does not
- * pass, e.g. ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE or ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE).
+ * pass, e.g. ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE or ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE). So every
+ * name istio-iptables reads (lib/pilot-agent.ts) is a capture field, and so are ENVOY_PORT (which
+ * istio-iptables prints with its configuration) and the CNI's IPTABLES_TRACE_LOGGING. The entries
+ * below the spread override a few of them with their own allow-lists.
  */
-const IPTABLES_ENV = [
-  'DRY_RUN', 'SKIP_RULE_APPLY', 'CLEANUP_ONLY', 'RUN_VALIDATION', 'ENVOY_PORT', 'INBOUND_CAPTURE_PORT', 'INBOUND_TUNNEL_PORT',
-  'PROXY_UID', 'PROXY_GID', 'ENVOY_USER', 'ISTIO_INBOUND_INTERCEPTION_MODE', 'INBOUND_INTERCEPTION_MODE', 'ISTIO_INBOUND_PORTS',
-  'ISTIO_LOCAL_EXCLUDE_PORTS', 'ISTIO_EXCLUDE_INTERFACES', 'ISTIO_SERVICE_CIDR', 'ISTIO_SERVICE_EXCLUDE_CIDR', 'ISTIO_OUTBOUND_PORTS',
-  'ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE', 'KUBE_VIRT_INTERFACES', 'ISTIO_INBOUND_TPROXY_MARK', 'INBOUND_TPROXY_MARK',
-  'ISTIO_INBOUND_TPROXY_ROUTE_TABLE', 'IPTABLES_PROBE_PORT', 'PROBE_TIMEOUT', 'NETWORK_NAMESPACE', 'CNI_MODE',
-  'ISTIO_OUTBOUND_OWNER_GROUPS', 'ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE', 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR', 'IPTABLES_TRACE_LOGGING',
-] as const;
+const IPTABLES_ENV = [...IPTABLES_ENV_NAMES, 'ENVOY_PORT', 'IPTABLES_TRACE_LOGGING'];
 
 const PROXY_METADATA: Readonly<Record<string, FieldSpec>> = {
   ...Object.fromEntries(IPTABLES_ENV.map((k) => [k, f('string', 'capture', NONE)])),
