@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { CONFIG_SCHEMA } from '../src/config/schema.ts';
 import type { Schema } from '../src/config/schema-dsl.ts';
 import { CERT_ERRORS, ERRORS } from '../src/errors.ts';
-import { ISTIO_KIND_DECISIONS } from '../src/policies/lib/istio.ts';
+import { ISTIO_KIND_DECISIONS } from '../src/policies/lib/istio-kinds.ts';
 import { RULES } from '../src/policies/registry.ts';
-import { CLASS_EFFECT, fieldTable } from '../src/policies/lib/proxy-config.ts';
-import { NARROWING } from '../src/policies/lib/istio-install-values.ts';
+import { CLASS_EFFECT, fieldTable } from '../src/policies/lib/proxy-config-fields.ts';
+import { NARROWING } from '../src/policies/lib/install-values.ts';
 
 function defaultText(s: Schema): string {
   if (s.type === 'object') return '';
@@ -126,7 +126,7 @@ function istioKindsReference(): string[] {
     '',
     '## Istio kinds',
     '',
-    'Every kind of the Istio CRD set (`manifests/charts/base/files/crd-all.gen.yaml` of the pinned Istio module) in every served version, and what meshguard does about it in a tenant namespace: *covered* (the rules judge what it changes), *restricted* (only in `istioAdminNamespaces`) or *allowed* (deliberately not judged, for the reason given). From `ISTIO_KIND_DECISIONS` in `src/policies/lib/istio.ts`; a unit test keeps it equal to the CRD file.',
+    'Every kind of the Istio CRD set (`manifests/charts/base/files/crd-all.gen.yaml` of the pinned Istio module) in every served version, and what meshguard does about it in a tenant namespace: *covered* (the rules judge what it changes), *restricted* (only in `istioAdminNamespaces`) or *allowed* (deliberately not judged, for the reason given). From `ISTIO_KIND_DECISIONS` in `src/policies/lib/istio-kinds.ts`; a unit test keeps it equal to the CRD file.',
     '',
     '| kind | group | versions | decision | rules | why |',
     '|---|---|---|---|---|---|',

@@ -4,7 +4,7 @@
 import type { MeshguardException } from './exception-model.ts';
 
 /**
- * The namespace labels rules read from the cluster state: the mesh labels (policies/lib/mesh.ts)
+ * The namespace labels rules read from the cluster state: the mesh labels (policies/lib/mesh-enrollment.ts)
  * and the per-namespace mode (core/decide.ts). The cluster cache keeps only these, so 50 000
  * cached namespaces cost a name and a shared labels object each; NamespaceInfo's type makes
  * reading any other label a type error (test/unit/namespace-cache.test.ts checks the list).

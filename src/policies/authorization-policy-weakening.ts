@@ -5,7 +5,8 @@
 // finding. A platform that wants it as a warning pins the rule to audit (rules.<id>.mode: audit).
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { annotationsOf, isTerminating } from '../core/objects.ts';
-import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
+import { AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, webhookFor } from './lib/istio-kinds.ts';
+import { at, isUnset, mapItems } from './lib/json-read.ts';
 
 export const DRY_RUN = 'istio.io/dry-run';
 

@@ -4,7 +4,8 @@
 // mode counts as DISABLE: that is the protobuf default (ClientTLSSettings.TLSmode DISABLE = 0),
 // and a user-supplied tls block also switches auto mTLS off.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, DESTINATION_RULE, exemptOutsideRoot, isUnset, kindRef, mapItems, webhookFor } from './lib/istio.ts';
+import { DESTINATION_RULE, exemptOutsideRoot, kindRef, webhookFor } from './lib/istio-kinds.ts';
+import { at, isUnset, mapItems } from './lib/json-read.ts';
 import { isRecord, isTerminating } from '../core/objects.ts';
 
 function tlsProblem(tls: unknown, path: string): Violation | undefined {

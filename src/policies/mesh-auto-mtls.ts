@@ -5,8 +5,10 @@
 // *.local or similar, tls.mode ISTIO_MUTUAL). Admission of the mesh config cannot see the
 // DestinationRules, so it only warns (advisory); scan judges the pair.
 import { skip, type ValidatingRule } from '../core/types.ts';
-import { at, DESTINATION_RULE, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio.ts';
-import { finding, meshConfigOf, ofKind, requestObject } from './lib/mesh-wide.ts';
+import { DESTINATION_RULE, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { at, show } from './lib/json-read.ts';
+import { finding, ofKind, requestObject } from './lib/inventory.ts';
+import { meshConfigOf } from './lib/mesh-config.ts';
 
 /** Hosts that cover every in-mesh service. */
 export const ROOT_DR_HOSTS: readonly string[] = ['*', '*.local', '*.cluster.local', '*.svc.cluster.local'];
@@ -36,10 +38,10 @@ export const meshAutoMtls: ValidatingRule = {
       return d.metadata?.namespace === ROOT_NAMESPACE && exported && ROOT_DR_HOSTS.includes(show(at(d, 'spec', 'host'))) && at(d, 'spec', 'trafficPolicy', 'tls', 'mode') === 'ISTIO_MUTUAL';
     });
     if (rootRule) return [];
-    return objects.flatMap((o) => {
-      const source = meshConfigOf(o);
+    return objects.flatMap((obj) => {
+      const source = meshConfigOf(obj);
       if (source === undefined || source.mesh['enableAutoMtls'] !== false) return [];
-      return [finding(o, { message: `${MESSAGE}, and there is no such DestinationRule in ${ROOT_NAMESPACE}`, path: source.path('enableAutoMtls'), value: 'false' })];
+      return [finding(obj, { message: `${MESSAGE}, and there is no such DestinationRule in ${ROOT_NAMESPACE}`, path: source.path('enableAutoMtls'), value: 'false' })];
     });
   },
 };

@@ -3,17 +3,18 @@
 // `istio-<revision>` in istio-system (webhook placement 'mesh-config': istio-system only, names
 // starting with istio, fail open, because ConfigMaps there also serve as istiod's leader-election
 // locks), and IstioOperator spec.meshConfig (offline check, and in any namespace).
-// Install values that narrow capture for every pod (values.global.proxy.*, lib/istio-install-values.ts)
+// Install values that narrow capture for every pod (values.global.proxy.*, lib/install-values.ts)
 // are denied too, in an IstioOperator's spec.values and in the `values` key of the injector's
 // ConfigMap istio-sidecar-injector[-<revision>] (same placement: its name starts with istio-).
 import type { AdmissionRequest, KObject } from '../core/request.ts';
 import type { Config } from '../config/types.ts';
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { narrowingProblems } from './lib/istio-install-values.ts';
-import { meshConfigProblems, parseMeshData } from './lib/istio-mesh-config.ts';
-import { at, ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, show, webhookFor } from './lib/istio.ts';
+import { narrowingProblems } from './lib/install-values.ts';
+import { meshConfigProblems, parseMeshData } from './lib/mesh-config.ts';
+import { ISTIO_OPERATOR, kindRef, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { at, show } from './lib/json-read.ts';
 import { isRecord, isTerminating } from '../core/objects.ts';
-import { parseGoYamlMapping } from './lib/proxy-config.ts';
+import { parseGoYamlMapping } from './lib/go-yaml.ts';
 
 export const INJECTOR_CONFIGMAP = 'istio-sidecar-injector';
 

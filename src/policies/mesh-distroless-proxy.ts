@@ -3,9 +3,9 @@
 // manager; what values.global.variant=distroless or sidecar.istio.io/proxyImageType: distroless
 // select). An image pinned by digest alone cannot be told apart and counts as not distroless.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, mapItems, show } from './lib/istio.ts';
+import { at, mapItems, show } from './lib/json-read.ts';
 import { annotationsOf } from '../core/objects.ts';
-import { PROXY, STATUS } from './lib/workload-istio.ts';
+import { PROXY, STATUS } from './lib/injector.ts';
 
 /** The tag of an image reference (after the last ':' that follows the last '/'), without a digest. */
 export function imageTag(image: string): string {

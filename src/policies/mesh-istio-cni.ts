@@ -3,9 +3,9 @@
 // iptables, which the CNI node agent does instead (the injected pod then has istio-validation,
 // without those capabilities). Judged on the Pod after injection.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, mapItems } from './lib/istio.ts';
+import { at, mapItems } from './lib/json-read.ts';
 import { annotationsOf } from '../core/objects.ts';
-import { INIT, STATUS } from './lib/workload-istio.ts';
+import { INIT, STATUS } from './lib/injector.ts';
 
 export const meshIstioCni: ValidatingRule = {
   id: 'mesh-istio-cni',

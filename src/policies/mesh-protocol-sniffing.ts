@@ -6,8 +6,8 @@
 // or the port name prefix. Mirrors istio pkg/config/kube ConvertProtocol. Opinionated: audit by default.
 import type { KObject } from '../core/request.ts';
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, mapItems, show } from './lib/istio.ts';
-import { meshStatus } from './lib/mesh.ts';
+import { at, mapItems, show } from './lib/json-read.ts';
+import { meshStatus } from './lib/mesh-enrollment.ts';
 import { isTerminating } from '../core/objects.ts';
 
 const PROTOCOLS = new Set(['tcp', 'udp', 'grpc', 'grpc-web', 'http', 'http_proxy', 'http2', 'https', 'tls', 'mongo', 'redis', 'mysql']);

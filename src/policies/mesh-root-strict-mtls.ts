@@ -5,8 +5,9 @@
 // weaker than STRICT is what peer-authentication-strict denies; deleting one is not sent to
 // meshguard (no DELETE webhooks), so scan is where a deleted mesh-wide policy shows.
 import { skip, type ValidatingRule } from '../core/types.ts';
-import { at, kindRef, PEER_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio.ts';
-import { ofKind, selectorLabels } from './lib/mesh-wide.ts';
+import { kindRef, PEER_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { at } from './lib/json-read.ts';
+import { ofKind, selectorLabels } from './lib/inventory.ts';
 
 export const meshRootStrictMtls: ValidatingRule = {
   id: 'mesh-root-strict-mtls',

@@ -3,7 +3,7 @@
 // value that is present; a second pass changes nothing.
 import type { KObject, ObjectMeta } from '../core/request.ts';
 import type { MutatingRule } from '../core/types.ts';
-import { MESH_LABELS, injectionLabel } from './lib/mesh.ts';
+import { MESH_LABELS, injectionLabel } from './lib/mesh-enrollment.ts';
 import { isRecord } from '../core/objects.ts';
 
 function stringEntries(v: unknown): [string, string][] {

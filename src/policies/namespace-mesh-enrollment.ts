@@ -1,7 +1,7 @@
 // namespace-mesh-enrollment: a namespace must be in the mesh, on CREATE and on every UPDATE
 // (including the status and finalize subresources, which can also carry label edits).
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { MESH_LABELS, meshStatus } from './lib/mesh.ts';
+import { MESH_LABELS, meshStatus } from './lib/mesh-enrollment.ts';
 import { isTerminating, labelsOf } from '../core/objects.ts';
 
 export const namespaceMeshEnrollment: ValidatingRule = {

@@ -10,8 +10,8 @@ import type { AdmissionRequest } from '../core/request.ts';
 import type { Config } from '../config/types.ts';
 import { isAdmin } from '../core/users.ts';
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, mapItems, show } from './lib/istio.ts';
-import { meshStatus } from './lib/mesh.ts';
+import { at, mapItems, show } from './lib/json-read.ts';
+import { meshStatus } from './lib/mesh-enrollment.ts';
 import { isEverything, parseCidr, publicAddresses, type Cidr } from './lib/network-policy-cidr.ts';
 import { labelsOf, isTerminating } from '../core/objects.ts';
 

@@ -2,7 +2,8 @@
 // workload and for every port. PERMISSIVE accepts plaintext; DISABLE turns mTLS off. Kyverno's
 // enforce-strict-mtls checks only spec.mtls.mode; a port-level DISABLE is as much of a hole.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, exemptOutsideRoot, isUnset, keyPath, kindRef, PEER_AUTHENTICATION, show, webhookFor } from './lib/istio.ts';
+import { exemptOutsideRoot, kindRef, PEER_AUTHENTICATION, webhookFor } from './lib/istio-kinds.ts';
+import { at, isUnset, keyPath, show } from './lib/json-read.ts';
 import { isRecord, isTerminating } from '../core/objects.ts';
 
 function modeProblem(mode: unknown, path: string, what: string): Violation | undefined {

@@ -9,14 +9,14 @@
 // ambient CNI skips every pod carrying the sidecar status annotation (cni/pkg/util/
 // enablement_selector.go), so such a pod must really have one; and ambient.istio.io/redirection
 // is the CNI's own record (written through pods/status), which a workload may not set.
-// Istio's gateways and waypoints (lib/istio-gateway.ts) need no capture: the proxy is their only
+// Istio's gateways and waypoints (lib/gateway-pods.ts) need no capture: the proxy is their only
 // process.
 import { isSkip, skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { sidecarCaptureProblems } from './lib/capture.ts';
-import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
-import { meshStatus } from './lib/mesh.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/install-values.ts';
+import { meshStatus } from './lib/mesh-enrollment.ts';
 import { fieldPath, podTemplate, POD, type PodTemplate } from './lib/pod-template.ts';
-import { STATUS } from './lib/workload-istio.ts';
+import { STATUS } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 const FIX = "check that istiod's sidecar injector is running and selects this namespace, remove the workload's own istio-init/istio-proxy fields and capture overrides, then recreate the pod (e.g. kubectl rollout restart)";

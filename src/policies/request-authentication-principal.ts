@@ -7,8 +7,9 @@
 // the listed objects. Opinionated: audit by default.
 import { skip, type ValidatingRule } from '../core/types.ts';
 import type { KObject } from '../core/request.ts';
-import { at, AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, mapItems, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, stringItems, webhookFor } from './lib/istio.ts';
-import { covers, finding, ofKind, selectorLabels } from './lib/mesh-wide.ts';
+import { AUTHORIZATION_POLICY, exemptOutsideRoot, kindRef, REQUEST_AUTHENTICATION, ROOT_NAMESPACE, webhookFor } from './lib/istio-kinds.ts';
+import { at, mapItems, stringItems } from './lib/json-read.ts';
+import { covers, finding, ofKind, selectorLabels } from './lib/inventory.ts';
 import { isTerminating } from '../core/objects.ts';
 
 

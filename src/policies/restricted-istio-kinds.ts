@@ -3,7 +3,7 @@
 // TrafficExtension runs inline Lua on the traffic), so only the configured Istio admin namespaces
 // may hold them. No namespace is exempt from this rule.
 import { skip, type ValidatingRule } from '../core/types.ts';
-import { ENVOY_FILTER, kindRef, PROXY_CONFIG, TRAFFIC_EXTENSION, WASM_PLUGIN, webhookFor } from './lib/istio.ts';
+import { ENVOY_FILTER, kindRef, PROXY_CONFIG, TRAFFIC_EXTENSION, WASM_PLUGIN, webhookFor } from './lib/istio-kinds.ts';
 import { isTerminating } from '../core/objects.ts';
 
 const KINDS = [ENVOY_FILTER, WASM_PLUGIN, TRAFFIC_EXTENSION, PROXY_CONFIG];

@@ -23,7 +23,8 @@ import {
   wildcardBreadth,
   type AddressEntry,
 } from './lib/egress-reach.ts';
-import { at, exemptOutsideRoot, kindRef, SERVICE_ENTRY, show, stringItems, webhookFor } from './lib/istio.ts';
+import { exemptOutsideRoot, kindRef, SERVICE_ENTRY, webhookFor } from './lib/istio-kinds.ts';
+import { at, show, stringItems } from './lib/json-read.ts';
 import { isRecord as isMap, isTerminating } from '../core/objects.ts';
 
 const HOST_FIX = 'list the exact external hosts, or ask the platform team to allow-list the wildcard (serviceEntries.allowedWildcardHosts)';

@@ -3,7 +3,8 @@
 // only with ALLOW_ANY), send traffic for unknown hosts out of the mesh. A selector-less Sidecar in
 // the root namespace applies mesh-wide, so no namespace is exempt from this rule.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { at, isUnset, kindRef, ROOT_NAMESPACE, show, SIDECAR, webhookFor } from './lib/istio.ts';
+import { kindRef, ROOT_NAMESPACE, SIDECAR, webhookFor } from './lib/istio-kinds.ts';
+import { at, isUnset, show } from './lib/json-read.ts';
 import { isRecord, isTerminating } from '../core/objects.ts';
 
 const FIX = 'remove spec.outboundTrafficPolicy (the mesh REGISTRY_ONLY policy then applies) and declare external hosts with ServiceEntries';

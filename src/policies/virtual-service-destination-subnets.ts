@@ -9,7 +9,8 @@
 // registered hosts and is not judged.
 import { skip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { excessText, listedTexts, rangesOverLimit, type AddressEntry } from './lib/egress-reach.ts';
-import { at, exemptOutsideRoot, kindRef, mapItems, stringItems, VIRTUAL_SERVICE, webhookFor } from './lib/istio.ts';
+import { exemptOutsideRoot, kindRef, VIRTUAL_SERVICE, webhookFor } from './lib/istio-kinds.ts';
+import { at, mapItems, stringItems } from './lib/json-read.ts';
 import { isTerminating } from '../core/objects.ts';
 
 const FIX = 'match only the subnets the route is for, no wider than serviceEntries.addressLimit, or remove destinationSubnets';

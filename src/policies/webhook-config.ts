@@ -61,19 +61,19 @@ function ruleEntries(rules: readonly Rule[], placement: Placement): RuleEntry[] 
     .sort((a, b) => `${a.apiGroups[0]}/${a.resources[0]}`.localeCompare(`${b.apiGroups[0]}/${b.resources[0]}`));
 }
 
-function clientConfig(o: WebhookConfigOptions, path: string): Record<string, unknown> {
+function clientConfig(options: WebhookConfigOptions, path: string): Record<string, unknown> {
   const cc: Record<string, unknown> = {};
-  if (o.client.url !== undefined) cc['url'] = `${o.client.url.replace(/\/$/, '')}${path}`;
-  else if (o.client.service !== undefined) cc['service'] = { ...o.client.service, path };
-  if (o.caBundle !== undefined) cc['caBundle'] = o.caBundle;
+  if (options.client.url !== undefined) cc['url'] = `${options.client.url.replace(/\/$/, '')}${path}`;
+  else if (options.client.service !== undefined) cc['service'] = { ...options.client.service, path };
+  if (options.caBundle !== undefined) cc['caBundle'] = options.caBundle;
   return cc;
 }
 
-function notIn(names: readonly string[], o: { exemptLabel?: boolean } = {}): Record<string, unknown> {
+function notIn(names: readonly string[], settings: { exemptLabel?: boolean } = {}): Record<string, unknown> {
   const byName = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...new Set(names)].sort() };
   // NotIn also matches namespaces without the label: only the labelled ones are left out.
   const byLabel = { key: EXEMPT_LABEL, operator: 'NotIn', values: [EXEMPT_VALUE] };
-  return { matchExpressions: o.exemptLabel === true ? [byName, byLabel] : [byName] };
+  return { matchExpressions: settings.exemptLabel === true ? [byName, byLabel] : [byName] };
 }
 
 const LABELS_OR_ANNOTATIONS_CHANGED =
@@ -129,57 +129,57 @@ function splitNamespaces(entries: RuleEntry[]): { namespaces: RuleEntry[]; rest:
   return { namespaces, rest };
 }
 
-function webhook(o: WebhookConfigOptions, name: string, path: string, rules: RuleEntry[], extra: Record<string, unknown>): Record<string, unknown> {
+function webhook(options: WebhookConfigOptions, name: string, path: string, rules: RuleEntry[], extra: Record<string, unknown>): Record<string, unknown> {
   return {
     name,
     admissionReviewVersions: ['v1'],
     sideEffects: 'None',
     matchPolicy: 'Equivalent',
-    timeoutSeconds: o.timeoutSeconds ?? 5,
-    failurePolicy: o.failurePolicy,
-    clientConfig: clientConfig(o, path),
+    timeoutSeconds: options.timeoutSeconds ?? 5,
+    failurePolicy: options.failurePolicy,
+    clientConfig: clientConfig(options, path),
     rules,
     ...extra,
   };
 }
 
-function metadata(o: WebhookConfigOptions): Record<string, unknown> {
-  const m: Record<string, unknown> = { name: o.name ?? 'meshguard', labels: { 'app.kubernetes.io/name': 'meshguard', ...o.labels } };
-  if (o.annotations !== undefined && Object.keys(o.annotations).length > 0) m['annotations'] = { ...o.annotations };
+function metadata(options: WebhookConfigOptions): Record<string, unknown> {
+  const m: Record<string, unknown> = { name: options.name ?? 'meshguard', labels: { 'app.kubernetes.io/name': 'meshguard', ...options.labels } };
+  if (options.annotations !== undefined && Object.keys(options.annotations).length > 0) m['annotations'] = { ...options.annotations };
   return m;
 }
 
-export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Record<string, unknown>; validating: Record<string, unknown> } {
-  const mutatingRules = o.rules.filter((r) => r.type === 'mutating');
-  const validatingRules = o.rules.filter((r) => r.type === 'validating');
-  const defaultNames = [...ALWAYS_EXCLUDED, ...o.exemptNamespaces, o.meshguardNamespace];
+export function webhookConfigurations(options: WebhookConfigOptions): { mutating: Record<string, unknown>; validating: Record<string, unknown> } {
+  const mutatingRules = options.rules.filter((r) => r.type === 'mutating');
+  const validatingRules = options.rules.filter((r) => r.type === 'validating');
+  const defaultNames = [...ALWAYS_EXCLUDED, ...options.exemptNamespaces, options.meshguardNamespace];
   // Workloads: not in infrastructure namespaces labelled exempt either, so that their Pods (a
   // CNI's, after a node replacement) start while meshguard is down.
   const workloadExcluded = notIn(defaultNames, { exemptLabel: true });
-  const minimalExcluded = notIn([...ALWAYS_EXCLUDED, o.meshguardNamespace]);
+  const minimalExcluded = notIn([...ALWAYS_EXCLUDED, options.meshguardNamespace]);
   const { namespaces, rest } = splitNamespaces(ruleEntries(validatingRules, 'default'));
   const validating: Record<string, unknown>[] = [];
   // Namespaces have their own webhook, excluded by name only: a selector on the exempt label would
   // also hide a tenant's attempt to set it from the rule that guards it.
   if (namespaces.length > 0) {
     validating.push(
-      webhook(o, 'validate.meshguard.dev', '/validate', namespaces, {
+      webhook(options, 'validate.meshguard.dev', '/validate', namespaces, {
         namespaceSelector: notIn(defaultNames),
         matchConditions: [...DELETION_PATH_CONDITIONS, ...NAMESPACE_CONDITIONS],
       }),
     );
   }
   if (rest.length > 0) {
-    validating.push(webhook(o, 'validate-workloads.meshguard.dev', '/validate', rest, { namespaceSelector: workloadExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
+    validating.push(webhook(options, 'validate-workloads.meshguard.dev', '/validate', rest, { namespaceSelector: workloadExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
   }
   const all = ruleEntries(validatingRules, 'all-namespaces');
-  if (all.length > 0) validating.push(webhook(o, 'validate-all-namespaces.meshguard.dev', '/validate', all, { namespaceSelector: minimalExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
+  if (all.length > 0) validating.push(webhook(options, 'validate-all-namespaces.meshguard.dev', '/validate', all, { namespaceSelector: minimalExcluded, matchConditions: [...DELETION_PATH_CONDITIONS] }));
   const meshConfig = ruleEntries(validatingRules, 'mesh-config');
   if (meshConfig.length > 0) {
     // ConfigMaps double as leader-election locks: only the mesh config in istio-system is sent,
     // and the call fails open so that meshguard being down never blocks istiod's own locks.
     validating.push(
-      webhook(o, 'validate-mesh-config.meshguard.dev', '/validate', meshConfig, {
+      webhook(options, 'validate-mesh-config.meshguard.dev', '/validate', meshConfig, {
         failurePolicy: 'Ignore',
         namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [MESH_CONFIG_NAMESPACE] }] },
         matchConditions: [{ name: 'istio-mesh-config', expression: "object.metadata.name == 'istio' || object.metadata.name.startsWith('istio-')" }],
@@ -190,9 +190,9 @@ export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Reco
     mutating: {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
-      metadata: metadata(o),
+      metadata: metadata(options),
       webhooks: [
-        webhook(o, 'mutate.meshguard.dev', '/mutate', ruleEntries(mutatingRules, 'default'), {
+        webhook(options, 'mutate.meshguard.dev', '/mutate', ruleEntries(mutatingRules, 'default'), {
           // Never enrol an infrastructure namespace in the mesh (its creation is still validated).
           namespaceSelector: workloadExcluded,
           // The mutation only adds labels when none is present; another mutator running after it
@@ -204,7 +204,7 @@ export function webhookConfigurations(o: WebhookConfigOptions): { mutating: Reco
     validating: {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'ValidatingWebhookConfiguration',
-      metadata: metadata(o),
+      metadata: metadata(options),
       webhooks: validating,
     },
   };

@@ -10,12 +10,12 @@
 // values.global.proxy.* onto every pod) is Istio's own and not reported.
 import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { meshInjectorValues, StampedAnnotations } from './lib/istio-install-values.ts';
-import { show } from './lib/istio.ts';
+import { meshInjectorValues, StampedAnnotations } from './lib/install-values.ts';
+import { quote, show } from './lib/json-read.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
-import { CLASS_EFFECT, ProxyConfigJudge } from './lib/proxy-config.ts';
-import { quote } from './lib/workload-istio.ts';
-import { INJECT_TEMPLATES as GATEWAY_TEMPLATE_KEY } from './lib/istio-gateway.ts';
+import { CLASS_EFFECT } from './lib/proxy-config-fields.ts';
+import { ProxyConfigJudge } from './lib/proxy-config.ts';
+import { INJECT_TEMPLATES, INTERCEPTION_MODE_ANNOTATION, PROXY_IMAGE_TYPES } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const TRAFFIC_PREFIX = 'traffic.sidecar.istio.io/';
@@ -26,7 +26,7 @@ const PROXY = 'changes the injected proxy (image, bootstrap, control plane, volu
 /** Annotations judged by exact name, with what they do. */
 export const BYPASS_ANNOTATIONS: Readonly<Record<string, string>> = {
   'istio.io/reroute-virtual-interfaces': CAPTURE,
-  'sidecar.istio.io/interceptionMode': CAPTURE,
+  [INTERCEPTION_MODE_ANNOTATION]: CAPTURE,
   'ambient.istio.io/bypass-inbound-capture': CAPTURE,
   'ambient.istio.io/dns-capture': CAPTURE,
   'proxy.istio.io/config': PROXY,
@@ -36,7 +36,7 @@ export const BYPASS_ANNOTATIONS: Readonly<Record<string, string>> = {
   'sidecar.istio.io/discoveryAddress': PROXY,
   'sidecar.istio.io/userVolume': PROXY,
   'sidecar.istio.io/userVolumeMount': PROXY,
-  'inject.istio.io/templates': `${PROXY}; only the default "sidecar" template is allowed`,
+  [INJECT_TEMPLATES]: `${PROXY}; only the default "sidecar" template is allowed`,
   'status.sidecar.istio.io/port': `${PROXY}; "0" removes the proxy's status port and readiness probe`,
 };
 
@@ -50,12 +50,12 @@ export const FULL_CAPTURE: Readonly<Record<string, readonly string[]>> = {
   'traffic.sidecar.istio.io/includeOutboundIPRanges': ['*'],
   'traffic.sidecar.istio.io/includeInboundPorts': ['*'],
   'traffic.sidecar.istio.io/excludeInboundPorts': ['15020'],
-  'inject.istio.io/templates': ['sidecar'],
+  [INJECT_TEMPLATES]: ['sidecar'],
   'ambient.istio.io/dns-capture': ['true'],
   // TPROXY captures everything too (it keeps the client's source address).
-  'sidecar.istio.io/interceptionMode': ['REDIRECT', 'TPROXY'],
+  [INTERCEPTION_MODE_ANNOTATION]: ['REDIRECT', 'TPROXY'],
   // The image variants Istio publishes: the same proxy, built on another base image.
-  'sidecar.istio.io/proxyImageType': ['default', 'debug', 'distroless'],
+  'sidecar.istio.io/proxyImageType': PROXY_IMAGE_TYPES,
 };
 
 /** What the annotation does, or undefined when it is not a capture bypass. */
@@ -121,15 +121,15 @@ export function workloadCaptureBypassRule(): ValidatingRule {
       const w = reviewedWorkload(ctx);
       if (isSkip(w)) return w;
       const out: Violation[] = [];
-      // Istio's gateways are injected with the gateway template (lib/istio-gateway.ts checks their shape).
-      const gateway = w.annotations[GATEWAY_TEMPLATE_KEY] === 'gateway' && reviewedGateway(ctx) !== undefined;
+      // Istio's gateways are injected with the gateway template (lib/gateway-pods.ts checks their shape).
+      const gateway = w.annotations[INJECT_TEMPLATES] === 'gateway' && reviewedGateway(ctx) !== undefined;
       // for...in over the parsed annotations (own keys: JSON objects inherit nothing enumerable),
       // without building an entries array for every request.
       for (const key in w.annotations) {
         if (!Object.hasOwn(w.annotations, key)) continue;
         const value = w.annotations[key];
         const effect = bypassEffect(key, value);
-        if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === GATEWAY_TEMPLATE_KEY)) continue;
+        if (effect === undefined || allowListed(ctx.config, key, value) || (gateway && key === INJECT_TEMPLATES)) continue;
         if (key === PROXY_CONFIG) {
           out.push(...proxyConfigViolations(judge, value, w.template, ctx.config));
           continue;

@@ -6,10 +6,10 @@
 // not meshed. A label "true" with a conflicting annotation is reported too: Istio honours the
 // label, but the annotation is a latent opt-out once the label goes.
 import { isSkip, type RuleContext, type ValidatingRule, type Violation } from '../core/types.ts';
-import { show } from './lib/istio.ts';
-import { meshStatus } from './lib/mesh.ts';
+import { quote, show } from './lib/json-read.ts';
+import { LABEL_DATAPLANE, meshStatus } from './lib/mesh-enrollment.ts';
 import { fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type PodTemplate } from './lib/pod-template.ts';
-import { DATAPLANE_MODE, INJECT, quote } from './lib/workload-istio.ts';
+import { INJECT } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload, type Workload } from './lib/workload-review.ts';
 
 const ID = 'workload-injection-opt-out';
@@ -70,15 +70,15 @@ function injectProblems(w: Workload): Violation[] {
 }
 
 function dataplaneProblems(w: Workload): Violation[] {
-  const mode = w.labels[DATAPLANE_MODE];
+  const mode = w.labels[LABEL_DATAPLANE];
   if (mode === undefined || mode === 'ambient') return [];
   return [{
     message: mode === 'none'
-      ? `label ${DATAPLANE_MODE}=none takes the pod out of the ambient mesh`
-      : `label ${DATAPLANE_MODE} is ${quote(mode)}, which is not a mesh mode (only "ambient" is)`,
-    path: metaPath(w.template, 'labels', DATAPLANE_MODE),
+      ? `label ${LABEL_DATAPLANE}=none takes the pod out of the ambient mesh`
+      : `label ${LABEL_DATAPLANE} is ${quote(mode)}, which is not a mesh mode (only "ambient" is)`,
+    path: metaPath(w.template, 'labels', LABEL_DATAPLANE),
     value: show(mode),
-    fix: `remove the label ${DATAPLANE_MODE} (the namespace decides), or set it to ambient`,
+    fix: `remove the label ${LABEL_DATAPLANE} (the namespace decides), or set it to ambient`,
   }];
 }
 

@@ -12,7 +12,8 @@ import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { isRecord, stringMap } from '../core/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
 import { interceptionMode } from './lib/capture.ts';
-import { INIT, isIstioOwn, notIstioOwn, PROXY, quote, VALIDATION } from './lib/workload-istio.ts';
+import { INIT, isIstioOwn, notIstioOwn, PROXY, VALIDATION } from './lib/injector.ts';
+import { quote } from './lib/json-read.ts';
 import { reviewedWorkload } from './lib/workload-review.ts';
 
 /** Capabilities that can change the pod's network stack. */

@@ -9,7 +9,7 @@ import type { Config } from '../config/types.ts';
 import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { isRecord } from '../core/objects.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
-import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/workload-istio.ts';
+import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 const WHY = `${PROXY_ID} is the Istio proxy's identity, whose traffic the sidecar lets out uncaptured`;

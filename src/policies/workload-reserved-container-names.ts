@@ -6,10 +6,10 @@
 // say so (whether they still capture everything is pod-sidecar-present's question); in a pod
 // template they are a violation unless the template's status annotation lists them (istioctl
 // kube-inject output: the injector replaces them). The proxy of one of Istio's gateways or
-// waypoints (lib/istio-gateway.ts) is Istio's own.
+// waypoints (lib/gateway-pods.ts) is Istio's own.
 import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
 import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef } from './lib/pod-template.ts';
-import { notIstioOwn, RESERVED_NAMES } from './lib/workload-istio.ts';
+import { notIstioOwn, RESERVED_NAMES } from './lib/injector.ts';
 import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
 
 export const workloadReservedContainerNames: ValidatingRule = {

@@ -8,7 +8,7 @@ import { checkManifests } from '../../src/cli/check.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
 import type { Config } from '../../src/config/types.ts';
 import { ISTIO_CONFIG_RULES } from '../../src/policies/istio-config-rules.ts';
-import { ISTIO_KINDS, type IstioKind } from '../../src/policies/lib/istio.ts';
+import { ISTIO_KINDS, type IstioKind } from '../../src/policies/lib/istio-kinds.ts';
 import { isBroadWildcard, isUnboundedAddress } from '../../src/policies/service-entry-wildcard.ts';
 import { config, failedRules, ruleFixtures, state, validate, type ReviewOptions } from '../helpers/review.ts';
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { rulesReference } from '../../tools/sync-docs.ts';
-import { ISTIO_KIND_DECISIONS, ISTIO_KINDS } from '../../src/policies/lib/istio.ts';
+import { ISTIO_KIND_DECISIONS, ISTIO_KINDS } from '../../src/policies/lib/istio-kinds.ts';
 import { RULES } from '../../src/policies/registry.ts';
 import { FIXTURES } from '../helpers/review.ts';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { KObject } from '../../src/core/request.ts';
 import { StaticClusterState } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
-import { meshConfigProblems, outboundMode } from '../../src/policies/lib/istio-mesh-config.ts';
+import { meshConfigProblems, outboundMode } from '../../src/policies/lib/mesh-config.ts';
 import { config, FIXTURES, failedRules, loadYaml, ns, validate } from '../helpers/review.ts';
 
 const RULE = 'mesh-config-outbound-policy';

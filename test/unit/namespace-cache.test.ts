@@ -7,7 +7,7 @@ import type { KObject } from '../../src/core/request.ts';
 import { SharedLabels } from '../../src/kube/namespace-cache.ts';
 import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { MODE_LABEL } from '../../src/core/decide.ts';
-import { MESH_LABELS } from '../../src/policies/lib/mesh.ts';
+import { MESH_LABELS } from '../../src/policies/lib/mesh-enrollment.ts';
 import { ADMIN, TENANT, config, mutate, ruleFixtures, validate, type Reviewed } from '../helpers/review.ts';
 
 /** Everything a user or the apiserver sees of an outcome, less what differs per request (uid, time). */

@@ -6,8 +6,9 @@ import t from 'tap';
 import type { KObject } from '../../src/core/request.ts';
 import { StaticClusterState } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
-import { captureValues, narrowingProblems, stampedAnnotations } from '../../src/policies/lib/istio-install-values.ts';
-import { fieldTable, judgeProxyConfig, MAX_PROXY_CONFIG_BYTES, parseProxyConfigText, ProxyConfigJudge, PROXY_CONFIG_FIELDS, protoName, type ProxyConfigPolicy } from '../../src/policies/lib/proxy-config.ts';
+import { captureValues, narrowingProblems, stampedAnnotations } from '../../src/policies/lib/install-values.ts';
+import { fieldTable, PROXY_CONFIG_FIELDS, protoName } from '../../src/policies/lib/proxy-config-fields.ts';
+import { judgeProxyConfig, MAX_PROXY_CONFIG_BYTES, parseProxyConfigText, ProxyConfigJudge, type ProxyConfigPolicy } from '../../src/policies/lib/proxy-config.ts';
 import { config, failedRules, ns, validate } from '../helpers/review.ts';
 
 const WORKLOAD: ProxyConfigPolicy = { scope: 'workload', allow: {}, unknownFields: 'deny' };

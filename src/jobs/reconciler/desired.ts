@@ -2,7 +2,7 @@
 // should exist out. No API call, no clock, no randomness: the same input gives the same output.
 import type { Config, GeneratedResource } from '../../config/types.ts';
 import { isExempt } from '../../core/match.ts';
-import { LABEL_DATAPLANE, meshStatus } from '../../policies/lib/mesh.ts';
+import { LABEL_DATAPLANE, meshStatus } from '../../policies/lib/mesh-enrollment.ts';
 import { ambientSpec, defaultDenySpec, egressSpec, ingressSpec, withServerDefaults } from './network-policies.ts';
 import { MANAGED_LABELS, NAMES, objectKey, type DesiredObject, type ManagedKind } from './resources.ts';
 

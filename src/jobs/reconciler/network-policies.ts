@@ -6,7 +6,7 @@
 // is one isolating policy plus separate allow policies: a tuned or extra allow never has to
 // restate the others.
 import type { Config } from '../../config/types.ts';
-import { ROOT_NAMESPACE } from '../../policies/lib/istio.ts';
+import { ROOT_NAMESPACE } from '../../policies/lib/istio-kinds.ts';
 import { isRecord } from '../../core/objects.ts';
 
 /** Set by the API server on every namespace (Kubernetes 1.21 and later); tenants cannot change it. */

@@ -1,5 +1,7 @@
-// Effective capture: what will actually redirect a Pod's traffic into its proxy, judged from what
-// configures it rather than from names and annotations. Validation runs after every mutating
+// Effective capture: whether an injected sidecar Pod's traffic will really go through a real
+// proxy, judged from what sets the redirection up (istio-iptables or the Istio CNI, as in
+// cni/pkg/plugin and tools/istio-iptables of the pinned istio.io/istio module) rather than from
+// names and annotations. Validation runs after every mutating
 // webhook, so the Pod meshguard sees is the Pod that runs: Istio's injected containers with
 // whatever the workload declared for them merged in (Istio's "customization").
 //
@@ -19,13 +21,11 @@
 // would set it) or the Pod carries it as an annotation (then workload-capture-bypass judges it).
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../core/types.ts';
-import { list, readInvocation, type IptablesInvocation, type Setting } from './istio-iptables.ts';
+import { ENV_ONLY_SETTINGS, list, parseBool, proxyType, readInvocation, type IptablesInvocation, type Setting } from './pilot-agent.ts';
 import { isRecord } from '../../core/objects.ts';
 import { containerLabel, type ContainerRef, type PodTemplate } from './pod-template.ts';
-import { INIT, isIstioImage, PROXY, PROXY_ID, quote, STATUS, VALIDATION } from './workload-istio.ts';
-
-/** The proxy's own inbound ports, which Istio's injector excludes from inbound capture. */
-export const PROXY_PORTS: readonly string[] = ['15090', '15021', '15020'];
+import { INIT, INTERCEPTION_MODE_ANNOTATION, isIstioImage, PROXY, PROXY_ID, PROXY_PORTS, proxyOf, STATUS, VALIDATION } from './injector.ts';
+import { quote } from './json-read.ts';
 
 const CAPTURE_FIX = "let Istio's injector write the capture container (remove the workload's istio-init/istio-validation fields and capture overrides), or ask the platform team to allow the value (captureBypass.allow)";
 
@@ -41,7 +41,7 @@ interface Narrowing {
 const NARROWING: readonly Narrowing[] = [
   {
     flag: 'istio-inbound-interception-mode',
-    annotation: 'sidecar.istio.io/interceptionMode',
+    annotation: INTERCEPTION_MODE_ANNOTATION,
     what: 'the interception mode',
     full: (v) => v === 'REDIRECT' || v === 'TPROXY',
   },
@@ -67,7 +67,7 @@ const NARROWING: readonly Narrowing[] = [
     flag: 'istio-local-exclude-ports',
     annotation: 'traffic.sidecar.istio.io/excludeInboundPorts',
     what: 'the inbound ports excluded',
-    full: (v) => v === '15090,15021,15020' || list(v).every((p) => PROXY_PORTS.includes(p)),
+    full: (v) => v === PROXY_PORTS.join(',') || list(v).every((p) => PROXY_PORTS.includes(p)),
   },
   {
     flag: 'istio-local-outbound-ports-exclude',
@@ -103,18 +103,9 @@ const FIXED: Readonly<Record<string, readonly string[]>> = {
 
 const FIXED_ENTRIES = Object.entries(FIXED);
 
-/** Environment-only settings of istio-iptables (env.Register) and the values that keep full capture. */
-const ENV_ONLY: Readonly<Record<string, readonly string[]>> = {
-  ENVOY_USER: ['istio-proxy'],
-  ISTIO_OUTBOUND_OWNER_GROUPS: ['*'],
-  ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: [''],
-  ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: ['127.0.0.1/32'],
-  INBOUND_INTERCEPTION_MODE: ['', 'REDIRECT', 'TPROXY'],
-};
-
 /**
  * Whether the value of a narrowing setting is allowed for this Pod. `mesh` holds the annotations
- * the injector derives from the mesh-wide install values (lib/istio-install-values.ts): a flag
+ * the injector derives from the mesh-wide install values (lib/install-values.ts): a flag
  * equal to the mesh-wide value is the platform's setting, judged where it is set.
  */
 function allowed(n: Narrowing, value: string, t: PodTemplate, config: Config, mesh: Readonly<Record<string, string>>): boolean {
@@ -189,9 +180,9 @@ function envOnly(c: ContainerRef, out: Violation[]): void {
   const env = c.container['env'];
   if (!Array.isArray(env)) return;
   env.forEach((e: unknown, i) => {
-    if (!isRecord(e) || typeof e['name'] !== 'string' || !Object.hasOwn(ENV_ONLY, e['name'])) return;
+    if (!isRecord(e) || typeof e['name'] !== 'string' || !Object.hasOwn(ENV_ONLY_SETTINGS, e['name'])) return;
     const name = e['name'];
-    const ok = typeof e['value'] === 'string' && (ENV_ONLY[name] ?? []).includes(e['value']);
+    const ok = typeof e['value'] === 'string' && (ENV_ONLY_SETTINGS[name] ?? []).includes(e['value']);
     if (ok) return;
     const shown = typeof e['value'] === 'string' ? `${name}=${quote(e['value'])}` : `${name} from valueFrom`;
     out.push({ message: `${containerLabel(c)} sets ${shown}, which changes whose traffic istio-iptables captures`, path: `${c.path}.env[${i}]`, value: name, fix: CAPTURE_FIX });
@@ -209,37 +200,12 @@ function validationProblems(c: ContainerRef, inv: IptablesInvocation, out: Viola
   });
 }
 
-/** The proxy container: in containers, or a native sidecar in initContainers. */
-export function proxyOf(t: PodTemplate): ContainerRef | undefined {
-  return t.containers.find(
-    (c) => c.name === PROXY && (c.list === 'containers' || (c.list === 'initContainers' && c.container['restartPolicy'] === 'Always')),
-  );
-}
-
-function args(c: ContainerRef): readonly unknown[] {
-  const a = c.container['args'];
-  return Array.isArray(a) ? a : [];
-}
-
-function commandIsAgent(c: ContainerRef): boolean {
-  const cmd = c.container['command'];
-  if (cmd === undefined) return true;
-  return Array.isArray(cmd) && cmd.length === 1 && typeof cmd[0] === 'string' && /(^|\/)pilot-agent$/.test(cmd[0]);
-}
-
-/** The proxy type the container runs (`pilot-agent proxy <type>`), or undefined when it is not the agent. */
-export function proxyType(c: ContainerRef): string | undefined {
-  if (!commandIsAgent(c)) return undefined;
-  const a = args(c);
-  return a[0] === 'proxy' && typeof a[1] === 'string' ? a[1] : undefined;
-}
-
 function envTrue(c: ContainerRef, name: string): Setting | undefined {
   const env = c.container['env'];
   if (!Array.isArray(env)) return undefined;
   for (let i = 0; i < env.length; i++) {
     const e: unknown = env[i];
-    if (isRecord(e) && e['name'] === name && typeof e['value'] === 'string' && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(e['value'])) {
+    if (isRecord(e) && e['name'] === name && typeof e['value'] === 'string' && parseBool(e['value']) === 'true') {
       return { value: e['value'], at: `env[${i}]` };
     }
   }
@@ -251,7 +217,7 @@ function proxyProblems(p: ContainerRef, config: Config, out: Violation[]): void 
   if (!isIstioImage(p.image, config)) {
     out.push({ message: `${PROXY} runs image ${quote(p.image)}, which is not an allowed Istio proxy image (istioProxyImages)`, path: `${p.path}.image`, value: p.image });
   }
-  const type = proxyType(p);
+  const type = proxyType(p.container);
   if (type !== 'sidecar') {
     out.push({
       message: type === undefined
@@ -322,6 +288,6 @@ export function interceptionMode(t: PodTemplate): string {
     const m = readInvocation(init.container).flags.get('istio-inbound-interception-mode');
     if (m !== undefined) return m.value;
   }
-  const a = t.annotations['sidecar.istio.io/interceptionMode'];
+  const a = t.annotations[INTERCEPTION_MODE_ANNOTATION];
   return typeof a === 'string' ? a : 'REDIRECT';
 }

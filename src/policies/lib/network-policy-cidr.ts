@@ -1,4 +1,4 @@
-// Which part of an ipBlock is public address space: the CIDR minus its `except` entries minus the
+// Not Istio: which part of a Kubernetes NetworkPolicy ipBlock is public address space: the CIDR minus its `except` entries minus the
 // ranges that are not globally reachable (IANA special-purpose registries: private, shared,
 // loopback, link-local, documentation, benchmarking, multicast, reserved). Addresses are BigInt
 // intervals, so IPv4 and IPv6 go through the same subtraction.

@@ -5,7 +5,7 @@
 // workload rule reads the eight shapes the same way. Every reader is defensive: any field may
 // have any type, and a missing part is an empty map.
 import type { KindRef, WebhookResource } from '../../core/types.ts';
-import { at } from './istio.ts';
+import { at } from './json-read.ts';
 import { isRecord, stringMap } from '../../core/objects.ts';
 
 type Json = Readonly<Record<string, unknown>>;

@@ -8,156 +8,11 @@
 // integers may be quoted, durations are Go durations, and unknown fields are ignored (a strict
 // pass fails, then a lenient one succeeds). Reading differently from Istio would be a bypass, so
 // what Istio would reject is reported as a parse error here, and anything ambiguous (duplicate
-// keys, several YAML documents) too.
-import { isMap, isScalar, parseAllDocuments, visit, type Document, type Tags } from 'yaml';
+// keys, several YAML documents) too. The text is read by lib/go-yaml.ts; the fields, their types
+// and allow-lists are in lib/proxy-config-fields.ts.
 import { isRecord } from '../../core/objects.ts';
-
-/** What a field changes; everything but 'tuning' is denied unless allow-listed. */
-export type FieldClass = 'tuning' | 'capture' | 'control-plane' | 'bootstrap' | 'identity' | 'egress';
-
-export const CLASS_EFFECT: Readonly<Record<FieldClass | 'unknown', string>> = {
-  tuning: 'tunes the proxy (lifecycle, threads, timeouts, headers, stats)',
-  capture: 'changes which traffic the mesh captures',
-  'control-plane': 'changes the control plane the proxy connects to or how it authenticates to it',
-  bootstrap: "replaces the proxy's bootstrap, binaries, image, ports or runtime, or runs commands as the proxy",
-  identity: "changes the proxy's certificates, keys, mesh identity or which client addresses it trusts",
-  egress: 'makes the proxy send data to an address of its own choosing, outside the egress policy',
-  unknown: 'is not a ProxyConfig field meshguard knows (Istio ignores fields its ProxyConfig lacks; newer Istio versions may not)',
-};
-
-type Enum = Readonly<Record<string, number>>;
-type FieldType = 'string' | 'bool' | 'int32' | 'uint32' | 'double' | 'duration' | 'strings' | 'stringMap' | 'message' | Enum;
-
-export interface FieldSpec {
-  readonly type: FieldType;
-  readonly class: FieldClass;
-  /** Values allowed by default in a workload's annotation: "*" any, [] none. Enums by name. */
-  readonly allow: readonly string[];
-  /** Values allowed mesh-wide (defaultConfig), when they differ from `allow`. */
-  readonly meshAllow?: readonly string[];
-  /** A message judged field by field (tracing, image), or a map judged key by key (proxyMetadata). */
-  readonly fields?: Readonly<Record<string, FieldSpec>>;
-  /** Keys of a map field that are not in `fields`: their class and default allow-list. */
-  readonly otherKeys?: 'unknown';
-}
-
-const ANY = ['*'] as const;
-const NONE: readonly string[] = [];
-const BOOL = ['true', 'false'] as const;
-const f = (type: FieldType, cls: FieldClass, allow: readonly string[], extra: Partial<FieldSpec> = {}): FieldSpec => ({ type, class: cls, allow, ...extra });
-const tuning = (type: FieldType): FieldSpec => f(type, 'tuning', ANY);
-
-/** InboundInterceptionMode: REDIRECT and TPROXY capture everything; NONE captures nothing. */
-export const INTERCEPTION_MODE: Enum = { REDIRECT: 0, TPROXY: 1, NONE: 2 };
-
-/**
- * istio-iptables reads each of its flags from an environment variable too (pkg/flag BindEnv: the
- * flag name upper-cased, '-' as '_', plus a few extra names), and the injector copies
- * proxyMetadata into the environment of istio-init and istio-proxy: a proxyMetadata entry can turn
- * capture off (DRY_RUN, SKIP_RULE_APPLY, CLEANUP_ONLY) or narrow it (a flag the template does not
- * pass, e.g. ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE or ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE).
- */
-const IPTABLES_ENV = [
-  'DRY_RUN', 'SKIP_RULE_APPLY', 'CLEANUP_ONLY', 'RUN_VALIDATION', 'ENVOY_PORT', 'INBOUND_CAPTURE_PORT', 'INBOUND_TUNNEL_PORT',
-  'PROXY_UID', 'PROXY_GID', 'ENVOY_USER', 'ISTIO_INBOUND_INTERCEPTION_MODE', 'INBOUND_INTERCEPTION_MODE', 'ISTIO_INBOUND_PORTS',
-  'ISTIO_LOCAL_EXCLUDE_PORTS', 'ISTIO_EXCLUDE_INTERFACES', 'ISTIO_SERVICE_CIDR', 'ISTIO_SERVICE_EXCLUDE_CIDR', 'ISTIO_OUTBOUND_PORTS',
-  'ISTIO_LOCAL_OUTBOUND_PORTS_EXCLUDE', 'KUBE_VIRT_INTERFACES', 'ISTIO_INBOUND_TPROXY_MARK', 'INBOUND_TPROXY_MARK',
-  'ISTIO_INBOUND_TPROXY_ROUTE_TABLE', 'IPTABLES_PROBE_PORT', 'PROBE_TIMEOUT', 'NETWORK_NAMESPACE', 'CNI_MODE',
-  'ISTIO_OUTBOUND_OWNER_GROUPS', 'ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE', 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR', 'IPTABLES_TRACE_LOGGING',
-] as const;
-
-const PROXY_METADATA: Readonly<Record<string, FieldSpec>> = {
-  ...Object.fromEntries(IPTABLES_ENV.map((k) => [k, f('string', 'capture', NONE)])),
-  // DNS capture on is more capture, not less; mesh-wide, off is Istio's default.
-  ISTIO_META_DNS_CAPTURE: f('string', 'capture', ['true'], { meshAllow: BOOL }),
-  REDIRECT_DNS: f('string', 'capture', ['true'], { meshAllow: BOOL }),
-  CAPTURE_ALL_DNS: f('string', 'capture', ['true'], { meshAllow: BOOL }),
-  // How the rules are written, not what they capture: the platform's choice, not a tenant's.
-  INVALID_DROP: f('string', 'capture', NONE, { meshAllow: BOOL }),
-  DROP_INVALID: f('string', 'capture', NONE, { meshAllow: BOOL }),
-  DUAL_STACK: f('string', 'capture', NONE, { meshAllow: BOOL }),
-  ISTIO_DUAL_STACK: f('string', 'capture', NONE, { meshAllow: BOOL }),
-  NATIVE_NFTABLES: f('string', 'capture', NONE, { meshAllow: ANY }),
-  FORCE_APPLY: f('string', 'capture', NONE, { meshAllow: ANY }),
-  RECONCILE: f('string', 'capture', NONE, { meshAllow: ANY }),
-  FORCE_IPTABLES_BINARY: f('string', 'capture', NONE, { meshAllow: ANY }),
-  // Documented per-workload tuning (istio.io: jobs that exit, drain timing, DNS auto-allocation).
-  EXIT_ON_ZERO_ACTIVE_CONNECTIONS: f('string', 'tuning', BOOL),
-  MINIMUM_DRAIN_DURATION: tuning('string'),
-  ISTIO_META_DNS_AUTO_ALLOCATE: f('string', 'tuning', BOOL),
-};
-
-const TRACING: Readonly<Record<string, FieldSpec>> = {
-  zipkin: f('message', 'egress', NONE),
-  lightstep: f('message', 'egress', NONE),
-  datadog: f('message', 'egress', NONE),
-  stackdriver: f('message', 'egress', NONE),
-  openCensusAgent: f('message', 'egress', NONE),
-  tlsSettings: f('message', 'egress', NONE),
-  customTags: tuning('message'),
-  maxPathTagLength: tuning('uint32'),
-  sampling: tuning('double'),
-  enableIstioTags: tuning('bool'),
-};
-
-/** Every ProxyConfig field of the pinned istio.io/api, by JSON name. */
-export const PROXY_CONFIG_FIELDS: Readonly<Record<string, FieldSpec>> = {
-  configPath: f('string', 'bootstrap', NONE),
-  binaryPath: f('string', 'bootstrap', NONE),
-  serviceCluster: tuning('string'),
-  tracingServiceName: tuning({ APP_LABEL_AND_NAMESPACE: 0, CANONICAL_NAME_ONLY: 1, CANONICAL_NAME_AND_NAMESPACE: 2 }),
-  drainDuration: tuning('duration'),
-  discoveryAddress: f('string', 'control-plane', NONE),
-  discoveryRefreshDelay: f('duration', 'control-plane', NONE),
-  zipkinAddress: f('string', 'egress', NONE),
-  statsdUdpAddress: f('string', 'egress', NONE),
-  envoyMetricsServiceAddress: f('string', 'egress', NONE),
-  proxyAdminPort: f('int32', 'bootstrap', NONE),
-  availabilityZone: f('string', 'control-plane', NONE),
-  controlPlaneAuthPolicy: f({ NONE: 0, MUTUAL_TLS: 1, INHERIT: 1000 }, 'control-plane', NONE),
-  customConfigFile: f('string', 'bootstrap', NONE),
-  statNameLength: tuning('int32'),
-  concurrency: tuning('int32'),
-  proxyBootstrapTemplatePath: f('string', 'bootstrap', NONE),
-  interceptionMode: f(INTERCEPTION_MODE, 'capture', ['REDIRECT', 'TPROXY']),
-  tracing: f('message', 'egress', NONE, { fields: TRACING }),
-  sds: f('message', 'identity', NONE),
-  envoyAccessLogService: f('message', 'egress', NONE),
-  envoyMetricsService: f('message', 'egress', NONE),
-  proxyMetadata: f('stringMap', 'capture', NONE, { fields: PROXY_METADATA, otherKeys: 'unknown' }),
-  runtimeValues: f('stringMap', 'bootstrap', NONE),
-  statusPort: f('int32', 'bootstrap', NONE),
-  extraStatTags: tuning('strings'),
-  gatewayTopology: f('message', 'identity', NONE),
-  terminationDrainDuration: tuning('duration'),
-  meshId: f('string', 'identity', NONE),
-  // An exec probe here is run by the agent, as the proxy's UID, which iptables lets out uncaptured.
-  readinessProbe: f('message', 'bootstrap', NONE),
-  proxyStatsMatcher: tuning('message'),
-  holdApplicationUntilProxyStarts: tuning('bool'),
-  caCertificatesPem: f('strings', 'identity', NONE),
-  // The image variants Istio publishes (pkg/kube/inject: default, debug, distroless).
-  image: f('message', 'bootstrap', NONE, { fields: { imageType: f('string', 'bootstrap', ['default', 'debug', 'distroless']) } }),
-  privateKeyProvider: f('message', 'identity', NONE),
-  proxyHeaders: tuning('message'),
-  fileFlushInterval: tuning('duration'),
-  fileFlushMinSizeKb: tuning('uint32'),
-  statsCompression: tuning('bool'),
-  connectionSettings: tuning('message'),
-};
-
-/** JSON name to proto name, as protoc derives it (the reverse: lower_snake_case). */
-export function protoName(jsonName: string): string {
-  return jsonName.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-}
-
-/** Per message table, proto name to JSON name: a constant derived from the tables above. */
-const PROTO_NAMES = new Map<object, ReadonlyMap<string, string>>();
-function indexProtoNames(table: Readonly<Record<string, FieldSpec>>): void {
-  PROTO_NAMES.set(table, new Map(Object.keys(table).map((name) => [protoName(name), name])));
-  for (const spec of Object.values(table)) if (spec.type === 'message' && spec.fields !== undefined) indexProtoNames(spec.fields);
-}
-indexProtoNames(PROXY_CONFIG_FIELDS);
+import { parseGoYamlMapping } from './go-yaml.ts';
+import { NONE, PROXY_CONFIG_FIELDS, protoNamesOf, type Enum, type FieldClass, type FieldSpec, type FieldType } from './proxy-config-fields.ts';
 
 /** One field set, with what it changes and why it is denied. */
 export interface ProxyConfigFinding {
@@ -177,80 +32,6 @@ export interface ProxyConfigPolicy {
   readonly allow: Readonly<Record<string, readonly string[]>>;
   /** Fields (and proxyMetadata keys) meshguard does not know. */
   readonly unknownFields: 'deny' | 'allow';
-}
-
-// go-yaml v2 (what Istio's YAMLToJSON uses) has no timestamps, binary, sets or sexagesimal
-// numbers: those read as strings there, so they must not become Dates or numbers here.
-const GO_YAML_V2_EXTRAS = new Set(['timestamp', 'binary', 'omap', 'pairs', 'set', 'intTime', 'floatTime'].flatMap((n) => [n, `tag:yaml.org,2002:${n}`]));
-const goYamlTags = (tags: Tags): Tags =>
-  tags.filter((t) => (typeof t === 'string' ? !GO_YAML_V2_EXTRAS.has(t) : !(GO_YAML_V2_EXTRAS.has(t.tag) || ('format' in t && t.format === 'TIME'))));
-
-/** The first line of a parser message, without the code excerpt that follows it. */
-export function firstLine(message: string): string {
-  const line = (message.split('\n')[0] ?? '').replace(/:$/, '');
-  return line.length > 160 ? `${line.slice(0, 159)}…` : line;
-}
-
-/**
- * The first key that a mapping repeats (as JSON sees keys: 1 and "1" are the same), or a key
- * that is not a scalar; one pass with a set per mapping (the parser's own uniqueKeys check
- * compares every pair of keys). Readers disagree on which duplicate wins, so it is an error.
- */
-function duplicateKey(doc: Document): string | undefined {
-  let found: string | undefined;
-  visit(doc, {
-    Map(_key, map) {
-      if (!isMap(map)) return undefined;
-      const seen = new Set<string>();
-      for (const pair of map.items) {
-        const k = pair.key;
-        if (!isScalar(k)) {
-          found = 'a mapping key is not a plain value';
-          return visit.BREAK;
-        }
-        const name = String(k.value);
-        if (name === '<<') continue; // YAML 1.1 merge keys
-        if (seen.has(name)) {
-          found = `map keys must be unique; ${JSON.stringify(name)} is repeated${k.range === undefined || k.range === null ? '' : ` at offset ${k.range[0]}`}`;
-          return visit.BREAK;
-        }
-        seen.add(name);
-      }
-      return undefined;
-    },
-  });
-  return found;
-}
-
-/**
- * YAML or JSON text as go-yaml v2 reads it (Istio's protomarshal.ApplyYAML and the injector's
- * values), as a mapping, or why it does not parse. Empty and `null` are an empty mapping (Istio
- * treats a top-level null as no change).
- */
-export function parseGoYamlMapping(text: string): { readonly value: Readonly<Record<string, unknown>> } | { readonly error: string } {
-  let docs;
-  try {
-    docs = parseAllDocuments(text, { version: '1.1', customTags: goYamlTags, uniqueKeys: false, merge: true });
-  } catch (err) {
-    return { error: `not valid YAML or JSON: ${firstLine(err instanceof Error ? err.message : String(err))}` };
-  }
-  if (!Array.isArray(docs)) return { value: {} };
-  if (docs.length > 1) return { error: 'holds several YAML documents; Istio reads only the first' };
-  const doc = docs[0];
-  if (doc === undefined) return { value: {} };
-  const problem = doc.errors[0];
-  if (problem !== undefined) return { error: `not valid YAML or JSON: ${firstLine(problem.message)}` };
-  const duplicate = duplicateKey(doc);
-  if (duplicate !== undefined) return { error: `not valid YAML or JSON: ${duplicate}` };
-  let value: unknown;
-  try {
-    value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    return { error: `not valid YAML or JSON: ${firstLine(err instanceof Error ? err.message : String(err))}` };
-  }
-  if (value === null || value === undefined) return { value: {} };
-  if (!isRecord(value)) return { error: 'is not a mapping' };
-  return { value };
 }
 
 /**
@@ -336,7 +117,7 @@ function normalize(type: FieldType, v: unknown, path: string): string {
 function present(obj: Readonly<Record<string, unknown>>, specs: Readonly<Record<string, FieldSpec>>): { known: [string, FieldSpec, unknown][]; unknown: [string, unknown][] } {
   const known: [string, FieldSpec, unknown][] = [];
   const unknown: [string, unknown][] = [];
-  const byProto = PROTO_NAMES.get(specs);
+  const byProto = protoNamesOf(specs);
   for (const key of Object.keys(obj)) {
     const v = obj[key];
     if (v === null || v === undefined) continue; // jsonpb leaves a null field unset
@@ -451,16 +232,3 @@ export class ProxyConfigJudge {
   }
 }
 
-/** The default allow-list by dotted path, for the docs: [path, class, allowed by default, allowed mesh-wide]. */
-export function fieldTable(): [string, FieldClass, readonly string[], readonly string[]][] {
-  const rows: [string, FieldClass, readonly string[], readonly string[]][] = [];
-  const walk = (specs: Readonly<Record<string, FieldSpec>>, prefix: string): void => {
-    for (const [name, spec] of Object.entries(specs)) {
-      const path = `${prefix}${name}`;
-      if (spec.fields !== undefined) walk(spec.fields, `${path}.`);
-      else rows.push([path, spec.class, spec.allow, spec.meshAllow ?? spec.allow]);
-    }
-  };
-  walk(PROXY_CONFIG_FIELDS, '');
-  return rows;
-}

@@ -8,7 +8,7 @@
 import type { AdmissionRequest } from '../../core/request.ts';
 import type { MemoKey } from '../../core/rule-set.ts';
 import { isSkip, skip, type RuleContext, type Skip } from '../../core/types.ts';
-import { proxyOnlyWorkload, type ProxyOnly } from './istio-gateway.ts';
+import { proxyOnlyWorkload, type ProxyOnly } from './gateway-pods.ts';
 import { isTerminating } from '../../core/objects.ts';
 import { podTemplate, rawTemplate, sameJson, workloadKind, type ContainerRef, type PodTemplate } from './pod-template.ts';
 
@@ -75,7 +75,7 @@ function judgedWorkload(req: AdmissionRequest): Workload | Skip {
 
 /**
  * The reviewed workload when it is one of Istio's own gateways or waypoints (a proxy-only pod,
- * see istio-gateway.ts), else undefined. Kept per request like reviewedWorkload: several rules ask.
+ * see gateway-pods.ts), else undefined. Kept per request like reviewedWorkload: several rules ask.
  */
 export function reviewedGateway(ctx: RuleContext): ProxyOnly | undefined {
   return ctx.memo.get(GATEWAY, ctx.request, ctx.config, () => {

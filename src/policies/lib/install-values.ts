@@ -1,5 +1,6 @@
-// The mesh-wide capture settings of an Istio install: values.global.proxy.* in the Helm values
-// (an IstioOperator's spec.values, or the `values` key of the istio-sidecar-injector ConfigMap
+// What the install values say about capture: values.global.proxy.* in the Helm values, with the
+// chart defaults of manifests/charts/istio-control/istio-discovery/values.yaml
+// (in an IstioOperator's spec.values, or the `values` key of the istio-sidecar-injector ConfigMap
 // that istiod's injector renders every pod with). Istio's injection template
 // (manifests/charts/istio-control/istio-discovery/files/injection-template.yaml) passes them to
 // istio-iptables (-i, -x, -b, -d, -q, -o) and, with the Istio CNI, stamps them on every pod as
@@ -7,7 +8,7 @@
 // injector's copy and no tenant's bypass.
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../core/types.ts';
-import { show } from './istio.ts';
+import { show } from './json-read.ts';
 import { isRecord } from '../../core/objects.ts';
 
 /** The values.global.proxy settings that decide capture, with Istio's chart defaults (values.yaml). */

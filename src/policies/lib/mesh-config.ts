@@ -1,14 +1,19 @@
-// The mesh-wide settings that keep egress closed and traffic captured, checked on a parsed
-// MeshConfig (the `mesh` key of the istio ConfigMap, or an IstioOperator's merged meshConfig).
+// What the mesh config says: a MeshConfig (istio.io/api mesh/v1alpha1 config.proto), found where
+// istiod reads it (the `mesh` key of the istio / istio-<revision> ConfigMaps in the root
+// namespace; pkg/config/mesh of the pinned istio.io/istio module) or in an IstioOperator's
+// meshConfig, and the mesh-wide settings that keep egress closed and traffic captured.
 // Enums are read as istiod reads them (jsonpb): a quoted name, or a bare number. A present
 // outboundTrafficPolicy without a mode is mode 0, REGISTRY_ONLY (istiod replaces the whole
 // default message, whose ALLOW_ANY applies only when outboundTrafficPolicy is absent).
 // defaultConfig is a ProxyConfig judged on its capture fields (lib/proxy-config.ts).
 import { parse } from 'yaml';
+import type { KObject } from '../../core/request.ts';
 import type { Violation } from '../../core/types.ts';
-import { at, isUnset, show } from './istio.ts';
+import { at, isUnset, show, str } from './json-read.ts';
+import { ISTIO_OPERATOR, ROOT_NAMESPACE } from './istio-kinds.ts';
 import { isRecord } from '../../core/objects.ts';
-import { firstLine, judgeProxyConfig } from './proxy-config.ts';
+import { firstLine } from './go-yaml.ts';
+import { judgeProxyConfig } from './proxy-config.ts';
 
 const MODE_FIX = 'set outboundTrafficPolicy.mode: REGISTRY_ONLY and declare external hosts with ServiceEntries';
 
@@ -96,4 +101,35 @@ export function parseMeshData(text: unknown): { mesh: Readonly<Record<string, un
   if (isUnset(value)) return { mesh: {} };
   if (!isRecord(value)) return { problem: { message: 'data.mesh is not a YAML mapping (a MeshConfig)', path: 'data.mesh', fix } };
   return { mesh: value };
+}
+
+export interface MeshConfigSource {
+  readonly mesh: Readonly<Record<string, unknown>>;
+  /** How a field is named for the user: data.mesh > enableAutoMtls, spec.meshConfig.enableAutoMtls. */
+  path(field: string): string;
+}
+
+/**
+ * The mesh config an object carries, or undefined (not a mesh config, or unreadable: the mesh
+ * config rule reports that). A ConfigMap counts when it is named istio or istio-* in the root
+ * namespace and has a mesh key.
+ */
+export function meshConfigOf(obj: KObject | null): MeshConfigSource | undefined {
+  if (obj === null) return undefined;
+  if (obj.kind === 'ConfigMap') {
+    const name = str(obj.metadata?.name);
+    if (str(obj.metadata?.namespace) !== ROOT_NAMESPACE || !(name === 'istio' || name.startsWith('istio-'))) return undefined;
+    const text = at(obj, 'data', 'mesh');
+    if (text === undefined) return undefined;
+    const parsed = parseMeshData(text);
+    return 'problem' in parsed ? undefined : { mesh: parsed.mesh, path: (f) => `data.mesh > ${f}` };
+  }
+  if (obj.kind === ISTIO_OPERATOR.kind) {
+    const top = at(obj, 'spec', 'meshConfig');
+    if (isRecord(top)) return { mesh: top, path: (f) => `spec.meshConfig.${f}` };
+    const values = at(obj, 'spec', 'values', 'meshConfig');
+    if (isRecord(values)) return { mesh: values, path: (f) => `spec.values.meshConfig.${f}` };
+    return { mesh: {}, path: (f) => `spec.meshConfig.${f}` };
+  }
+  return undefined;
 }

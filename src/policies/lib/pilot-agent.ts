@@ -1,10 +1,14 @@
-// What istio-iptables (the `pilot-agent istio-iptables` subcommand that Istio's istio-init and
-// istio-validation containers run) will do, read from the container's args and env the way its
-// flag parser reads them (tools/istio-iptables/pkg/cmd/root.go in istio.io/istio): pflag syntax
+// What a container runs through pilot-agent, Istio's agent binary (pilot/cmd/pilot-agent in the
+// pinned istio.io/istio module): `pilot-agent proxy <type>` (the proxy of a sidecar, gateway or
+// waypoint) or `pilot-agent istio-iptables <flags>` (what Istio's istio-init and istio-validation
+// containers run). For istio-iptables, what it will do is read from the container's args and env
+// the way its flag parser reads them (tools/istio-iptables/pkg/cmd/root.go): pflag syntax
 // (`-p 15001`, `-p=15001`, `-p15001`, `--envoy-port=15001`, booleans as `--dry-run` or
 // `--dry-run=true`), and every flag bound to an environment variable (the flag name upper-cased
 // with dashes as underscores, plus the aliases ISTIO_META_DNS_CAPTURE, INVALID_DROP and
-// ISTIO_DUAL_STACK). A flag on the command line wins over its environment variable. Pure: no I/O.
+// ISTIO_DUAL_STACK). A flag on the command line wins over its environment variable. The settings
+// read only from the environment are in tools/istio-iptables/pkg/constants/constants.go and
+// tools/common/config/config.go. Pure: no I/O.
 import { isRecord } from '../../core/objects.ts';
 
 export type FlagKind = 'string' | 'bool';
@@ -57,6 +61,26 @@ export const IPTABLES_FLAGS: readonly FlagDef[] = [
   def('force-iptables-binary', undefined, 'string', true),
 ];
 
+/**
+ * Environment-only settings of istio-iptables (env.Register, no flag), with the values that keep
+ * full capture.
+ */
+export const ENV_ONLY_SETTINGS: Readonly<Record<string, readonly string[]>> = {
+  ENVOY_USER: ['istio-proxy'],
+  ISTIO_OUTBOUND_OWNER_GROUPS: ['*'],
+  ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: [''],
+  ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: ['127.0.0.1/32'],
+  INBOUND_INTERCEPTION_MODE: ['', 'REDIRECT', 'TPROXY'],
+};
+
+/**
+ * Every environment variable istio-iptables reads: the ones bound to its flags, the env-only
+ * settings above, and INBOUND_TPROXY_MARK (env-only too, and not a capture setting).
+ */
+export const IPTABLES_ENV_NAMES: readonly string[] = [
+  ...new Set([...IPTABLES_FLAGS.flatMap((f) => f.env ?? []), ...Object.keys(ENV_ONLY_SETTINGS), 'INBOUND_TPROXY_MARK']),
+];
+
 const BY_NAME = new Map(IPTABLES_FLAGS.map((f) => [f.name, f]));
 const BY_SHORT = new Map(IPTABLES_FLAGS.filter((f) => f.short !== undefined).map((f) => [f.short as string, f]));
 const BY_ENV = new Map(IPTABLES_FLAGS.flatMap((f) => (f.env ?? []).map((e) => [e, f] as const)));
@@ -83,11 +107,31 @@ export interface IptablesInvocation {
 const LOG_FLAG = /^--log_[a-z_]+(=.*)?$/;
 const LOG_FLAG_WITH_VALUE = /^--log_(output_level|stacktrace_level|caller|rotate|rotate_max_age|rotate_max_backups|rotate_max_size|target)$/;
 
-function boolValue(v: string): string | undefined {
-  // strconv.ParseBool
+/** Go's strconv.ParseBool, as "true" or "false"; undefined when Go would fail. */
+export function parseBool(v: string): string | undefined {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return 'true';
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return 'false';
   return undefined;
+}
+
+const AGENT_PATH = /(^|\/)pilot-agent$/;
+
+/** The path is Istio's agent binary (pilot-agent, by any directory). */
+export function isAgentPath(path: string): boolean {
+  return AGENT_PATH.test(path);
+}
+
+/** A container command that runs the agent: none (the proxyv2 image's entrypoint) or pilot-agent alone. */
+export function isAgentCommand(command: unknown): boolean {
+  if (command === undefined) return true;
+  return Array.isArray(command) && command.length === 1 && typeof command[0] === 'string' && isAgentPath(command[0]);
+}
+
+/** The proxy type a container runs (`pilot-agent proxy <type>`), or undefined when it is not the agent. */
+export function proxyType(container: Readonly<Record<string, unknown>>): string | undefined {
+  if (!isAgentCommand(container['command'])) return undefined;
+  const args = container['args'];
+  return Array.isArray(args) && args[0] === 'proxy' && typeof args[1] === 'string' ? args[1] : undefined;
 }
 
 function strings(v: unknown): string[] | undefined {
@@ -104,9 +148,10 @@ export function readInvocation(container: Readonly<Record<string, unknown>>): Ip
   const unknown: Setting[] = [];
   const opaqueEnv: Setting[] = [];
   const args = strings(container['args']) ?? [];
-  const command = strings(container['command']);
-  // With a command, the args follow it; only pilot-agent itself runs the subcommand.
-  const isIstioIptables = (command === undefined || (command.length === 1 && /(^|\/)pilot-agent$/.test(command[0] ?? ''))) && args[0] === 'istio-iptables';
+  const command = container['command'];
+  // With a command, the args follow it; only pilot-agent itself runs the subcommand (a command
+  // that is not a list is read as none).
+  const isIstioIptables = (!Array.isArray(command) || isAgentCommand(command)) && args[0] === 'istio-iptables';
   // Environment first: the command line overrides it.
   const env = container['env'];
   if (Array.isArray(env)) {
@@ -119,7 +164,7 @@ export function readInvocation(container: Readonly<Record<string, unknown>>): Ip
         if (e['valueFrom'] !== undefined) opaqueEnv.push({ value: e['name'], at });
         return;
       }
-      const value = f.kind === 'bool' ? boolValue(e['value']) : e['value'];
+      const value = f.kind === 'bool' ? parseBool(e['value']) : e['value'];
       // An unparsable bool in the environment makes pflag fail, and istio-iptables exits.
       if (value === undefined) unknown.push({ value: `${e['name']}=${e['value']}`, at });
       else flags.set(f.name, { value, at });
@@ -148,7 +193,7 @@ export function readInvocation(container: Readonly<Record<string, unknown>>): Ip
       continue;
     }
     if (f.kind === 'bool') {
-      const v = inline === undefined ? 'true' : boolValue(inline);
+      const v = inline === undefined ? 'true' : parseBool(inline);
       if (v === undefined) unknown.push({ value: arg, at });
       else flags.set(f.name, { value: v, at });
       continue;

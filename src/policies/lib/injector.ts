@@ -1,17 +1,22 @@
-// What the workload rules know about Istio's own pod parts: the injection annotations, the
-// reserved container names, the proxy's UID, and when a container is Istio's own. Validation runs
-// after Istio's injector, so an injected Pod legitimately has istio-proxy and istio-init (or
-// istio-validation with the CNI). A container counts as Istio's own only when all of these hold:
-// it is in a Pod (templates are never injected), the Pod carries sidecar.istio.io/status, the
-// name is reserved and in the list Istio injects it into, and the image is an allowed Istio proxy
-// image (config.istioProxyImages). A name alone proves nothing: anyone can call a container
-// istio-init (Kyverno's service-mesh-disallow-capabilities bad02).
+// What istiod's sidecar injector writes into a Pod and what it reads there, from pkg/kube/inject
+// (inject.go, webhook.go) and its template (manifests/charts/istio-control/istio-discovery/files/
+// injection-template.yaml) in the pinned istio.io/istio module: the injection annotations and
+// labels, the containers it adds and where, the proxy's identity and ports, and when a container
+// is Istio's own. Validation runs after Istio's injector, so an injected Pod legitimately has
+// istio-proxy and istio-init (or istio-validation with the CNI). A container counts as Istio's own
+// only when all of these hold: it is in a Pod (templates are never injected), the Pod carries
+// sidecar.istio.io/status, the name is reserved and in the list Istio injects it into, and the
+// image is an allowed Istio proxy image (config.istioProxyImages). A name alone proves nothing:
+// anyone can call a container istio-init (Kyverno's service-mesh-disallow-capabilities bad02).
 import type { Config } from '../../config/types.ts';
 import type { ContainerList, ContainerRef, PodTemplate } from './pod-template.ts';
 
 export const INJECT = 'sidecar.istio.io/inject';
 export const STATUS = 'sidecar.istio.io/status';
-export const DATAPLANE_MODE = 'istio.io/dataplane-mode';
+/** The injection templates to render; Istio's gateways ask for `gateway` (lib/gateway-pods.ts). */
+export const INJECT_TEMPLATES = 'inject.istio.io/templates';
+/** The pod's interception mode; with the CNI the injector stamps it from the mesh config. */
+export const INTERCEPTION_MODE_ANNOTATION = 'sidecar.istio.io/interceptionMode';
 
 export const PROXY = 'istio-proxy';
 export const INIT = 'istio-init';
@@ -21,14 +26,11 @@ export const RESERVED_NAMES: readonly string[] = [PROXY, INIT, VALIDATION];
 /** The proxy's UID and GID: iptables lets traffic of this identity out uncaptured. */
 export const PROXY_ID = 1337;
 
-/** A value for a message: strings quoted (so " true" and "" read as what they are), anything else as JSON. */
-export function quote(v: unknown): string {
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
+/** The proxy's own inbound ports (Prometheus, health, status), which the injector excludes from inbound capture. */
+export const PROXY_PORTS: readonly string[] = ['15090', '15021', '15020'];
+
+/** The proxy image variants Istio publishes (sidecar.istio.io/proxyImageType, ProxyConfig image.imageType). */
+export const PROXY_IMAGE_TYPES: readonly string[] = ['default', 'debug', 'distroless'];
 
 /** Where Istio injects each of its containers (istio-proxy is a native sidecar in initContainers on newer clusters). */
 const INJECTED_INTO: Readonly<Record<string, readonly ContainerList[]>> = {
@@ -100,7 +102,7 @@ const EMPTY: ReadonlySet<string> = new Set();
 
 /**
  * Why a container with a reserved name is not Istio's own; undefined when it is. `gatewayProxy`
- * is the proxy of one of Istio's gateways or waypoints (lib/istio-gateway.ts), which is Istio's
+ * is the proxy of one of Istio's gateways or waypoints (lib/gateway-pods.ts), which is Istio's
  * own although nothing injects it.
  */
 export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy?: ContainerRef): string | undefined {
@@ -120,4 +122,11 @@ export function notIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gat
 
 export function isIstioOwn(c: ContainerRef, t: PodTemplate, config: Config, gatewayProxy?: ContainerRef): boolean {
   return notIstioOwn(c, t, config, gatewayProxy) === undefined;
+}
+
+/** The proxy container: in containers, or a native sidecar in initContainers. */
+export function proxyOf(t: PodTemplate): ContainerRef | undefined {
+  return t.containers.find(
+    (c) => c.name === PROXY && (c.list === 'containers' || (c.list === 'initContainers' && c.container['restartPolicy'] === 'Always')),
+  );
 }

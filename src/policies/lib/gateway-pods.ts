@@ -1,5 +1,8 @@
-// Istio's own gateways and waypoints: proxy-only pods. Istio deploys them in three ways, all of
-// which the sidecar rules would otherwise deny:
+// Istio's own gateways and waypoints, recognised as proxy-only pods (from the pinned istio.io/istio
+// module: the istio/gateway chart in manifests/charts/gateway, and istiod's deployment controller
+// in pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go with its kube-gateway and
+// waypoint templates). Istio deploys them in three ways, all of which the sidecar rules would
+// otherwise deny:
 // - the istio/gateway Helm chart: a Deployment whose template asks for the `gateway` injection
 //   template (inject.istio.io/templates: gateway) with an istio-proxy container of image "auto";
 //   the injector fills it in and the Pod carries the sidecar status annotation.
@@ -17,12 +20,11 @@
 // matching controller ownerReference.
 import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
-import { proxyType } from './capture.ts';
+import { isAgentPath, proxyType } from './pilot-agent.ts';
 import { isRecord } from '../../core/objects.ts';
 import type { ContainerRef, PodTemplate } from './pod-template.ts';
-import { INJECT, isIstioImage, PROXY, STATUS } from './workload-istio.ts';
+import { INJECT, INJECT_TEMPLATES, isIstioImage, PROXY, STATUS } from './injector.ts';
 
-export const INJECT_TEMPLATES = 'inject.istio.io/templates';
 export const MANAGED = 'gateway.istio.io/managed';
 /** The gateway.istio.io/managed values of istiod's two deployment controllers. */
 export const ISTIOD_CONTROLLERS: readonly string[] = ['istio.io-gateway-controller', 'istio.io-mesh-controller'];
@@ -42,7 +44,7 @@ function commandsOnlyAgent(v: unknown): boolean {
   for (const [k, x] of Object.entries(v)) {
     if (k === 'exec') {
       const cmd = isRecord(x) ? x['command'] : undefined;
-      if (!Array.isArray(cmd) || typeof cmd[0] !== 'string' || !/(^|\/)pilot-agent$/.test(cmd[0])) return false;
+      if (!Array.isArray(cmd) || typeof cmd[0] !== 'string' || !isAgentPath(cmd[0])) return false;
     } else if (!commandsOnlyAgent(x)) return false;
   }
   return true;
@@ -111,6 +113,6 @@ export function proxyOnlyWorkload(t: PodTemplate, req: AdmissionRequest, config:
 }
 
 function isRealProxy(proxy: ContainerRef, config: Config): boolean {
-  const type = proxyType(proxy);
+  const type = proxyType(proxy.container);
   return type !== undefined && PROXY_TYPES.includes(type) && isIstioImage(proxy.image, config);
 }

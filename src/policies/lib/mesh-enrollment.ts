@@ -1,4 +1,9 @@
-// The definition every rule shares: when is a namespace in the mesh?
+// The definition every rule shares: when is a namespace in the mesh, and how? Answered from the
+// labels Istio selects on (pinned istio.io/istio module): istiod's injector webhooks select
+// istio-injection=enabled or istio.io/rev=<revision or tag>
+// (manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml), the ambient
+// CNI selects istio.io/dataplane-mode=ambient (cni/pkg/util/enablement_selector.go), and both
+// injection labels together are Istio's analyzer warning IST0123.
 import type { Config } from '../../config/types.ts';
 import type { Violation } from '../../core/types.ts';
 

@@ -1,11 +1,12 @@
-// What the Istio configuration rules share: the kinds with every API version the apiserver
-// serves them in (a rule matches group+kind, so each version gets the same verdict), the root
-// namespace, and small defensive readers that also build field paths.
+// The Istio kinds meshguard reads, answered from Istio's CRD set (manifests/charts/base/files/
+// crd-all.gen.yaml of the pinned istio.io/istio module): each kind with every API version the
+// apiserver serves it in (a rule matches group+kind, so each version gets the same verdict), what
+// meshguard does about each kind a tenant namespace can hold, the webhook resources for a kind,
+// and the root namespace (meshConfig.rootNamespace), where configuration applies mesh-wide.
 import type { AdmissionRequest } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { isExempt } from '../../core/match.ts';
 import type { KindRef, WebhookResource } from '../../core/types.ts';
-import { isRecord } from '../../core/objects.ts';
 
 /**
  * Istio's root namespace (meshConfig.rootNamespace, default istio-system): configuration there
@@ -98,54 +99,4 @@ export function webhookFor(k: IstioKind): WebhookResource {
 export function exemptOutsideRoot(req: AdmissionRequest, config: Config): string | undefined {
   if (req.namespace === ROOT_NAMESPACE || !isExempt(config, req.namespace)) return undefined;
   return `namespace ${req.namespace} is exempt`;
-}
-
-/** The value at a path of keys, or undefined as soon as a step is not a map. */
-export function at(v: unknown, ...keys: readonly string[]): unknown {
-  let cur = v;
-  for (const k of keys) {
-    if (!isRecord(cur)) return undefined;
-    cur = cur[k];
-  }
-  return cur;
-}
-
-/** The map entries of a list, with their index; anything else is skipped. */
-export function mapItems(v: unknown): [number, Record<string, unknown>][] {
-  if (!Array.isArray(v)) return [];
-  const out: [number, Record<string, unknown>][] = [];
-  v.forEach((item: unknown, i) => {
-    if (isRecord(item)) out.push([i, item]);
-  });
-  return out;
-}
-
-/** The string entries of a list, with their index; anything else is skipped. */
-export function stringItems(v: unknown): [number, string][] {
-  if (!Array.isArray(v)) return [];
-  const out: [number, string][] = [];
-  v.forEach((item: unknown, i) => {
-    if (typeof item === 'string') out.push([i, item]);
-  });
-  return out;
-}
-
-/** Absent or null: the field is unset (protobuf JSON treats null as the default). */
-export function isUnset(v: unknown): v is undefined | null {
-  return v === undefined || v === null;
-}
-
-/** A value as violation text: strings as they are, anything else as JSON. */
-export function show(v: unknown): string {
-  if (typeof v === 'string') return v;
-  try {
-    return JSON.stringify(v) ?? String(v);
-  } catch {
-    return String(v);
-  }
-}
-
-/** A map key as a path segment: spec.portLevelMtls["8080"]. */
-export function keyPath(base: string, key: string): string {
-  return `${base}[${JSON.stringify(key)}]`;
 }
