@@ -9,7 +9,8 @@ import { ensureGenerated, FileCertSource, type FilePaths, type TlsMaterial } fro
 import type { KubeConfig } from '@kubernetes/client-node';
 import { servingSans, startSelfManagedCerts, type SelfManagedCerts } from '../jobs/certs/manager.ts';
 import { ClusterCache, loadKubeConfig } from '../kube/namespace-cache.ts';
-import { kubeScanSource, startPeriodicScan, type PeriodicScan } from '../jobs/scan/scan.ts';
+import { kubeScanSource } from '../jobs/scan/adapter.ts';
+import { startPeriodicScan, type PeriodicScan } from '../jobs/scan/loop.ts';
 import type { ListWatchLog } from '../kube/list-watch.ts';
 import { StaticClusterState, type ClusterState } from '../core/cluster-view.ts';
 import { ExceptionStore, withExceptions } from '../kube/exception-store.ts';

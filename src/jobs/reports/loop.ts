@@ -2,7 +2,7 @@
 // configured format. One write at a time; a scan that completes while a write is running is
 // written next (the newest scan only). A format whose CRD is not installed is skipped with a
 // reason, every round, so installing the CRD later is picked up.
-import type { ScanReport } from '../scan/scan.ts';
+import type { ScanReport } from '../scan/report.ts';
 import type { ReportClient } from './adapter.ts';
 import { desiredReports, planReports, REPORT_KINDS, type ReportAction, type ReportFormat } from './plan.ts';
 import { apiErrorText, statusCode } from '../../kube/errors.ts';
