@@ -1,11 +1,11 @@
 // Judging listed objects, pure: each one as a CREATE of it now through the same validating
-// pipeline admission runs, and the mesh-wide checks over everything listed, as findings.
+// pipeline admission runs, and the mesh-wide checks' results (inventory.ts), as findings.
 import type { KObject, UserInfo } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { syntheticRequest } from '../../core/admission-chain.ts';
 import { reviewValidate, type RuleSet } from '../../core/pipeline.ts';
 import type { ClusterState } from '../../core/cluster-view.ts';
-import { inventoryFindings } from './inventory.ts';
+import type { InventoryScanFinding } from './inventory.ts';
 import { findingOf, scopeOf, type Finding } from './report.ts';
 
 /**
@@ -37,19 +37,9 @@ export function judgeObject(object: KObject, index: number, state: ClusterState,
   };
 }
 
-/** The mesh-wide checks over every listed object, as findings; errors are notes for the report. */
-export function judgeInventory(
-  listed: readonly KObject[],
-  served: (group: string, resource: string) => boolean,
-  state: ClusterState,
-  config: Config,
-  rules: RuleSet,
-): { findings: Finding[]; errors: string[] } {
-  const meshWide = inventoryFindings(listed, served, state, config, rules);
-  const findings = meshWide.findings.map((m) => {
-    const { kind, apiVersion, namespace, name } = m.finding.subject;
-    const subject: KObject = { kind, apiVersion, metadata: { name, namespace } };
-    return findingOf(subject, scopeOf(subject), m.result, m.action, rules.lookup);
-  });
-  return { findings, errors: meshWide.errors };
+/** A mesh-wide check's finding (inventory.ts) as a finding on its subject. */
+export function inventoryFinding(meshWide: InventoryScanFinding, rules: RuleSet): Finding {
+  const { kind, apiVersion, namespace, name } = meshWide.finding.subject;
+  const subject: KObject = { kind, apiVersion, metadata: { name, namespace } };
+  return findingOf(subject, scopeOf(subject), meshWide.result, meshWide.action, rules.lookup);
 }

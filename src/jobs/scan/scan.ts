@@ -13,7 +13,8 @@ import type { MeshguardException } from '../../core/exception-model.ts';
 import { withExceptions } from '../../kube/exception-store.ts';
 import { apiErrorText } from '../../kube/errors.ts';
 import { listAll, NotServed, type ScanSource } from './adapter.ts';
-import { judgeInventory, judgeObject } from './judge.ts';
+import { inventoryFindings } from './inventory.ts';
+import { inventoryFinding, judgeObject } from './judge.ts';
 import { compareFindings, metaString, scopeOf, type Finding, type KindReport, type ScanReport, type ScanScope } from './report.ts';
 import { inScope, onlyMeshConfig, scanTargets, targetName, type ScanTarget } from './targets.ts';
 
@@ -124,8 +125,8 @@ export async function scanCluster(source: ScanSource, config: Config, rules: Rul
   }
   // The mesh-wide checks judge the whole inventory: with a namespace filter it is partial.
   if (options.namespaces === undefined) {
-    const meshWide = judgeInventory(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
-    findings.push(...meshWide.findings);
+    const meshWide = inventoryFindings(listedObjects, (g, r) => served.has(`${g}/${r}`), state, config, rules);
+    findings.push(...meshWide.findings.map((m) => inventoryFinding(m, rules)));
     notes.push(...meshWide.errors);
   } else {
     notes.push('mesh-wide checks not run: they need every namespace, and the scan was limited to some');
