@@ -94,7 +94,7 @@ function toFinding(m: Manifest, object: KObject, namespace: string, r: Result, a
 
 /** A finding in the JSON output: its place, then the fields check has always published (a
  * scan's object identity and rule status left out). */
-export function jsonFinding(f: CheckFinding): Record<string, unknown> {
+function jsonFinding(f: CheckFinding): Record<string, unknown> {
   const { file, line, column, kind, namespace, name, rule, action, message, fix, path, value } = f;
   return { file, line, column, kind, namespace, name, rule, action, message, fix, ...(path !== undefined ? { path } : {}), ...(value !== undefined ? { value } : {}) };
 }
