@@ -15,7 +15,7 @@ import { stringify as toYamlText } from 'yaml';
 import { EXCEPTION_GROUP, EXCEPTION_KIND, EXCEPTION_PLURAL, EXCEPTION_VERSION } from '../src/core/exception-model.ts';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { scanTargets } from '../src/jobs/scan/scan.ts';
+import { scanTargets } from '../src/jobs/scan/targets.ts';
 import { webhookConfigurations, type WebhookConfigOptions } from '../src/policies/webhook-config.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { toJsonSchema } from '../src/config/schema-dsl.ts';

@@ -4,6 +4,7 @@
 import { relative, sep } from 'node:path';
 import { VALIDATING_RULES } from '../policies/registry.ts';
 import { VERSION } from '../version.ts';
+import { whereText, type Finding } from '../jobs/scan/report.ts';
 import type { CheckFinding, CheckReport } from './check.ts';
 
 /** Where the rule reference lives (docs/rules.md in the repository). */
@@ -19,13 +20,12 @@ export function artifactUri(file: string, cwd: string = process.cwd()): string {
   return path.split('/').map(encodeURIComponent).join('/');
 }
 
-function subject(f: Pick<CheckFinding, 'kind' | 'namespace' | 'name'>): string {
+function subject(f: Pick<Finding, 'kind' | 'namespace' | 'name'>): string {
   return `${f.kind} ${f.namespace === '' ? '' : `${f.namespace}/`}${f.name}`;
 }
 
-function findingText(f: CheckFinding): string {
-  const where = f.path === undefined ? '' : ` (at ${f.path}${f.value === undefined ? '' : `: ${JSON.stringify(f.value)}`})`;
-  return `${subject(f)}: ${f.message}${where}`;
+function findingText(f: Finding): string {
+  return `${subject(f)}: ${f.message}${whereText(f)}`;
 }
 
 export function renderSarif(report: CheckReport, cwd: string = process.cwd()): string {

@@ -8,9 +8,10 @@ import { StaticClusterState } from '../core/cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import { runPipeline } from '../core/admission-chain.ts';
 import type { Result } from '../core/types.ts';
+import { findingOf, metaString, whereText, type Finding } from '../jobs/scan/report.ts';
 import { LABEL_DATAPLANE, LABEL_INJECTION, LABEL_REV } from '../policies/lib/mesh-enrollment.ts';
 import { PROXY, STATUS } from '../policies/lib/injector.ts';
-import { BUILTIN_RULES, ruleById } from '../policies/registry.ts';
+import { BUILTIN_RULES } from '../policies/registry.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 import { renderGithub, renderJunit, renderSarif } from './check-formats.ts';
 import { readInputs, type Manifest } from './manifests.ts';
@@ -52,22 +53,17 @@ Exit codes: 0 no violations, 1 violations found, 2 unreadable input (including a
 kustomize directory) or bad usage.
 `;
 
-export interface CheckFinding {
+/** Where in the input a finding is. */
+export interface ManifestLocation {
   readonly file: string;
   /** Line and column of the field (or its nearest present parent; the document's first line
    * when the finding names no field). */
   readonly line: number;
   readonly column: number;
-  readonly kind: string;
-  readonly namespace: string;
-  readonly name: string;
-  readonly rule: string;
-  readonly action: 'deny' | 'warn';
-  readonly message: string;
-  readonly path?: string;
-  readonly value?: string;
-  readonly fix: string;
 }
+
+/** A finding (the same value a cluster scan reports) at its place in the input. */
+export type CheckFinding = ManifestLocation & Finding;
 
 export interface CheckReport {
   readonly objects: number;
@@ -91,27 +87,16 @@ export interface CheckOptions {
   readonly uninjectedPods?: 'skip' | 'judge';
 }
 
-function metaString(o: KObject, key: 'name' | 'namespace'): string {
-  const v = o.metadata?.[key];
-  return typeof v === 'string' ? v : '';
+function toFinding(m: Manifest, object: KObject, namespace: string, r: Result, action: 'deny' | 'warn'): CheckFinding {
+  const at = m.locate?.(r.violation?.path) ?? { line: m.line, column: 1 };
+  return { file: m.file, line: at.line, column: at.column, ...findingOf(object, namespace, r, action, BUILTIN_RULES.lookup) };
 }
 
-function toFinding(m: Manifest, object: KObject, namespace: string, r: Result, action: 'deny' | 'warn'): CheckFinding {
-  const v = r.violation;
-  const at = m.locate?.(v?.path) ?? { line: m.line, column: 1 };
-  const base = {
-    file: m.file,
-    line: at.line,
-    column: at.column,
-    kind: typeof object.kind === 'string' ? object.kind : '',
-    namespace,
-    name: metaString(object, 'name'),
-    rule: r.ruleId,
-    action,
-    message: r.status === 'error' ? `rule could not be evaluated (${r.reason ?? ''})` : (v?.message ?? ''),
-    fix: v?.fix ?? ruleById(r.ruleId)?.fix ?? '',
-  };
-  return { ...base, ...(v?.path !== undefined ? { path: v.path } : {}), ...(v?.value !== undefined ? { value: v.value } : {}) };
+/** A finding in the JSON output: its place, then the fields check has always published (a
+ * scan's object identity and rule status left out). */
+function jsonFinding(f: CheckFinding): Record<string, unknown> {
+  const { file, line, column, kind, namespace, name, rule, action, message, fix, path, value } = f;
+  return { file, line, column, kind, namespace, name, rule, action, message, fix, ...(path !== undefined ? { path } : {}), ...(value !== undefined ? { value } : {}) };
 }
 
 /** The labels meshguard's mutation gives a new namespace (injection.mode). */
@@ -122,11 +107,11 @@ export function enrollmentLabels(config: Config): Record<string, string> {
 }
 
 /** A Pod as written in Git, before admission: neither Istio's status annotation nor a proxy. */
-export function isUninjectedPod(o: KObject): boolean {
-  if (o.kind !== 'Pod' || (o.apiVersion !== 'v1' && o.apiVersion !== undefined)) return false;
-  const status = o.metadata?.annotations?.[STATUS];
+export function isUninjectedPod(object: KObject): boolean {
+  if (object.kind !== 'Pod' || (object.apiVersion !== 'v1' && object.apiVersion !== undefined)) return false;
+  const status = object.metadata?.annotations?.[STATUS];
   if (typeof status === 'string' && status !== '') return false;
-  const spec = (o as { spec?: { containers?: unknown; initContainers?: unknown } }).spec;
+  const spec = (object as { spec?: { containers?: unknown; initContainers?: unknown } }).spec;
   const named = (list: unknown): boolean => Array.isArray(list) && list.some((c) => typeof c === 'object' && c !== null && (c as { name?: unknown }).name === PROXY);
   return !named(spec?.containers) && !named(spec?.initContainers);
 }
@@ -134,13 +119,13 @@ export function isUninjectedPod(o: KObject): boolean {
 const SIDECAR_RULE = 'pod-sidecar-present';
 
 /** The pure part of check: manifests in, findings out. */
-export function checkManifests(manifests: readonly Manifest[], config: Config, o: CheckOptions = {}): CheckFinding[] {
-  return checkOffline(manifests, config, o).findings;
+export function checkManifests(manifests: readonly Manifest[], config: Config, options: CheckOptions = {}): CheckFinding[] {
+  return checkOffline(manifests, config, options).findings;
 }
 
 /** Findings, and notes on what was assumed or not judged offline. */
-export function checkOffline(manifests: readonly Manifest[], config: Config, o: CheckOptions = {}): { findings: CheckFinding[]; notes: string[] } {
-  const revisions = [...config.revisions, ...(o.revisions ?? []), ...(config.injection.mode === 'revision' && config.injection.revision !== '' ? [config.injection.revision] : [])];
+export function checkOffline(manifests: readonly Manifest[], config: Config, options: CheckOptions = {}): { findings: CheckFinding[]; notes: string[] } {
+  const revisions = [...config.revisions, ...(options.revisions ?? []), ...(config.injection.mode === 'revision' && config.injection.revision !== '' ? [config.injection.revision] : [])];
   const state = new StaticClusterState([], revisions);
   const findings: CheckFinding[] = [];
   const notes: string[] = [];
@@ -149,13 +134,13 @@ export function checkOffline(manifests: readonly Manifest[], config: Config, o: 
   // (--namespace) next; then, by default, every other namespace the input uses, as enrolled.
   const ordered = [...manifests.filter(isNs), ...manifests.filter((m) => !isNs(m))];
   const inInput = new Set(manifests.filter(isNs).map((m) => metaString(m.object, 'name')));
-  for (const [name, labels] of o.namespaces ?? []) if (!inInput.has(name)) state.put({ name, labels: { ...labels } });
-  if ((o.unknownNamespaces ?? 'meshed') === 'meshed') {
+  for (const [name, labels] of options.namespaces ?? []) if (!inInput.has(name)) state.put({ name, labels: { ...labels } });
+  if ((options.unknownNamespaces ?? 'meshed') === 'meshed') {
     const assumed = new Set<string>();
     for (const m of manifests) {
       if (isNs(m)) continue;
       const ns = metaString(m.object, 'namespace') || 'default';
-      if (!inInput.has(ns) && o.namespaces?.has(ns) !== true) assumed.add(ns);
+      if (!inInput.has(ns) && options.namespaces?.has(ns) !== true) assumed.add(ns);
     }
     const labels = enrollmentLabels(config);
     for (const name of assumed) state.put({ name, labels });
@@ -176,7 +161,7 @@ export function checkOffline(manifests: readonly Manifest[], config: Config, o: 
       state.put({ name: metaString(r.object, 'name'), labels: typeof labels === 'object' && labels !== null ? labels : {} });
     }
     // The sidecar is added at admission, not in Git: an uninjected Pod manifest is not judged.
-    const skipSidecar = o.uninjectedPods !== 'judge' && isUninjectedPod(m.object);
+    const skipSidecar = options.uninjectedPods !== 'judge' && isUninjectedPod(m.object);
     let skipped = false;
     const keep = (x: Result): boolean => {
       if (skipSidecar && x.ruleId === SIDECAR_RULE) {
@@ -201,8 +186,7 @@ function renderText(report: CheckReport): string {
   for (const e of report.errors) lines.push(`${e.file}: error: ${e.message}`);
   for (const f of report.findings) {
     const obj = `${f.kind} ${f.namespace === '' ? '' : `${f.namespace}/`}${f.name}`;
-    const where = f.path === undefined ? '' : ` (at ${f.path}${f.value === undefined ? '' : `: ${JSON.stringify(f.value)}`})`;
-    lines.push(`${f.file}:${f.line}:${f.column}: ${obj}: ${f.action === 'deny' ? 'DENY' : 'WARN'} [${f.rule}] ${f.message}${where}`);
+    lines.push(`${f.file}:${f.line}:${f.column}: ${obj}: ${f.action === 'deny' ? 'DENY' : 'WARN'} [${f.rule}] ${f.message}${whereText(f)}`);
     if (f.fix !== '') lines.push(`    fix: ${f.fix}`);
   }
   for (const n of report.notes) lines.push(`note: ${n}`);
@@ -268,7 +252,7 @@ export async function runCheck(argv: readonly string[], io: Io): Promise<number>
   };
   const render: Record<Format, () => string> = {
     text: () => renderText(report),
-    json: () => `${JSON.stringify({ objects: report.objects, findings: report.findings, errors: report.errors, notes: report.notes }, null, 2)}\n`,
+    json: () => `${JSON.stringify({ objects: report.objects, findings: report.findings.map(jsonFinding), errors: report.errors, notes: report.notes }, null, 2)}\n`,
     sarif: () => renderSarif(report),
     junit: () => renderJunit(report),
     github: () => renderGithub(report),

@@ -124,10 +124,10 @@ export function parseManifests(file: string, text: string): { manifests: Manifes
   return { manifests, errors };
 }
 
-export async function readInputs(paths: readonly string[], stdin: () => Promise<string>, o: ReadOptions = {}): Promise<{ manifests: Manifest[]; errors: InputError[] }> {
+export async function readInputs(paths: readonly string[], stdin: () => Promise<string>, options: ReadOptions = {}): Promise<{ manifests: Manifest[]; errors: InputError[] }> {
   const manifests: Manifest[] = [];
   const errors: InputError[] = [];
-  const excluded = excluder(o.exclude ?? []);
+  const excluded = excluder(options.exclude ?? []);
   for (const p of paths) {
     let files: string[];
     try {

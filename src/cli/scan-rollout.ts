@@ -2,7 +2,7 @@
 // enforce would block, and the cluster's MeshguardExceptions, active and expired. Kept apart from
 // the scan's own report formats.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import type { ScanFinding } from '../jobs/scan/scan.ts';
+import type { Finding } from '../jobs/scan/report.ts';
 import type { Config } from '../config/types.ts';
 import { ruleMode } from '../core/decide.ts';
 import { decodeException, EXCEPTION_GROUP, EXCEPTION_PLURAL, EXCEPTION_VERSION, isExpired, type Decoded, type MeshguardException } from '../core/exception-model.ts';
@@ -17,7 +17,7 @@ export interface WouldBlock {
 }
 
 /** Per namespace, what switching it to enforce would deny (exceptions already applied by the scan). */
-export function wouldBlock(findings: readonly ScanFinding[], config: Config): WouldBlock[] {
+export function wouldBlock(findings: readonly Finding[], config: Config): WouldBlock[] {
   const by = new Map<string, { objects: Set<string>; violations: number; audited: number }>();
   for (const f of findings) {
     if (ruleMode(config, f.rule, 'enforce') !== 'enforce') continue;

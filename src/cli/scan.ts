@@ -2,7 +2,9 @@
 // the same rule code as admission, grouped by namespace and rule, as text or JSON.
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../kube/namespace-cache.ts';
-import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../jobs/scan/scan.ts';
+import { scanCluster, ScanError, type ScanProgress } from '../jobs/scan/scan.ts';
+import { groupFindings, whereText, type Finding, type ScanReport } from '../jobs/scan/report.ts';
+import { kubeScanSource } from '../jobs/scan/adapter.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
 import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
@@ -43,7 +45,7 @@ export interface ScanIo extends Io {
   readonly progress?: boolean;
 }
 
-function subject(f: ScanFinding): string {
+function subject(f: Finding): string {
   return f.kind === 'Namespace' || f.namespace === '' ? `${f.kind} ${f.name}` : `${f.kind} ${f.namespace}/${f.name}`;
 }
 
@@ -60,8 +62,7 @@ export function renderScanText(report: ScanReport, extra = ''): string {
     for (const r of g.rules) {
       lines.push(`  [${r.rule}] ${plural(r.findings.length, 'violation')}`);
       for (const f of r.findings) {
-        const where = f.path === undefined ? '' : ` (at ${f.path}${f.value === undefined ? '' : `: ${JSON.stringify(f.value)}`})`;
-        lines.push(`    ${f.action === 'deny' ? 'DENY' : 'WARN'} ${subject(f)}: ${f.message}${where}`);
+        lines.push(`    ${f.action === 'deny' ? 'DENY' : 'WARN'} ${subject(f)}: ${f.message}${whereText(f)}`);
         if (f.fix !== '') lines.push(`         fix: ${f.fix}`);
       }
     }

@@ -1,6 +1,6 @@
 // Instrumentation behind an interface with a no-op default; prom-client implements it.
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { ViolationCount } from '../jobs/scan/scan.ts';
+import type { ViolationCount } from '../jobs/scan/report.ts';
 import type { Mode, RuleSettings } from '../config/types.ts';
 import type { Result } from '../core/types.ts';
 import { VERSION } from '../version.ts';

@@ -1,12 +1,12 @@
 // PolicyReports from a scan (the pure plan) and the writer's handling of what the API server
 // answers (through an in-memory client; test/e2e/policy-reports.test.ts uses the real one).
 import t from 'tap';
-import type { ScanFinding, ScanReport } from '../../src/jobs/scan/scan.ts';
+import type { Finding, ScanReport } from '../../src/jobs/scan/report.ts';
 import type { ReportClient } from '../../src/jobs/reports/adapter.ts';
 import { desiredReports, MAX_RESULTS, planReports, REPORT_KINDS, TRUNCATED_ANNOTATION, type ExistingReport, type ReportKind } from '../../src/jobs/reports/plan.ts';
 import { writeReports } from '../../src/jobs/reports/loop.ts';
 
-const F = (namespace: string, kind: string, name: string, rule: string, action: 'deny' | 'warn' = 'deny', extra: Partial<ScanFinding> = {}): ScanFinding => ({
+const F = (namespace: string, kind: string, name: string, rule: string, action: 'deny' | 'warn' = 'deny', extra: Partial<Finding> = {}): Finding => ({
   kind,
   apiVersion: kind === 'Namespace' ? 'v1' : kind === 'Deployment' ? 'apps/v1' : 'security.istio.io/v1',
   namespace,
@@ -20,7 +20,7 @@ const F = (namespace: string, kind: string, name: string, rule: string, action: 
   ...extra,
 });
 
-const scan = (findings: ScanFinding[], scopes: ScanReport['scopes']): ScanReport => ({
+const scan = (findings: Finding[], scopes: ScanReport['scopes']): ScanReport => ({
   startedAt: '2030-01-01T00:00:00.000Z',
   completedAt: '2030-01-01T00:00:01.250Z',
   objects: 10,

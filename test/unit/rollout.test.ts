@@ -1,7 +1,7 @@
 // The audit-first rollout's product pieces: which namespaces `meshguard mark-legacy` marks, what
 // `scan` says enforce would block per namespace, and how it lists exceptions.
 import t from 'tap';
-import type { ScanFinding } from '../../src/jobs/scan/scan.ts';
+import type { Finding } from '../../src/jobs/scan/report.ts';
 import { legacyPlan } from '../../src/cli/mark-legacy.ts';
 import { renderExceptions, renderWouldBlock, wouldBlock } from '../../src/cli/scan-rollout.ts';
 import { decodeException } from '../../src/core/exception-model.ts';
@@ -24,7 +24,7 @@ t.test('mark-legacy marks existing namespaces that are neither exempt nor alread
   t.match(plan.skip.find((s) => s.name === 'pinned')?.why, 'already meshguard.dev/mode=enforce');
 });
 
-const finding = (namespace: string, name: string, rule: string, action: 'deny' | 'warn'): ScanFinding => ({ kind: 'Deployment', apiVersion: 'apps/v1', namespace, name, uid: '', rule, action, status: 'fail', message: 'm', fix: '' });
+const finding = (namespace: string, name: string, rule: string, action: 'deny' | 'warn'): Finding => ({ kind: 'Deployment', apiVersion: 'apps/v1', namespace, name, uid: '', rule, action, status: 'fail', message: 'm', fix: '' });
 
 t.test('scan says per namespace what enforce would deny, and what audit admits today', async (t) => {
   const findings = [

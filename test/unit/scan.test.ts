@@ -5,23 +5,11 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KObject } from '../../src/core/request.ts';
-import {
-  compareVersions,
-  groupFindings,
-  inScope,
-  listAll,
-  listPath,
-  scanCluster,
-  ScanError,
-  scanMetrics,
-  scanTargets,
-  startPeriodicScan,
-  violationCounts,
-  type ListRequest,
-  type ListResponse,
-  type ScanFinding,
-  type ScanSource,
-} from '../../src/jobs/scan/scan.ts';
+import { scanCluster, ScanError } from '../../src/jobs/scan/scan.ts';
+import { compareVersions, inScope, scanTargets } from '../../src/jobs/scan/targets.ts';
+import { groupFindings, scanMetrics, violationCounts, type Finding } from '../../src/jobs/scan/report.ts';
+import { listAll, listPath, type ListRequest, type ListResponse, type ScanSource } from '../../src/jobs/scan/adapter.ts';
+import { startPeriodicScan } from '../../src/jobs/scan/loop.ts';
 import { progressLine, renderScanJson, renderScanText } from '../../src/cli/scan.ts';
 import type { ValidatingRule } from '../../src/core/types.ts';
 import { main } from '../../src/main.ts';
@@ -206,7 +194,7 @@ t.test('a scan that cannot read namespaces stops with a ScanError; revision disc
   t.match(revs.requests, ['/api/v1/namespaces?limit=500', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations?limit=500&labelSelector=istio.io/rev']);
 });
 
-const F = (namespace: string, rule: string, kind: string, name: string, action: 'deny' | 'warn' = 'deny'): ScanFinding => ({
+const F = (namespace: string, rule: string, kind: string, name: string, action: 'deny' | 'warn' = 'deny'): Finding => ({
   kind,
   apiVersion: 'v1',
   namespace,

@@ -3,16 +3,9 @@
 // configurations (the API server part is exercised by test/e2e/install.test.ts).
 import t from 'tap';
 import { generateBundle } from '../../src/jobs/certs/selfsigned.ts';
-import {
-  armingPatch,
-  bundleTrusts,
-  followingWebhooks,
-  serviceReady,
-  startWebhookArming,
-  type ArmableConfiguration,
-  type ArmingCluster,
-  type EndpointLike,
-} from '../../src/jobs/arming/arming.ts';
+import { armingPatch, bundleTrusts, followingWebhooks, serviceReady, type ArmableConfiguration, type EndpointLike } from '../../src/jobs/arming/plan.ts';
+import type { ArmingCluster } from '../../src/jobs/arming/adapter.ts';
+import { startWebhookArming } from '../../src/jobs/arming/loop.ts';
 import { webhookConfigurations } from '../../src/policies/webhook-config.ts';
 import type { JsonPatchOp, WebhookKind } from '../../src/kube/webhook-patch.ts';
 import { RULES } from '../../src/policies/registry.ts';

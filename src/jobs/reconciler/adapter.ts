@@ -31,7 +31,7 @@ export interface ReconcilerClient {
   create(kind: KindInfo, namespace: string, body: Record<string, unknown>): Promise<ObservedObject | undefined>;
   replace(kind: KindInfo, namespace: string, name: string, body: Record<string, unknown>): Promise<ObservedObject | undefined>;
   /** Delete exactly this object (uid precondition). */
-  delete(kind: KindInfo, o: ObservedObject): Promise<void>;
+  delete(kind: KindInfo, object: ObservedObject): Promise<void>;
   /** Read any object of the kind, managed or not; undefined when absent. */
   get(kind: KindInfo, namespace: string, name: string): Promise<ObservedObject | undefined>;
 }
@@ -79,11 +79,11 @@ function page(p: { limit: number; _continue?: string }): { limit: number; _conti
   return { limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) };
 }
 
-export function kubeReconcilerClient(kc: KubeConfig, o: KubeReconcilerClientOptions): ReconcilerClient {
+export function kubeReconcilerClient(kc: KubeConfig, options: KubeReconcilerClientOptions): ReconcilerClient {
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const watch = new Watch(kc);
-  const common = { watch, resyncMs: o.resyncMs, staleAfterMs: o.staleAfterMs, log: o.log, ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}) };
+  const common = { watch, resyncMs: options.resyncMs, staleAfterMs: options.staleAfterMs, log: options.log, ...(options.pageSize !== undefined ? { pageSize: options.pageSize } : {}) };
   const observed = (kind: KindInfo, raw: unknown): ObservedObject | undefined => observedFrom(kind.kind, raw);
   return {
     async missingKinds() {
@@ -135,14 +135,14 @@ export function kubeReconcilerClient(kc: KubeConfig, o: KubeReconcilerClientOpti
     async replace(kind, namespace, name, body) {
       return observed(kind, await custom.replaceNamespacedCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, namespace, name, body, fieldManager: 'meshguard' }));
     },
-    async delete(kind, o) {
+    async delete(kind, object) {
       await custom.deleteNamespacedCustomObject({
         group: kind.group,
         version: kind.version,
         plural: kind.plural,
-        namespace: o.namespace,
-        name: o.name,
-        ...(o.uid !== '' ? { body: { preconditions: { uid: o.uid } } } : {}),
+        namespace: object.namespace,
+        name: object.name,
+        ...(object.uid !== '' ? { body: { preconditions: { uid: object.uid } } } : {}),
       });
     },
     async get(kind, namespace, name) {

@@ -41,39 +41,39 @@ export interface ReconcilerHandle {
   stop(): Promise<void>;
 }
 
-export function startReconciler(o: StartReconcilerOptions): ReconcilerHandle {
-  const r = o.config.reconciler;
+export function startReconciler(options: StartReconcilerOptions): ReconcilerHandle {
+  const r = options.config.reconciler;
   const client =
-    o.client ??
-    kubeReconcilerClient(o.kc, {
+    options.client ??
+    kubeReconcilerClient(options.kc, {
       resyncMs: r.resyncSeconds * 1000,
-      staleAfterMs: o.config.cluster.staleAfterSeconds * 1000,
-      log: o.log,
-      ...(o.pageSize !== undefined ? { pageSize: o.pageSize } : {}),
+      staleAfterMs: options.config.cluster.staleAfterSeconds * 1000,
+      log: options.log,
+      ...(options.pageSize !== undefined ? { pageSize: options.pageSize } : {}),
     });
   const reconciler = new Reconciler({
-    config: o.config,
+    config: options.config,
     client,
-    log: o.log,
-    ...(o.knownRevisions !== undefined ? { knownRevisions: o.knownRevisions } : {}),
-    ...(o.onAction !== undefined ? { onAction: o.onAction } : {}),
-    ...(o.debounceMs !== undefined ? { debounceMs: o.debounceMs } : {}),
-    ...(o.crdRecheckMs !== undefined ? { crdRecheckMs: o.crdRecheckMs } : {}),
+    log: options.log,
+    ...(options.knownRevisions !== undefined ? { knownRevisions: options.knownRevisions } : {}),
+    ...(options.onAction !== undefined ? { onAction: options.onAction } : {}),
+    ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+    ...(options.crdRecheckMs !== undefined ? { crdRecheckMs: options.crdRecheckMs } : {}),
   });
   const elector = new LeaderElector({
-    store: kubeLeaseStore(o.kc, o.config.meshguardNamespace, r.leaseName),
-    identity: o.identity ?? defaultIdentity(),
+    store: kubeLeaseStore(options.kc, options.config.meshguardNamespace, r.leaseName),
+    identity: options.identity ?? defaultIdentity(),
     leaseDurationSeconds: r.leaseDurationSeconds,
     renewSeconds: r.renewSeconds,
     onStartedLeading: () => {
-      o.onLeadingChange?.(true);
+      options.onLeadingChange?.(true);
       void reconciler.setLeading(true);
     },
     onStoppedLeading: () => {
-      o.onLeadingChange?.(false);
+      options.onLeadingChange?.(false);
       void reconciler.setLeading(false);
     },
-    log: o.log,
+    log: options.log,
   });
   reconciler.start();
   elector.start();

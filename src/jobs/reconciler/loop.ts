@@ -38,7 +38,7 @@ export interface PassResult {
 const CRD_HINT = 'install Istio (or its CRDs): meshguard looks again every 30 s and then starts reconciling; admission is not affected';
 
 export class Reconciler {
-  readonly #o: ReconcilerOptions;
+  readonly #options: ReconcilerOptions;
   readonly #namespaces = new Map<string, NamespaceSnapshot>();
   readonly #observed = new Map<string, ObservedObject>();
   /** Names taken by objects meshguard does not manage (cleared at each full resync). */
@@ -61,8 +61,8 @@ export class Reconciler {
   /** The most recent pass (tests, dry-run output). */
   last: PassResult | undefined;
 
-  constructor(o: ReconcilerOptions) {
-    this.#o = o;
+  constructor(options: ReconcilerOptions) {
+    this.#options = options;
   }
 
   /** Begin looking for the CRDs. Nothing is reconciled until setLeading(true). */
@@ -95,7 +95,7 @@ export class Reconciler {
     if (leading === this.#leading) return;
     this.#leading = leading;
     if (leading) {
-      this.#o.log.info({ dryRun: this.#o.config.reconciler.dryRun }, 'reconciler: leading; reconciling hardening resources');
+      this.#options.log.info({ dryRun: this.#options.config.reconciler.dryRun }, 'reconciler: leading; reconciling hardening resources');
       this.#startWatching();
       return;
     }
@@ -114,25 +114,25 @@ export class Reconciler {
   async #checkCrds(): Promise<void> {
     if (this.#stopped) return;
     try {
-      const missing = await this.#o.client.missingKinds();
+      const missing = await this.#options.client.missingKinds();
       const wasMissing = this.#missing === undefined || this.#missing.length > 0 || this.#crdError !== undefined;
       this.#missing = missing;
       this.#crdError = undefined;
       // Logged when the set of missing CRDs changes, not on every re-check.
       const text = missing.join(',');
       if (missing.length > 0) {
-        if (text !== this.#loggedMissing) this.#o.log.warn({ missing, hint: CRD_HINT }, this.problem() ?? 'reconciler: Istio CRDs not installed');
+        if (text !== this.#loggedMissing) this.#options.log.warn({ missing, hint: CRD_HINT }, this.problem() ?? 'reconciler: Istio CRDs not installed');
       } else if (wasMissing) {
-        this.#o.log.info({}, 'reconciler: Istio CRDs found');
+        this.#options.log.info({}, 'reconciler: Istio CRDs found');
         this.#startWatching();
       }
       this.#loggedMissing = text;
     } catch (err) {
       this.#crdError = errorText(err);
-      this.#o.log.warn({ err: this.#crdError }, 'reconciler: cannot look up the Istio CRDs; retrying');
+      this.#options.log.warn({ err: this.#crdError }, 'reconciler: cannot look up the Istio CRDs; retrying');
     }
     if (this.#missing === undefined || this.#missing.length > 0 || this.#crdError !== undefined) {
-      this.#crdTimer = setTimeout(() => void this.#checkCrds(), this.#o.crdRecheckMs ?? 30_000);
+      this.#crdTimer = setTimeout(() => void this.#checkCrds(), this.#options.crdRecheckMs ?? 30_000);
       this.#crdTimer.unref();
     }
   }
@@ -145,7 +145,7 @@ export class Reconciler {
     if (!this.#leading || !this.#ready() || this.#watchers.length > 0 || this.#stopped) return;
     const changed = (): void => this.#schedule();
     this.#watchers.push(
-      this.#o.client.watchNamespaces({
+      this.#options.client.watchNamespaces({
         replace: (items) => {
           this.#namespaces.clear();
           for (const n of items) this.#namespaces.set(n.name, n);
@@ -161,9 +161,9 @@ export class Reconciler {
         },
       }),
     );
-    for (const kind of reconciledKinds(this.#o.config.reconciler.networkPolicies.enabled)) {
+    for (const kind of reconciledKinds(this.#options.config.reconciler.networkPolicies.enabled)) {
       this.#watchers.push(
-        this.#o.client.watchManaged(kind, {
+        this.#options.client.watchManaged(kind, {
           replace: (items) => {
             for (const [key, o] of this.#observed) if (o.kind === kind.kind) this.#observed.delete(key);
             for (const o of items) this.#observed.set(objectKey(o), o);
@@ -181,7 +181,7 @@ export class Reconciler {
       );
     }
     for (const w of this.#watchers) w.start();
-    const resyncMs = this.#o.config.reconciler.resyncSeconds * 1000;
+    const resyncMs = this.#options.config.reconciler.resyncSeconds * 1000;
     this.#resyncTimer = setInterval(() => {
       this.#conflicts.clear();
       this.#schedule(0);
@@ -189,7 +189,7 @@ export class Reconciler {
     this.#resyncTimer.unref();
   }
 
-  #schedule(delayMs = this.#o.debounceMs ?? 200): void {
+  #schedule(delayMs = this.#options.debounceMs ?? 200): void {
     if (!this.#leading || this.#passTimer !== undefined) return;
     this.#passTimer = setTimeout(() => {
       this.#passTimer = undefined;
@@ -222,18 +222,18 @@ export class Reconciler {
     if (!this.#ready()) return skip(this.problem() ?? 'waiting for the CRD check');
     if (this.#watchers.length === 0 || !this.#watchers.every((w) => w.synced())) return skip('waiting for the initial lists');
     this.stats.passes++;
-    const revisions = this.#o.knownRevisions?.() ?? new Set(this.#o.config.revisions);
-    const desired = desiredState(this.#namespaces.values(), this.#o.config, revisions);
+    const revisions = this.#options.knownRevisions?.() ?? new Set(this.#options.config.revisions);
+    const desired = desiredState(this.#namespaces.values(), this.#options.config, revisions);
     const actions = planActions(desired, this.#observed.values(), this.#conflicts);
-    if (this.#o.config.reconciler.dryRun) {
+    if (this.#options.config.reconciler.dryRun) {
       const plan = actions.map(describeAction).join('\n');
       if (plan !== this.#lastDryRunPlan) {
         this.#lastDryRunPlan = plan;
         for (const a of actions) {
-          this.#o.log.info({ dryRun: true, action: a.type }, `reconciler (dry-run): would ${describeAction(a)}`);
-          this.#o.onAction?.(a, 'dry-run');
+          this.#options.log.info({ dryRun: true, action: a.type }, `reconciler (dry-run): would ${describeAction(a)}`);
+          this.#options.onAction?.(a, 'dry-run');
         }
-        if (actions.length === 0) this.#o.log.info({ dryRun: true }, 'reconciler (dry-run): nothing to change');
+        if (actions.length === 0) this.#options.log.info({ dryRun: true }, 'reconciler (dry-run): nothing to change');
       }
       return (this.last = { actions, failed: 0 });
     }
@@ -242,18 +242,18 @@ export class Reconciler {
       if (!this.#leading) break;
       const outcome = await this.#apply(a);
       if (outcome === 'failed') failed++;
-      this.#o.onAction?.(a, outcome);
+      this.#options.onAction?.(a, outcome);
     }
     this.stats.failed += failed;
     if (failed > 0) {
-      const t = setTimeout(() => this.#schedule(0), this.#o.retryMs ?? 5000);
+      const t = setTimeout(() => this.#schedule(0), this.#options.retryMs ?? 5000);
       t.unref();
     }
     return (this.last = { actions, failed });
   }
 
   async #apply(a: Action): Promise<ActionOutcome> {
-    const c = this.#o.client;
+    const c = this.#options.client;
     const subject = a.type === 'delete' ? a.observed : a.desired;
     const kind = kindInfo(subject.kind);
     const key = objectKey(subject);
@@ -263,14 +263,14 @@ export class Reconciler {
         case 'conflict':
           if (!this.#reportedConflicts.has(key)) {
             this.#reportedConflicts.add(key);
-            this.#o.log.warn(fields, `reconciler: conflict: ${describeAction(a)}`);
+            this.#options.log.warn(fields, `reconciler: conflict: ${describeAction(a)}`);
           }
           return 'skipped';
         case 'create': {
           const stored = await c.create(kind, a.desired.namespace, manifestOf(a.desired));
           if (stored !== undefined) this.#observed.set(key, stored);
           this.#reportedConflicts.delete(key);
-          this.#o.log.info({ ...fields, source: a.desired.source }, `reconciler: created ${describeObject(a.desired)}`);
+          this.#options.log.info({ ...fields, source: a.desired.source }, `reconciler: created ${describeObject(a.desired)}`);
           break;
         }
         case 'update': {
@@ -282,13 +282,13 @@ export class Reconciler {
           };
           const stored = await c.replace(kind, a.desired.namespace, a.desired.name, body);
           if (stored !== undefined) this.#observed.set(key, stored);
-          this.#o.log.warn({ ...fields, changes: a.changes }, `reconciler: restored ${describeObject(a.desired)}, which was changed by hand: ${a.changes.join('; ')}`);
+          this.#options.log.warn({ ...fields, changes: a.changes }, `reconciler: restored ${describeObject(a.desired)}, which was changed by hand: ${a.changes.join('; ')}`);
           break;
         }
         case 'delete':
           await c.delete(kind, a.observed);
           this.#observed.delete(key);
-          this.#o.log.info({ ...fields, reason: a.reason }, `reconciler: deleted ${describeObject(a.observed)} (${a.reason})`);
+          this.#options.log.info({ ...fields, reason: a.reason }, `reconciler: deleted ${describeObject(a.observed)} (${a.reason})`);
           break;
       }
       this.stats.applied++;
@@ -303,7 +303,7 @@ export class Reconciler {
     if (a.type === 'create' && code === 409) {
       // The name is taken. By our own object (the watch has not told us yet): nothing to do. By
       // someone else's: leave it alone and say so, once.
-      const existing = await this.#o.client.get(kindInfo(a.desired.kind), a.desired.namespace, a.desired.name).catch(() => undefined);
+      const existing = await this.#options.client.get(kindInfo(a.desired.kind), a.desired.namespace, a.desired.name).catch(() => undefined);
       if (existing !== undefined && isManaged(existing.labels)) {
         this.#observed.set(key, existing);
         return 'skipped';
@@ -311,7 +311,7 @@ export class Reconciler {
       this.#conflicts.add(key);
       if (!this.#reportedConflicts.has(key)) {
         this.#reportedConflicts.add(key);
-        this.#o.log.warn(fields, `reconciler: conflict: ${describeAction({ type: 'conflict', desired: a.desired })}`);
+        this.#options.log.warn(fields, `reconciler: conflict: ${describeAction({ type: 'conflict', desired: a.desired })}`);
       }
       return 'skipped';
     }
@@ -322,7 +322,7 @@ export class Reconciler {
     }
     if (code === 403 && /being terminated/.test(errorText(err))) return 'skipped';
     if (code === 404 && a.type !== 'delete') return 'skipped'; // the namespace (or the object) went away meanwhile
-    this.#o.log.warn({ ...fields, action: a.type, err: errorText(err) }, `reconciler: could not ${describeAction(a)}; retrying`);
+    this.#options.log.warn({ ...fields, action: a.type, err: errorText(err) }, `reconciler: could not ${describeAction(a)}; retrying`);
     return 'failed';
   }
 }

@@ -1,8 +1,8 @@
-// The report writer: after each scan, plan (plan.ts) and apply (client.ts) the reports of each
-// configured format. One write at a time; a scan that completes while a write is running is
+// The report writer's loop: after each scan, plan (plan.ts) and apply (adapter.ts) the reports
+// of each configured format. One write at a time; a scan that completes while a write is running is
 // written next (the newest scan only). A format whose CRD is not installed is skipped with a
 // reason, every round, so installing the CRD later is picked up.
-import type { ScanReport } from '../scan/scan.ts';
+import type { ScanReport } from '../scan/report.ts';
 import type { ReportClient } from './adapter.ts';
 import { desiredReports, planReports, REPORT_KINDS, type ReportAction, type ReportFormat } from './plan.ts';
 import { apiErrorText, statusCode } from '../../kube/errors.ts';
@@ -16,7 +16,6 @@ export interface WriteResult {
   /** Formats not written, with why (e.g. the CRD is not installed). */
   readonly skipped: readonly string[];
 }
-
 
 function describe(a: ReportAction): string {
   const r = a.type === 'delete' ? a.existing : a.report;
@@ -68,11 +67,21 @@ export interface ReportLoopLog {
   warn(obj: object, msg: string): void;
 }
 
-/** Coalescing writer for the periodic scan: submit() after each scan; close() waits for the write in flight. */
-export function startReportWriter(o: { readonly client: ReportClient; readonly formats: readonly ReportFormat[]; readonly log: ReportLoopLog; readonly onWritten?: (r: WriteResult) => void }): {
+export interface ReportWriterOptions {
+  readonly client: ReportClient;
+  readonly formats: readonly ReportFormat[];
+  readonly log: ReportLoopLog;
+  readonly onWritten?: (r: WriteResult) => void;
+}
+
+export interface ReportWriter {
   submit(scan: ScanReport): void;
   close(): Promise<void>;
-} {
+}
+
+/** Coalescing writer for the periodic scan: submit() after each scan; close() waits for the write in flight. */
+export function startReportWriter(options: ReportWriterOptions): ReportWriter {
+  const { client, formats, log } = options;
   let pending: ScanReport | undefined;
   let running: Promise<void> | undefined;
   let closed = false;
@@ -80,11 +89,11 @@ export function startReportWriter(o: { readonly client: ReportClient; readonly f
     while (pending !== undefined && !closed) {
       const scan = pending;
       pending = undefined;
-      const r = await writeReports(o.client, scan, o.formats);
-      o.onWritten?.(r);
-      o.log.info({ created: r.created, replaced: r.replaced, deleted: r.deleted, errors: r.errors.length }, 'reports: written');
-      for (const s of r.skipped) o.log.warn({}, `reports: skipped ${s}`);
-      for (const e of r.errors) o.log.warn({}, `reports: ${e}`);
+      const r = await writeReports(client, scan, formats);
+      options.onWritten?.(r);
+      log.info({ created: r.created, replaced: r.replaced, deleted: r.deleted, errors: r.errors.length }, 'reports: written');
+      for (const s of r.skipped) log.warn({}, `reports: skipped ${s}`);
+      for (const e of r.errors) log.warn({}, `reports: ${e}`);
     }
   };
   return {

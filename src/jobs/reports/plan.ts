@@ -4,7 +4,7 @@
 // appended to, so an entry for an object that was fixed or deleted disappears with the next scan;
 // a report whose namespace no longer has scanned objects is deleted. Only reports labelled as
 // meshguard's are ever replaced or deleted.
-import type { ScanFinding, ScanReport } from '../scan/scan.ts';
+import { whereText, type Finding, type ScanReport } from '../scan/report.ts';
 
 export type ReportFormat = 'wgpolicyk8s' | 'openreports';
 
@@ -59,9 +59,8 @@ export interface DesiredReport {
   readonly body: Record<string, unknown>;
 }
 
-function resultOf(f: ScanFinding, timestamp: { seconds: number; nanos: number }): Record<string, unknown> {
+function resultOf(f: Finding, timestamp: { seconds: number; nanos: number }): Record<string, unknown> {
   const result = f.status === 'error' ? 'error' : f.action === 'deny' ? 'fail' : 'warn';
-  const where = f.path === undefined ? '' : ` (at ${f.path}${f.value === undefined ? '' : `: ${JSON.stringify(f.value)}`})`;
   return {
     source: 'meshguard',
     policy: 'meshguard',
@@ -71,7 +70,7 @@ function resultOf(f: ScanFinding, timestamp: { seconds: number; nanos: number })
     scored: f.action === 'deny',
     severity: severityOf(f.rule),
     category: categoryOf(f.rule),
-    message: `${f.message}${where}`,
+    message: `${f.message}${whereText(f)}`,
     timestamp,
     resources: [
       {
@@ -94,7 +93,7 @@ function resultOf(f: ScanFinding, timestamp: { seconds: number; nanos: number })
 export function desiredReports(scan: ScanReport, format: ReportFormat): DesiredReport[] {
   const at = Date.parse(scan.completedAt);
   const timestamp = { seconds: Math.floor(at / 1000), nanos: (at % 1000) * 1_000_000 };
-  const byScope = new Map<string, ScanFinding[]>();
+  const byScope = new Map<string, Finding[]>();
   for (const s of scan.scopes) byScope.set(s.namespace, []);
   for (const f of scan.findings) {
     // Namespaces and other cluster-scoped objects go to the cluster report.
