@@ -57,7 +57,7 @@ function hasMethods(value: unknown, names: readonly string[]): boolean {
 function checkOptions(options: MeshguardOptions): void {
   const problems = [
     typeof options.config?.server !== 'object' ? 'config (a loaded Config)' : undefined,
-    !hasMethods(options.cluster, ['synced', 'knownRevisions']) ? 'cluster (a ClusterState)' : undefined,
+    !hasMethods(options.cluster, ['namespace', 'knownRevisions', 'synced']) ? 'cluster (a ClusterState)' : undefined,
     !Array.isArray(options.rules?.validating) || !Array.isArray(options.rules?.mutating) ? 'rules (a RuleSet)' : undefined,
     options.recorder !== undefined && !hasMethods(options.recorder, ['observeRejected', 'trackLoad']) ? 'recorder (a Recorder)' : undefined,
     options.audit !== undefined && !hasMethods(options.audit, ['write']) ? 'audit (an AuditSink)' : undefined,

@@ -15,11 +15,11 @@
 //  - event-loop lag: a timer measures how late it fires; while the last sample is above the bound,
 //    new requests are shed. After a stall, the timers phase runs before the queued connections are
 //    read, so requests that queued during the stall are the ones shed.
+// GET and HEAD (probes, metrics) are never counted or shed: the kubelet must still see liveness,
+// and readiness must not flap with load (that would move the load to the other replicas).
 // The bookkeeping (budgets shared fairly between sources) is the pure LoadGauge (load-gauge.ts);
 // answering a request whose body is still arriving is the Drainer's (drainer.ts). This file is
 // the Fastify shell: the hook that admits, the timers that sample the lag and sweep slow bodies.
-// GET and HEAD (probes, metrics) are never counted or shed: the kubelet must still see liveness,
-// and readiness must not flap with load (that would move the load to the other replicas).
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, type ErrorBody } from '../errors.ts';
