@@ -1,21 +1,23 @@
-// buildApp(config, deps): the Fastify app as a plugin-shaped unit. Never listens; main.ts and the
-// tests decide how it is served (real HTTPS, or inject()).
-import Fastify, {
-  LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+// The Fastify app as a plugin (fastify-plugin: its hooks, body parser, error and not-found
+// handlers apply to the instance it is registered on), and buildApp(config, deps), the helper that
+// creates an instance with the server options the plugin relies on (timeouts, body limit, TLS) and
+// registers the plugin on it. Never listens: serve and the tests decide how it is served (real
+// HTTPS, or inject()).
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { fastifyPlugin } from 'fastify-plugin';
 import type { ServerOptions as HttpsOptions } from 'node:https';
 import type { ClusterState } from './core/cluster-view.ts';
 import type { Config } from './config/types.ts';
 import type { RuleSet } from './core/pipeline.ts';
-import { errorBody, type ErrorName } from './errors.ts';
+import { errorBody } from './errors.ts';
 import { noopRecorder, type Recorder } from './metrics/recorder.ts';
 import { nullAuditSink, type AuditSink } from './webhook/audit-sink.ts';
 import { registerAdmissionRoutes } from './webhook/routes.ts';
-import { parseJsonBody, PoisonedBodyError } from './webhook/json-body.ts';
 import { registerHealthRoutes, type ReadinessCheck } from './webhook/health.ts';
 import { registerDeadlines } from './webhook/deadline.ts';
-import { createDrainer, registerOverload } from './webhook/overload.ts';
-import { readBody } from './webhook/body-reader.ts';
-import type { TLSSocket } from 'node:tls';
+import { registerOverload } from './webhook/overload.ts';
+import { errorNameOf, registerEdgeGuards } from './webhook/guards.ts';
+import { registerClientAuth } from './webhook/client-auth.ts';
 import { registerDrainHeaders } from './serve/shutdown.ts';
 
 export interface AppDeps {
@@ -42,51 +44,93 @@ export interface AppLog {
 
 const silentLog: AppLog = { info() {}, warn() {}, error() {} };
 
-/** Fastify's own error codes mapped to meshguard's coded errors. */
-const FASTIFY_CODES: Readonly<Record<string, ErrorName>> = {
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'BODY_MISSING',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'CONTENT_TYPE',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BODY_NOT_JSON',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'BODY_NOT_JSON',
-  MG_BODY_POISONED: 'BODY_POISONED',
-};
-
-function errorName(err: FastifyError): ErrorName {
-  const mapped = err.code === undefined ? undefined : FASTIFY_CODES[err.code];
-  if (mapped !== undefined) return mapped;
-  if (err instanceof SyntaxError || err.statusCode === 400) return 'BODY_NOT_JSON';
-  if (err.statusCode === 413) return 'BODY_TOO_LARGE';
-  if (err.statusCode === 415) return 'CONTENT_TYPE';
-  if (err.statusCode === 408) return 'TIMEOUT';
-  return 'INTERNAL';
+/** The plugin's options: the configuration and what the app is given. */
+export interface MeshguardOptions extends AppDeps {
+  readonly config: Config;
 }
 
-const ADMISSION_PATHS: ReadonlySet<string> = new Set(['/validate', '/mutate']);
+function hasMethods(value: unknown, names: readonly string[]): boolean {
+  return typeof value === 'object' && value !== null && names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function');
+}
 
-function registerClientAuth(app: FastifyInstance, recorder: Recorder): void {
-  const drainer = createDrainer({ lingerMs: 5000, concurrency: 8 });
-  app.addHook('onRequest', function meshguardClientAuth(req, reply, done) {
-    const socket = req.raw.socket as TLSSocket | null;
-    const path = req.url.split('?')[0] ?? '';
-    if (!ADMISSION_PATHS.has(path) || socket?.authorized === true) {
-      done();
-      return;
-    }
-    const body = errorBody('CLIENT_CERT', socket?.authorizationError !== undefined && socket.authorizationError !== null ? String(socket.authorizationError) : 'no client certificate was presented');
-    recorder.observeRejected(path, body.code);
-    if (req.raw.complete) {
-      void reply.code(body.statusCode).send(body);
-      return;
-    }
-    // Answer before reading the body, without losing the answer to a reset.
-    reply.hijack();
-    drainer.answer(req.raw, socket, body);
+/** Checked at registration: a wrong wiring fails at start, not on the first request. */
+function checkOptions(options: MeshguardOptions): void {
+  const problems = [
+    typeof options.config?.server !== 'object' ? 'config (a loaded Config)' : undefined,
+    !hasMethods(options.cluster, ['namespace', 'knownRevisions', 'synced']) ? 'cluster (a ClusterState)' : undefined,
+    !Array.isArray(options.rules?.validating) || !Array.isArray(options.rules?.mutating) ? 'rules (a RuleSet)' : undefined,
+    options.recorder !== undefined && !hasMethods(options.recorder, ['observeRejected', 'trackLoad']) ? 'recorder (a Recorder)' : undefined,
+    options.audit !== undefined && !hasMethods(options.audit, ['write']) ? 'audit (an AuditSink)' : undefined,
+    options.log !== undefined && !hasMethods(options.log, ['info', 'warn', 'error']) ? 'log (an AppLog)' : undefined,
+  ].filter((p) => p !== undefined);
+  if (problems.length > 0) throw new TypeError(`meshguard plugin: missing or wrong options: ${problems.join(', ')}`);
+}
+
+async function meshguard(app: FastifyInstance, options: MeshguardOptions): Promise<void> {
+  checkOptions(options);
+  const { config } = options;
+  const recorder = options.recorder ?? noopRecorder;
+  const log = options.log ?? silentLog;
+  app.setErrorHandler(function meshguardErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply) {
+    const name = errorNameOf(err);
+    if (name === 'INTERNAL') log.error({ err, reqId: req.id, url: req.url }, 'unexpected error');
+    recorder.observeRejected(req.url.split('?')[0] ?? '', errorBody(name).code);
+    // A coded answer that says what is wrong; never a stack trace.
+    void reply.code(errorBody(name).statusCode).send(errorBody(name, name === 'INTERNAL' ? undefined : err.message));
+  });
+  app.setNotFoundHandler(function meshguardNotFound(_req, reply) {
+    void reply.code(404).send(errorBody('NOT_FOUND'));
+  });
+
+  const state = { closing: false, get draining(): boolean { return options.lifecycle?.draining ?? false; } };
+  app.addHook('onClose', async function meshguardClosing() {
+    state.closing = true;
+  });
+  // Order matters: Connection: close while draining is decided first (a shed request's 503 carries
+  // it too), the deadline clock starts when the headers are read, before the body, and a shed
+  // request is answered before its body is read. The edge guards (guards.ts) come after all of
+  // these (a preParsing hook and the body parser).
+  if (options.lifecycle !== undefined) registerDrainHeaders(app, options.lifecycle);
+  registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
+  if (config.server.clientCaFile !== null) registerClientAuth(app, recorder);
+  const load = registerOverload(app, {
+    maxInFlight: config.server.maxInFlight,
+    maxInFlightBytes: config.server.maxInFlightBytes,
+    maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
+    minBodyBytesPerSecond: config.server.minBodyBytesPerSecond,
+    bodyRateGraceMs: config.server.bodyRateGraceMs,
+    recorder,
+  });
+  recorder.trackLoad(load);
+  recorder.trackCaches(() => options.cluster.synced());
+  registerEdgeGuards(app, { bodyLimitBytes: config.server.bodyLimitBytes, gauge: load });
+
+  registerAdmissionRoutes(app, {
+    config,
+    cluster: options.cluster,
+    rules: options.rules,
+    recorder,
+    audit: options.audit ?? nullAuditSink,
+    log,
+    state,
+  });
+  registerHealthRoutes(app, {
+    config,
+    recorder,
+    state,
+    checks: [
+      { name: 'rules', check: () => (options.rules.validating.length + options.rules.mutating.length > 0 ? undefined : 'no rules registered') },
+      { name: 'caches', check: () => (options.cluster.synced() ? undefined : (options.cluster.problem?.() ?? 'cluster caches not synced')) },
+      ...(options.readiness ?? []),
+    ],
   });
 }
 
-export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
-  const opts: FastifyServerOptions & { https?: HttpsOptions } = {
+/** meshguard as a Fastify plugin. */
+export const meshguardPlugin = fastifyPlugin<MeshguardOptions>(meshguard, { name: 'meshguard', fastify: '5.x' });
+
+function serverOptions(config: Config, https: HttpsOptions | undefined): FastifyServerOptions {
+  const options: FastifyServerOptions & { https?: HttpsOptions } = {
     // Fastify gets no logger: meshguard logs through its own (deps.log). With a logger, Fastify
     // does per-request work whether or not anything is logged: a child logger (or a check of a
     // custom child factory), 'finish' and 'error' listeners on every response and two clock
@@ -100,97 +144,24 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     return503OnClosing: false,
     forceCloseConnections: 'idle',
   };
-  if (deps.https !== undefined) {
-    opts.https = {
+  if (https !== undefined) {
+    options.https = {
       // A connection that has not finished its TLS handshake within the header timeout is cut
       // (Node's default is 120 s, which lets idle half-open connections pile up).
       handshakeTimeout: config.server.headersTimeoutMs,
-      ...deps.https,
+      ...https,
       // Node sweeps headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
       // default); check every second so slow clients are cut at their timeout, not up to 30 s late.
       connectionsCheckingInterval: Math.min(1000, config.server.headersTimeoutMs),
     } as HttpsOptions;
   }
-  const app = Fastify(opts as FastifyServerOptions);
+  return options;
+}
+
+/** A Fastify instance served as meshguard: the server options, and the plugin registered. */
+export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions(config, deps.https));
   if ('headersTimeout' in app.server) app.server.headersTimeout = config.server.headersTimeoutMs;
-
-  const recorder = deps.recorder ?? noopRecorder;
-  const log = deps.log ?? silentLog;
-  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const name = errorName(err);
-    if (name === 'INTERNAL') log.error({ err, reqId: req.id, url: req.url }, 'unexpected error');
-    recorder.observeRejected(req.url.split('?')[0] ?? '', errorBody(name).code);
-    // A coded answer that says what is wrong; never a stack trace.
-    void reply.code(errorBody(name).statusCode).send(errorBody(name, name === 'INTERNAL' ? undefined : err.message));
-  });
-  app.setNotFoundHandler((_req, reply) => {
-    void reply.code(404).send(errorBody('NOT_FOUND'));
-  });
-
-  const state = { closing: false, get draining(): boolean { return deps.lifecycle?.draining ?? false; } };
-  app.addHook('onClose', async () => {
-    state.closing = true;
-  });
-  // Order matters: Connection: close while draining is decided first (a shed request's 503 carries
-  // it too), the deadline clock starts when the headers are read, before the body, and a shed
-  // request is answered before its body is read.
-  if (deps.lifecycle !== undefined) registerDrainHeaders(app, deps.lifecycle);
-  registerDeadlines(app, { marginPercent: config.server.deadlineMarginPercent });
-  // Client-certificate authentication of the apiserver (server.clientCaFile): the TLS layer asks
-  // every client for a certificate (probes and metrics scrapers need none), and the admission
-  // endpoints refuse a connection without one signed by that CA, before its body is read.
-  if (config.server.clientCaFile !== null) registerClientAuth(app, recorder);
-  const load = registerOverload(app, {
-    maxInFlight: config.server.maxInFlight,
-    maxInFlightBytes: config.server.maxInFlightBytes,
-    maxEventLoopDelayMs: config.server.maxEventLoopDelayMs,
-    minBodyBytesPerSecond: config.server.minBodyBytesPerSecond,
-    bodyRateGraceMs: config.server.bodyRateGraceMs,
-    recorder,
-  });
-  recorder.trackLoad(load);
-  recorder.trackCaches(() => deps.cluster.synced());
-
-  // JSON only: every other media type (Fastify also parses text/plain by default) gets 415. The
-  // body is read by readBody, which counts each chunk into the load gauge as it arrives.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', (req, payload, done) => {
-    readBody(req.raw, payload, load, config.server.bodyLimitBytes, (err, text) => {
-      if (err !== null) {
-        done(err as FastifyError, undefined);
-        return;
-      }
-      if (text === '' || text === undefined) {
-        done(Object.assign(new Error('the body is empty'), { code: 'FST_ERR_CTP_EMPTY_JSON_BODY', statusCode: 400 }), undefined);
-        return;
-      }
-      try {
-        done(null, parseJsonBody(text));
-      } catch (err) {
-        const poisoned = err instanceof PoisonedBodyError;
-        done(Object.assign(err as Error, { code: poisoned ? 'MG_BODY_POISONED' : 'FST_ERR_CTP_INVALID_JSON_BODY', statusCode: 400 }), undefined);
-      }
-    });
-  });
-
-  registerAdmissionRoutes(app, {
-    config,
-    cluster: deps.cluster,
-    rules: deps.rules,
-    recorder,
-    audit: deps.audit ?? nullAuditSink,
-    log,
-    state,
-  });
-  registerHealthRoutes(app, {
-    config,
-    recorder,
-    state,
-    checks: [
-      { name: 'rules', check: () => (deps.rules.validating.length + deps.rules.mutating.length > 0 ? undefined : 'no rules registered') },
-      { name: 'caches', check: () => (deps.cluster.synced() ? undefined : (deps.cluster.problem?.() ?? 'cluster caches not synced')) },
-      ...(deps.readiness ?? []),
-    ],
-  });
+  await app.register(meshguardPlugin, { ...deps, config });
   return app;
 }

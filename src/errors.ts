@@ -72,3 +72,17 @@ export interface DecodeError {
   readonly name: ErrorName;
   readonly detail: string;
 }
+
+/** A refusal at the HTTP edge (src/webhook/guards.ts, body-reader.ts): handed to Fastify, which
+ * passes it to the app's error handler, which answers errorBody(errorName, message). */
+export class EdgeError extends Error {
+  override name = 'EdgeError';
+  readonly errorName: ErrorName;
+  readonly statusCode: number;
+
+  constructor(errorName: ErrorName, detail = '') {
+    super(detail);
+    this.errorName = errorName;
+    this.statusCode = ERRORS[errorName].statusCode;
+  }
+}

@@ -15,7 +15,7 @@ import { BUILTIN_RULES } from '../policies/registry.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 import { renderGithub, renderJunit, renderSarif } from './check-formats.ts';
 import { readInputs, type Manifest } from './manifests.ts';
-import { configFromFlags } from '../serve/serve.ts';
+import { configFromFlags } from '../serve/flags.ts';
 
 export const CHECK_HELP = `Usage: meshguard check -f <file|dir|-> [-f ...] [flags]
 

@@ -11,7 +11,7 @@ import type { Config } from '../config/types.ts';
 import { MODE_LABEL } from '../core/decide.ts';
 import { isExempt } from '../core/match.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
-import { configFromFlags } from '../serve/serve.ts';
+import { configFromFlags } from '../serve/flags.ts';
 
 export const MARK_LEGACY_HELP = `Usage: meshguard mark-legacy [flags]
 

@@ -8,7 +8,7 @@ import { kubeScanSource } from '../jobs/scan/adapter.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
 import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';
 import { EXIT, UsageError, processIo, type Io } from './args.ts';
-import { configFromFlags } from '../serve/serve.ts';
+import { configFromFlags } from '../serve/flags.ts';
 import { kubeReportClient } from '../jobs/reports/adapter.ts';
 import type { ReportFormat } from '../jobs/reports/plan.ts';
 import { writeReports } from '../jobs/reports/loop.ts';

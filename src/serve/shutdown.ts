@@ -9,6 +9,10 @@
 //  3. If a connection is still open after a grace period (a client trickling a body), it is
 //     destroyed, so shutdown always ends before terminationGracePeriodSeconds.
 import type { FastifyInstance } from 'fastify';
+import type { WebhookArming } from '../jobs/arming/loop.ts';
+import { ClusterCache } from '../kube/namespace-cache.ts';
+import type { MetricsServer } from '../metrics/server.ts';
+import type { Served } from './compose.ts';
 
 export interface Lifecycle {
   readonly draining: boolean;
@@ -60,8 +64,38 @@ export interface DrainOptions {
 }
 
 /** The whole sequence: readiness false, serve drainMs with Connection: close, close. */
-export async function drainAndClose(app: FastifyInstance, o: DrainOptions): Promise<boolean> {
-  o.lifecycle.draining = true;
-  if (o.drainMs > 0) await sleep(o.drainMs);
-  return closeWithin(app, o.graceMs);
+export async function drainAndClose(app: FastifyInstance, options: DrainOptions): Promise<boolean> {
+  options.lifecycle.draining = true;
+  if (options.drainMs > 0) await sleep(options.drainMs);
+  return closeWithin(app, options.graceMs);
+}
+
+/**
+ * Readiness false and Connection: close at once; keep answering for drainSeconds (the endpoints
+ * update reaches every apiserver), then stop accepting, finish what is in flight (at most
+ * requestTimeoutMs) and close. Background work stops at once: the Lease is released now, so
+ * another replica takes over reconciling while this one still drains. Arming stops first:
+ * its last check sets the webhooks to Ignore unless another ready replica answers,
+ * while this one still serves for drainSeconds.
+ */
+export async function shutDown(served: Served, started: { readonly arming: WebhookArming | undefined; readonly metricsServer: MetricsServer | undefined }): Promise<void> {
+  const { app, config, lifecycle, log, cluster } = served;
+  const background = Promise.allSettled([started.arming?.stop(), served.reconciler?.stop(), served.scan?.stop().then(() => served.reports?.close()), served.managed?.stop()]);
+  // Metrics stay scrapeable while draining; the listener closes with the webhook port.
+  // Admission keeps its certificate and namespace cache until the listener is closed.
+  const released = async (): Promise<void> => {
+    await background;
+    served.certs.close();
+    if (cluster instanceof ClusterCache) await cluster.stop();
+    await served.exceptions?.stop();
+  };
+  lifecycle.draining = true;
+  const drained = new Promise<void>((r) => setTimeout(r, config.server.drainSeconds * 1000));
+  await Promise.all([drained.then(() => drainAndClose(app, { lifecycle, drainMs: 0, graceMs: config.server.requestTimeoutMs })), drained.then(released)])
+    .then(([clean]) => {
+      if (!clean) log.warn('shutdown: connections still open after the grace period were closed');
+    })
+    .catch((err: unknown) => log.error({ err: (err as Error).message }, 'shutdown: error while closing'))
+    .then(() => started.metricsServer?.close())
+    .then(() => served.audit.close());
 }

@@ -1,25 +1,18 @@
 // Reads a request body into a string, counting every chunk into the load gauge as it arrives
 // (src/webhook/overload.ts), so the byte budget holds what was received rather than what a
 // Content-Length header promised, and a request the gauge cuts (too slow, or its source over its
-// share of a full budget) stops being read into memory at once. Same limits and error codes as
-// Fastify's own reader: a declared or received size over the body limit is 413, a body shorter
+// share of a full budget) stops being read into memory at once. The size cap as received (the
+// declared size was checked by the edge guards, guards.ts): over the limit is 413, a body shorter
 // or longer than its Content-Length is 400.
 import type { IncomingMessage } from 'node:http';
-import type { LoadGauge } from './overload.ts';
+import { EdgeError } from '../errors.ts';
+import type { LoadGauge } from './load-gauge.ts';
 import { ticketOf } from './overload.ts';
 
 export type BodyDone = (err: Error | null, text?: string) => void;
 
-function codedError(message: string, code: string, statusCode: number): Error {
-  return Object.assign(new Error(message), { code, statusCode });
-}
-
 export function readBody(raw: IncomingMessage, payload: NodeJS.ReadableStream, gauge: LoadGauge, limit: number, done: BodyDone): void {
   const declared = Number(raw.headers['content-length']);
-  if (declared > limit) {
-    done(codedError('Request body is too large', 'FST_ERR_CTP_BODY_TOO_LARGE', 413));
-    return;
-  }
   const ticket = ticketOf(raw);
   let received = 0;
   const chunks: Buffer[] = [];
@@ -40,7 +33,7 @@ export function readBody(raw: IncomingMessage, payload: NodeJS.ReadableStream, g
     if (received > limit) {
       stop();
       chunks.length = 0;
-      done(codedError('Request body is too large', 'FST_ERR_CTP_BODY_TOO_LARGE', 413));
+      done(new EdgeError('BODY_TOO_LARGE', 'Request body is too large'));
       return;
     }
     chunks.push(b);
@@ -55,7 +48,7 @@ export function readBody(raw: IncomingMessage, payload: NodeJS.ReadableStream, g
       return;
     }
     if (!Number.isNaN(declared) && received !== declared) {
-      done(codedError('Request body size did not match Content-Length', 'FST_ERR_CTP_INVALID_CONTENT_LENGTH', 400));
+      done(new EdgeError('BODY_NOT_JSON', 'Request body size did not match Content-Length'));
       return;
     }
     done(null, chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks, received).toString('utf8'));

@@ -48,6 +48,14 @@ export async function startServer(overrides: Record<string, unknown> = {}, deps:
   return { app, url: `https://127.0.0.1:${port}`, port, ca: certs.caCert, audit, recorder, config, close: () => app.close() };
 }
 
+/** The app without a listener, for app.inject(): built with the test config and closed when `t` ends. */
+export async function injectableApp(t: { teardown(fn: () => unknown): void }, overrides: Record<string, unknown> = {}, deps: Partial<AppDeps> = {}): Promise<FastifyInstance> {
+  const config = makeConfig(overrides);
+  const app = await buildApp(config, { cluster: state([], config.revisions), rules: BUILTIN_RULES, ...deps });
+  t.teardown(() => app.close());
+  return app;
+}
+
 /** A log that keeps what the app writes (AppDeps.log), for assertions. */
 export function captureLog(): { lines: { level: string; obj: Record<string, unknown>; msg: string }[]; log: NonNullable<AppDeps['log']> } {
   const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deadlineFor, overdueResponse, parseGoDuration, timeoutParam } from '../../src/webhook/deadline.ts';
-import { LoadGauge } from '../../src/webhook/overload.ts';
+import { LoadGauge } from '../../src/webhook/load-gauge.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { startServe } from '../helpers/process.ts';
 import { requestFor, reviewBody } from '../helpers/review.ts';
