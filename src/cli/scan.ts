@@ -1,7 +1,7 @@
 // meshguard scan: every existing object in the cluster that violates the enabled rules, judged by
 // the same rule code as admission, grouped by namespace and rule, as text or JSON.
 import { parseArgs } from 'node:util';
-import { loadKubeConfig } from '../kube/namespace-cache.ts';
+import { loadKubeConfig } from '../kube/client.ts';
 import { groupFindings, kubeScanSource, scanCluster, ScanError, type ScanFinding, type ScanProgress, type ScanReport } from '../jobs/scan/scan.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../policies/registry.ts';
 import { activeByNamespace, listExceptions, renderExceptions, renderWouldBlock, wouldBlock } from './scan-rollout.ts';

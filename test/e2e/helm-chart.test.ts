@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { splitPems, startSelfManagedCerts, storedFrom, type SelfManagedCerts } from '../../src/jobs/certs/manager.ts';
-import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
+import { loadKubeConfig } from '../../src/kube/client.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { startServe, type ServeProcess } from '../helpers/process.ts';
@@ -380,7 +380,7 @@ t.test('a forced renewal and a CA rollover rotate the serving certificate while 
 
 const RUNNER = `
 import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/jobs/certs/manager.ts'))};
-import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
+import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/client.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};
 import { readFileSync } from 'node:fs';
