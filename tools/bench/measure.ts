@@ -2,7 +2,7 @@
 // noise from other processes on the server's CPU), the runs kept for the tables, and the medians
 // and paired ratios the tables are made of.
 import { log } from './flags.ts';
-import { prepare, runLoad, type RunResult, type Target } from './loadgen.ts';
+import { prepare, runLoad, type LatencySummary, type RunResult, type Target } from './loadgen.ts';
 import { namespaceName } from './namespaces.ts';
 import { cpuBusyMicros, cpuMicros, memory } from './procstat.ts';
 import { buildRequests, KINDS, type BenchRequest } from './requests.ts';
@@ -11,30 +11,19 @@ import type { Bench } from './setup.ts';
 
 export type ServerKind = 'meshguard' | 'floor';
 
-export interface Run {
+/** One measured run: the load generator's result (its latency summary flattened) and the
+ * server's side of it. */
+export interface Run extends Omit<RunResult, 'latency'>, Omit<LatencySummary, 'count'> {
   readonly section: string;
   readonly server: ServerKind;
   readonly variant: string;
   readonly scenario: string;
   readonly connections: number;
   readonly round: number;
-  readonly requests: number;
-  readonly errors: number;
-  readonly errorSamples: readonly string[];
-  readonly shed: number;
-  readonly seconds: number;
-  readonly rps: number;
-  readonly p50Us: number;
-  readonly p90Us: number;
-  readonly p99Us: number;
-  readonly p999Us: number;
-  readonly maxUs: number;
-  readonly meanUs: number;
   /** Server CPU (user + system, all threads) per request in the measured window. */
   readonly cpuUsPerRequest: number;
   /** Server CPU share of one core during the window. */
   readonly serverCpu: number;
-  readonly clientCpu: number;
   /** Share of the server's CPU used by other processes during the window (noise), when pinned. */
   readonly otherOnServerCpu: number;
   readonly peakRssMiB: number;
