@@ -42,7 +42,7 @@ export const PLACEHOLDER = Object.freeze({
 type Json = Record<string, unknown>;
 type Webhook = Json & { name: string; clientConfig: Json; namespaceSelector?: Json };
 
-function webhooksOf(o: Partial<WebhookConfigOptions>): { mutating: Webhook[]; validating: Webhook[] } {
+function webhooksOf(options: Partial<WebhookConfigOptions>): { mutating: Webhook[]; validating: Webhook[] } {
   const { mutating, validating } = webhookConfigurations({
     client: { service: { namespace: PLACEHOLDER.release, name: 'svc', port: 443 } },
     failurePolicy: 'Fail',
@@ -50,7 +50,7 @@ function webhooksOf(o: Partial<WebhookConfigOptions>): { mutating: Webhook[]; va
     exemptNamespaces: [PLACEHOLDER.exempt],
     meshguardNamespace: PLACEHOLDER.release,
     rules: RULES,
-    ...o,
+    ...options,
   });
   return { mutating: mutating['webhooks'] as Webhook[], validating: validating['webhooks'] as Webhook[] };
 }

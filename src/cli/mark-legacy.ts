@@ -6,7 +6,7 @@
 // (core/decide.ts): this command only writes it, as an admin. Dry run unless --apply.
 import { parseArgs } from 'node:util';
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Namespace } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../kube/namespace-cache.ts';
+import { loadKubeConfig, pageParams } from '../kube/client.ts';
 import type { Config } from '../config/types.ts';
 import { MODE_LABEL } from '../core/decide.ts';
 import { isExempt } from '../core/match.ts';
@@ -63,7 +63,7 @@ export async function runMarkLegacy(argv: readonly string[], io: Io): Promise<nu
   const items: V1Namespace[] = [];
   let cont: string | undefined;
   do {
-    const page = await core.listNamespace({ limit: 500, ...(cont !== undefined ? { _continue: cont } : {}) });
+    const page = await core.listNamespace(pageParams(500, cont));
     items.push(...page.items);
     cont = page.metadata?._continue || undefined;
   } while (cont !== undefined);

@@ -1,7 +1,7 @@
 // meshguard scan: every existing object in the cluster that violates the enabled rules, judged by
 // the same rule code as admission, grouped by namespace and rule, as text or JSON.
 import { parseArgs } from 'node:util';
-import { loadKubeConfig } from '../kube/namespace-cache.ts';
+import { loadKubeConfig } from '../kube/client.ts';
 import { scanCluster, ScanError, type ScanProgress } from '../jobs/scan/scan.ts';
 import { groupFindings, whereText, type Finding, type ScanReport } from '../jobs/scan/report.ts';
 import { kubeScanSource } from '../jobs/scan/adapter.ts';

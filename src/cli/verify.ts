@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, type V1Namespace } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../kube/namespace-cache.ts';
+import { loadKubeConfig } from '../kube/client.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const VERIFY_HELP = `Usage: meshguard verify [flags]

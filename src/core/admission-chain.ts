@@ -5,17 +5,13 @@ import type { AdmissionRequest, KObject, Operation, UserInfo } from './request.t
 import type { ClusterState } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import { reviewMutate, reviewValidate, type ReviewOutcome, type RuleSet } from './pipeline.ts';
+import { isClusterScoped, kindResource } from './resources.ts';
 
-/** Cluster-scoped kinds the rules see; every other kind is treated as namespaced. */
-const CLUSTER_SCOPED = new Set(['Namespace', 'Node', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration', 'PersistentVolume', 'StorageClass', 'PriorityClass']);
+export { isClusterScoped } from './resources.ts';
 
 export function splitApiVersion(apiVersion: string): { group: string; version: string } {
   const i = apiVersion.indexOf('/');
   return i < 0 ? { group: '', version: apiVersion } : { group: apiVersion.slice(0, i), version: apiVersion.slice(i + 1) };
-}
-
-export function isClusterScoped(kind: string): boolean {
-  return CLUSTER_SCOPED.has(kind);
 }
 
 export interface SyntheticOptions {
@@ -26,7 +22,12 @@ export interface SyntheticOptions {
   readonly defaultNamespace?: string;
 }
 
-/** An AdmissionRequest for a manifest, as the apiserver would send it for `kubectl create`. */
+/**
+ * An AdmissionRequest for a manifest, as the apiserver would send it for `kubectl create`. The
+ * resource is the one the apiserver serves the kind as (resources.ts); for a kind not in that
+ * table it is '' (unknown offline; no rule matches such a kind, and rules match kinds, not
+ * resources).
+ */
 export function syntheticRequest(object: KObject, opts: SyntheticOptions): AdmissionRequest {
   const { group, version } = splitApiVersion(typeof object.apiVersion === 'string' ? object.apiVersion : '');
   const kind = typeof object.kind === 'string' ? object.kind : '';
@@ -35,7 +36,7 @@ export function syntheticRequest(object: KObject, opts: SyntheticOptions): Admis
   return {
     uid: opts.uid,
     kind: { group, version, kind },
-    resource: { group, version, resource: `${kind.toLowerCase()}s` },
+    resource: { group, version, resource: kindResource(group, kind)?.resource ?? '' },
     subResource: '',
     operation: opts.operation ?? 'CREATE',
     namespace,

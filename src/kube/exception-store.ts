@@ -3,7 +3,8 @@
 // object (the CRD's schema makes that rare) is kept as an error for `scan` and never applies.
 import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { ClusterState } from '../core/cluster-view.ts';
-import { ListWatch, type Listed, type ListWatchLog } from './list-watch.ts';
+import { ListWatch, type ListWatchLog } from './list-watch.ts';
+import { customObjectLister } from './client.ts';
 import { decodeException, EXCEPTION_GROUP, EXCEPTION_PLURAL, EXCEPTION_VERSION, type Decoded, type MeshguardException } from '../core/exception-model.ts';
 
 interface Stored {
@@ -21,19 +22,18 @@ export class ExceptionStore implements ExceptionSource {
   readonly #ruleIds: readonly string[];
   readonly #log: ListWatchLog;
 
-  constructor(kc: KubeConfig, o: { ruleIds: readonly string[]; resyncMs: number; staleAfterMs: number; log: ListWatchLog }) {
-    this.#ruleIds = o.ruleIds;
-    this.#log = o.log;
+  constructor(kc: KubeConfig, options: { ruleIds: readonly string[]; resyncMs: number; staleAfterMs: number; log: ListWatchLog }) {
+    this.#ruleIds = options.ruleIds;
+    this.#log = options.log;
     const api = kc.makeApiClient(CustomObjectsApi);
     this.#watch = new ListWatch<Stored>({
       name: 'meshguardexceptions',
-      list: async (p) =>
-        (await api.listClusterCustomObject({ group: EXCEPTION_GROUP, version: EXCEPTION_VERSION, plural: EXCEPTION_PLURAL, limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) })) as Listed<Stored>,
+      list: customObjectLister<Stored>(api, { group: EXCEPTION_GROUP, version: EXCEPTION_VERSION, plural: EXCEPTION_PLURAL }),
       watch: new Watch(kc),
       watchPath: `/apis/${EXCEPTION_GROUP}/${EXCEPTION_VERSION}/${EXCEPTION_PLURAL}`,
-      resyncMs: o.resyncMs,
-      staleAfterMs: o.staleAfterMs,
-      log: o.log,
+      resyncMs: options.resyncMs,
+      staleAfterMs: options.staleAfterMs,
+      log: options.log,
       replace: (items) => {
         this.#byKey.clear();
         for (const i of items) this.#put(i);

@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { ListWatchLog } from './list-watch.ts';
 import { statusCode } from './errors.ts';
+import { sleep } from './sleep.ts';
 
 /** The fields of a Lease that election reads and writes. Times are Unix milliseconds. */
 export interface LeaseRecord {
@@ -178,7 +179,7 @@ export interface LeaderElectorOptions {
 }
 
 export class LeaderElector {
-  readonly #o: LeaderElectorOptions;
+  readonly #options: LeaderElectorOptions;
   readonly #now: () => number;
   readonly #deadlineMs: number;
   #leading = false;
@@ -187,18 +188,18 @@ export class LeaderElector {
   #lastHolder: string | undefined;
   #stopped = false;
   #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
+  readonly #stopSignal = new AbortController();
   /** Counters for tests and metrics. */
   readonly stats = { rounds: 0, conflicts: 0, errors: 0, transitions: 0 };
 
-  constructor(o: LeaderElectorOptions) {
-    this.#o = o;
-    this.#now = o.now ?? Date.now;
-    this.#deadlineMs = renewDeadlineMs(o.leaseDurationSeconds, o.renewSeconds);
+  constructor(options: LeaderElectorOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#deadlineMs = renewDeadlineMs(options.leaseDurationSeconds, options.renewSeconds);
   }
 
   get identity(): string {
-    return this.#o.identity;
+    return this.#options.identity;
   }
 
   isLeader(): boolean {
@@ -212,18 +213,18 @@ export class LeaderElector {
   /** Stop campaigning; a leader clears the holder so a follower takes over at its next round. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
+    this.#stopSignal.abort();
     await this.#loop;
     if (!this.#leading) return;
     const lease = this.#lease;
     this.#setLeading(false, 'stopping');
     if (lease === undefined) return;
     try {
-      await this.#o.store.update(releasedLease(lease, this.#now()), lease.resourceVersion);
-      this.#o.log.info({ lease: this.#o.store.where, identity: this.#o.identity }, 'leader election: released the lease');
+      await this.#options.store.update(releasedLease(lease, this.#now()), lease.resourceVersion);
+      this.#options.log.info({ lease: this.#options.store.where, identity: this.#options.identity }, 'leader election: released the lease');
     } catch (err) {
       // Someone already took it, or the API is unreachable: the lease then simply expires.
-      this.#o.log.warn({ lease: this.#o.store.where, err: (err as Error).message }, 'leader election: could not release the lease; it will expire');
+      this.#options.log.warn({ lease: this.#options.store.where, err: (err as Error).message }, 'leader election: could not release the lease; it will expire');
     }
   }
 
@@ -232,27 +233,27 @@ export class LeaderElector {
     this.stats.rounds++;
     const now = this.#now();
     try {
-      const lease = await this.#o.store.get();
-      const d = leaseDecision(lease, this.#o.identity, now);
+      const lease = await this.#options.store.get();
+      const d = leaseDecision(lease, this.#options.identity, now);
       if (d.action === 'follow') {
         this.#lease = lease;
         if (this.#leading) this.#setLeading(false, `the lease is held by ${d.holder}`);
         if (d.holder !== this.#lastHolder) {
           this.#lastHolder = d.holder;
-          this.#o.log.info({ lease: this.#o.store.where, leader: d.holder, identity: this.#o.identity }, 'leader election: following');
+          this.#options.log.info({ lease: this.#options.store.where, leader: d.holder, identity: this.#options.identity }, 'leader election: following');
         }
         return;
       }
-      const next = nextLease(d, lease, this.#o.identity, now, this.#o.leaseDurationSeconds);
-      this.#lease = lease === undefined ? await this.#o.store.create(next) : await this.#o.store.update(next, lease.resourceVersion);
+      const next = nextLease(d, lease, this.#options.identity, now, this.#options.leaseDurationSeconds);
+      this.#lease = lease === undefined ? await this.#options.store.create(next) : await this.#options.store.update(next, lease.resourceVersion);
       this.#lastRenewMs = now;
-      this.#lastHolder = this.#o.identity;
+      this.#lastHolder = this.#options.identity;
       if (!this.#leading) this.#setLeading(true, d.action === 'acquire' ? `the lease was ${d.reason}` : d.action === 'create' ? 'created the lease' : 'renewed');
     } catch (err) {
       if (err instanceof LeaseConflict) this.stats.conflicts++;
       else {
         this.stats.errors++;
-        this.#o.log.warn({ lease: this.#o.store.where, err: (err as Error).message }, 'leader election: lease read or write failed');
+        this.#options.log.warn({ lease: this.#options.store.where, err: (err as Error).message }, 'leader election: lease read or write failed');
       }
       if (this.#leading && shouldStepDown(this.#lastRenewMs, now, this.#deadlineMs)) {
         this.#setLeading(false, `not renewed for ${Math.round((now - this.#lastRenewMs) / 1000)} s`);
@@ -264,31 +265,20 @@ export class LeaderElector {
     if (this.#leading === leading) return;
     this.#leading = leading;
     this.stats.transitions++;
-    this.#o.log.info({ lease: this.#o.store.where, identity: this.#o.identity, why }, leading ? 'leader election: became the leader' : 'leader election: stopped leading');
+    this.#options.log.info({ lease: this.#options.store.where, identity: this.#options.identity, why }, leading ? 'leader election: became the leader' : 'leader election: stopped leading');
     try {
-      if (leading) this.#o.onStartedLeading();
-      else this.#o.onStoppedLeading();
+      if (leading) this.#options.onStartedLeading();
+      else this.#options.onStoppedLeading();
     } catch (err) {
-      this.#o.log.warn({ err: (err as Error).message }, 'leader election: callback failed');
+      this.#options.log.warn({ err: (err as Error).message }, 'leader election: callback failed');
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      t.unref();
-      this.#wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
   }
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
       await this.round();
       if (this.#stopped) break;
-      await this.#sleep(this.#o.renewSeconds * 1000);
+      await sleep(this.#options.renewSeconds * 1000, this.#stopSignal.signal);
     }
   }
 }

@@ -12,10 +12,21 @@
 // relisted. List pages have a timeout too. So a stalled watch or list shows in problem() within
 // the bound, however quiet the resource is.
 import type { Watch } from '@kubernetes/client-node';
+import { pageParams } from './client.ts';
+import { sleep } from './sleep.ts';
+import { resourceVersionOf, StallError, streamList, watchdog } from './stream-list.ts';
 
 export interface Listed<T> {
   readonly items: T[];
   readonly metadata?: { readonly resourceVersion?: string | undefined; readonly _continue?: string | undefined } | undefined;
+}
+
+/** One list page as ListWatch asks for it. `signal` aborts it when the page timed out or the
+ * ListWatch stopped. */
+export interface ListPage {
+  readonly limit: number;
+  readonly _continue?: string;
+  readonly signal: AbortSignal;
 }
 
 export interface ListWatchLog {
@@ -25,8 +36,7 @@ export interface ListWatchLog {
 
 export interface ListWatchOptions<T> {
   readonly name: string;
-  /** One page. `signal` aborts it when the page timed out or the ListWatch stopped. */
-  list(page: { limit: number; _continue?: string; signal: AbortSignal }): Promise<Listed<T>>;
+  list(page: ListPage): Promise<Listed<T>>;
   readonly watch: Pick<Watch, 'watch'>;
   readonly watchPath: string;
   readonly watchParams?: Readonly<Record<string, string>>;
@@ -62,18 +72,8 @@ export interface ListWatchOptions<T> {
 
 type WatchEnd = 'closed' | 'resync' | 'gone' | 'stopped';
 
-/** Nothing arrived within the bound: a watch, a streaming list or a list page stalled. */
-export class StallError extends Error {
-  override readonly name = 'StallError';
-}
-
-function resourceVersionOf(obj: unknown): string | undefined {
-  const rv = (obj as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
-  return typeof rv === 'string' ? rv : undefined;
-}
-
 export class ListWatch<T> {
-  readonly #o: ListWatchOptions<T>;
+  readonly #options: ListWatchOptions<T>;
   readonly #now: () => number;
   #stopped = false;
   #hasSynced = false;
@@ -83,16 +83,15 @@ export class ListWatch<T> {
   #lastFailure: 'error' | 'stall' | undefined;
   #abort: AbortController | undefined;
   readonly #stopSignal = new AbortController();
-  #wake: (() => void) | undefined;
   #done: Promise<void> | undefined;
   /** Counters for tests and metrics: paged lists, streaming lists, watches, failures, stalls. */
   readonly stats = { lists: 0, streams: 0, watches: 0, failures: 0, stalls: 0 };
   /** Set once the server refused a streaming list: paged lists from then on. */
   #streamingOff = false;
 
-  constructor(o: ListWatchOptions<T>) {
-    this.#o = o;
-    this.#now = o.now ?? Date.now;
+  constructor(options: ListWatchOptions<T>) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
   }
 
   start(): void {
@@ -103,20 +102,19 @@ export class ListWatch<T> {
     this.#stopped = true;
     this.#stopSignal.abort();
     this.#abort?.abort();
-    this.#wake?.();
     await this.#done;
   }
 
   /** undefined when healthy; otherwise why the copy cannot be trusted. */
   problem(): string | undefined {
-    if (!this.#hasSynced) return `${this.#o.name}: initial list not completed`;
+    if (!this.#hasSynced) return `${this.#options.name}: initial list not completed`;
     const silentMs = this.#now() - this.#lastHeard;
-    if (silentMs <= this.#o.staleAfterMs) return undefined;
+    if (silentMs <= this.#options.staleAfterMs) return undefined;
     const s = Math.round(silentMs / 1000);
-    const bound = this.#o.staleAfterMs / 1000;
+    const bound = this.#options.staleAfterMs / 1000;
     return this.#lastFailure === 'error'
-      ? `${this.#o.name}: watch down for ${s} s (bound ${bound} s)`
-      : `${this.#o.name}: watch stalled: nothing received for ${s} s (bound ${bound} s)`;
+      ? `${this.#options.name}: watch down for ${s} s (bound ${bound} s)`
+      : `${this.#options.name}: watch stalled: nothing received for ${s} s (bound ${bound} s)`;
   }
 
   /** The apiserver answered: the copy is current as of now. */
@@ -131,20 +129,9 @@ export class ListWatch<T> {
     if (this.#lastFailure === undefined && this.#hasSynced) this.#lastHeard = this.#now();
   }
 
-  /** A timer that checks, a few times per staleness bound, whether `since()` is older than it. */
-  #watchdog(since: () => number, onStall: (silentMs: number) => void): ReturnType<typeof setInterval> {
-    const every = Math.max(100, Math.min(1000, this.#o.staleAfterMs / 4));
-    const timer = setInterval(() => {
-      const silentMs = this.#now() - since();
-      if (silentMs > this.#o.staleAfterMs) onStall(silentMs);
-    }, every);
-    timer.unref();
-    return timer;
-  }
-
   /** One list page, abandoned (and its request aborted) after listTimeoutMs. */
   async #page(limit: number, cont: string | undefined): Promise<Listed<T>> {
-    const timeoutMs = this.#o.listTimeoutMs ?? Math.max(this.#o.staleAfterMs, 5000);
+    const timeoutMs = this.#options.listTimeoutMs ?? Math.max(this.#options.staleAfterMs, 5000);
     const ac = new AbortController();
     const onStop = (): void => ac.abort();
     this.#stopSignal.signal.addEventListener('abort', onStop, { once: true });
@@ -157,7 +144,7 @@ export class ListWatch<T> {
       timer.unref();
     });
     try {
-      return await Promise.race([this.#o.list({ limit, ...(cont !== undefined ? { _continue: cont } : {}), signal: ac.signal }), timedOut]);
+      return await Promise.race([this.#options.list({ ...pageParams(limit, cont), signal: ac.signal }), timedOut]);
     } finally {
       clearTimeout(timer);
       this.#stopSignal.signal.removeEventListener('abort', onStop);
@@ -170,103 +157,37 @@ export class ListWatch<T> {
 
   async #listAll(): Promise<string> {
     const items: T[] = [];
-    const compact = this.#o.compact;
+    const compact = this.#options.compact;
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = await this.#page(this.#o.pageSize ?? 500, cont);
+      const page = await this.#page(this.#options.pageSize ?? 500, cont);
       this.#progress();
       for (const item of page.items) items.push(compact === undefined ? item : compact(item));
       rv = page.metadata?.resourceVersion ?? rv;
       cont = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
     } while (cont !== undefined);
-    this.#o.replace(items);
+    this.#options.replace(items);
     this.stats.lists++;
     return rv;
   }
 
   /** The initial sync: a streaming list when configured and not refused, else a paged list. */
   async #sync(): Promise<string> {
-    if (this.#o.streamingList !== true || this.#streamingOff) return this.#listAll();
-    const streamed = await this.#streamList();
-    if (streamed !== undefined) return streamed;
-    return this.#listAll();
-  }
-
-  /**
-   * A watch with sendInitialEvents=true: ADDED events for every existing object, then a bookmark
-   * annotated k8s.io/initial-events-end, whose resourceVersion the regular watch continues from
-   * (this watch is closed there; #watch opens the next one). Resolves the resourceVersion, or
-   * undefined when the server refused streaming lists (paged lists from then on); rejects on any
-   * other failure (the caller backs off and retries).
-   */
-  #streamList(): Promise<string | undefined> {
-    return new Promise((resolve, reject) => {
-      const items: T[] = [];
-      let settled = false;
-      let ac: AbortController | undefined;
-      let lastEvent = this.#now();
-      const settle = (f: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        clearInterval(watchdog);
-        ac?.abort();
-        f();
-      };
-      const refuse = (why: string): void =>
-        settle(() => {
-          this.#streamingOff = true;
-          this.#o.log.info({ resource: this.#o.name, reason: why }, 'streaming list not available; using paged lists');
-          resolve(undefined);
-        });
-      const timeoutMs = this.#o.initialEventsTimeoutMs ?? 60_000;
-      const compact = this.#o.compact;
-      const timer = setTimeout(() => refuse(`no end of the initial events within ${timeoutMs / 1000} s`), timeoutMs);
-      timer.unref();
-      // Silence past the bound: after some objects, the pattern of a server that ignored
-      // sendInitialEvents (it sends what exists, then nothing); before any, a stalled connection,
-      // retried as a failure with streaming lists still on.
-      const watchdog = this.#watchdog(
-        () => lastEvent,
-        (silentMs) => {
-          if (items.length > 0) refuse(`no end of the initial events after ${Math.round(silentMs / 1000)} s of silence`);
-          else settle(() => reject(new StallError(`streaming list: nothing received for ${Math.round(silentMs / 1000)} s`)));
-        },
-      );
-      const onEvent = (phase: string, obj: unknown): void => {
-        if (settled) return;
-        lastEvent = this.#now();
-        this.#progress();
-        if (phase === 'ADDED') items.push(compact === undefined ? (obj as T) : compact(obj as T));
-        else if (phase === 'BOOKMARK') {
-          const annotations = (obj as { metadata?: { annotations?: Record<string, unknown> } } | null)?.metadata?.annotations;
-          if (annotations?.['k8s.io/initial-events-end'] !== 'true') return;
-          settle(() => {
-            this.#o.replace(items);
-            this.stats.streams++;
-            resolve(resourceVersionOf(obj) ?? '');
-          });
-        } else if (phase === 'ERROR') {
-          const code = (obj as { code?: unknown } | null)?.code;
-          if (code === 400 || code === 422) refuse(`the server answered ${String(code)}`);
-          else settle(() => reject(new Error(`streaming list error event: ${JSON.stringify(obj)}`)));
-        }
-      };
-      const onDone = (err: unknown): void => {
-        const status = (err as { statusCode?: unknown } | null)?.statusCode;
-        if (status === 400 || status === 422) refuse(`the server answered ${String(status)}`);
-        else settle(() => reject(err instanceof Error ? err : new Error(this.#stopped ? 'stopped' : 'streaming list ended before the initial events did')));
-      };
-      this.#o.watch
-        .watch(this.#o.watchPath, { ...this.#o.watchParams, sendInitialEvents: true, resourceVersionMatch: 'NotOlderThan', allowWatchBookmarks: true }, onEvent, onDone)
-        .then((c) => {
-          ac = c;
-          this.#abort = c;
-          if (settled || this.#stopped) c.abort();
-        })
-        .catch((err: unknown) => onDone(err ?? new Error('streaming list failed')));
+    if (this.#options.streamingList !== true || this.#streamingOff) return this.#listAll();
+    const streamed = await streamList({
+      options: this.#options,
+      now: this.#now,
+      stopped: () => this.#stopped,
+      progress: () => this.#progress(),
+      opened: (c) => (this.#abort = c),
     });
+    if (streamed !== undefined) {
+      this.stats.streams++;
+      return streamed;
+    }
+    this.#streamingOff = true;
+    return this.#listAll();
   }
 
   /** One watch from rv until it ends: cleanly (the server's timeoutSeconds), at the resync time
@@ -280,7 +201,7 @@ export class ListWatch<T> {
       const stopTimers = (): void => {
         settled = true;
         clearTimeout(resync);
-        clearInterval(watchdog);
+        clearInterval(stallTimer);
         ac?.abort();
       };
       const finish = (end: WatchEnd): void => {
@@ -295,7 +216,9 @@ export class ListWatch<T> {
       };
       const resync = setTimeout(() => finish('resync'), Math.max(0, resyncInMs));
       resync.unref();
-      const watchdog = this.#watchdog(
+      const stallTimer = watchdog(
+        this.#now,
+        this.#options.staleAfterMs,
         () => this.#lastHeard,
         (silentMs) => {
           this.stats.stalls++;
@@ -312,8 +235,8 @@ export class ListWatch<T> {
         }
         this.#heard();
         last = resourceVersionOf(obj) ?? last;
-        if (phase === 'ADDED' || phase === 'MODIFIED') this.#o.upsert(obj as T);
-        else if (phase === 'DELETED') this.#o.remove(obj as T);
+        if (phase === 'ADDED' || phase === 'MODIFIED') this.#options.upsert(obj as T);
+        else if (phase === 'DELETED') this.#options.remove(obj as T);
       };
       const onDone = (err: unknown): void => {
         if (settled) return;
@@ -324,9 +247,9 @@ export class ListWatch<T> {
           finish('closed');
         } else fail(err instanceof Error ? err : new Error(String(err)));
       };
-      const timeoutSeconds = this.#o.watchTimeoutSeconds ?? Math.max(1, Math.floor(this.#o.staleAfterMs / 2000));
-      this.#o.watch
-        .watch(this.#o.watchPath, { ...this.#o.watchParams, resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
+      const timeoutSeconds = this.#options.watchTimeoutSeconds ?? Math.max(1, Math.floor(this.#options.staleAfterMs / 2000));
+      this.#options.watch
+        .watch(this.#options.watchPath, { ...this.#options.watchParams, resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
         .then((c) => {
           ac = c;
           this.#abort = c;
@@ -342,26 +265,15 @@ export class ListWatch<T> {
     });
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      t.unref();
-      this.#wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
-
   async #run(): Promise<void> {
-    let backoff = this.#o.backoffInitialMs ?? 500;
+    let backoff = this.#options.backoffInitialMs ?? 500;
     while (!this.#stopped) {
       try {
         let rv = await this.#sync();
         this.#hasSynced = true;
         this.#heard();
-        backoff = this.#o.backoffInitialMs ?? 500;
-        const resyncAt = this.#now() + this.#o.resyncMs;
+        backoff = this.#options.backoffInitialMs ?? 500;
+        const resyncAt = this.#now() + this.#options.resyncMs;
         for (;;) {
           const r = await this.#watch(rv, resyncAt - this.#now());
           if (r.end !== 'closed' || this.#stopped) break; // resync, 410 Gone or stop: relist
@@ -374,9 +286,9 @@ export class ListWatch<T> {
         // A stall stays a stall while the retries time out too; an error replaces it.
         if (!stalled || this.#lastFailure === undefined) this.#lastFailure = stalled ? 'stall' : 'error';
         this.#abort?.abort();
-        this.#o.log.warn({ resource: this.#o.name, err: (err as Error).message, retryInMs: backoff }, 'list/watch failed; retrying');
-        await this.#sleep(backoff);
-        backoff = Math.min(backoff * 2, this.#o.backoffMaxMs ?? 30_000);
+        this.#options.log.warn({ resource: this.#options.name, err: (err as Error).message, retryInMs: backoff }, 'list/watch failed; retrying');
+        await sleep(backoff, this.#stopSignal.signal);
+        backoff = Math.min(backoff * 2, this.#options.backoffMaxMs ?? 30_000);
       }
     }
   }

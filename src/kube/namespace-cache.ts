@@ -1,6 +1,7 @@
 // ClusterState backed by the API server: namespaces and Istio revisions, each a ListWatch.
 // Admission reads these maps synchronously; no API call is made per request.
-import { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, Observable, type ConfigurationOptions, type RequestContext, type ResponseContext, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
+import { abortOn, pageParams } from './client.ts';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
 import { WatchClient } from './watch-client.ts';
 import { namespaceLabels, type ClusterState, type NamespaceInfo, type NamespaceLabels } from '../core/cluster-view.ts';
@@ -15,31 +16,6 @@ export interface CacheOptions {
 }
 
 const REVISION_LABELS = ['istio.io/rev', 'istio.io/tag'] as const;
-
-/** Call options that abort a client-node request (and the reading of its body) on `signal`:
- * ListWatch aborts a list page that outlives its timeout. */
-export function abortOn(signal: AbortSignal): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (ctx: RequestContext) => {
-          ctx.setSignal(signal);
-          return new Observable(Promise.resolve(ctx));
-        },
-        post: (ctx: ResponseContext) => new Observable(Promise.resolve(ctx)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
-}
-
-export function loadKubeConfig(opts: { kubeconfig: string | null; inCluster: boolean }): KubeConfig {
-  const kc = new KubeConfig();
-  if (opts.kubeconfig !== null) kc.loadFromFile(opts.kubeconfig);
-  else if (opts.inCluster) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
 
 /**
  * Namespaces with the same mesh labels share one frozen labels object (most clusters have a handful
@@ -85,17 +61,17 @@ export class ClusterCache implements ClusterState {
   readonly watchers: ListWatch<unknown>[] = [];
   #revisionWatchers: ListWatch<unknown>[] = [];
 
-  constructor(kc: KubeConfig, o: CacheOptions) {
-    this.#configured = o.configuredRevisions;
-    this.#revisions = new Set(o.configuredRevisions);
+  constructor(kc: KubeConfig, options: CacheOptions) {
+    this.#configured = options.configuredRevisions;
+    this.#revisions = new Set(options.configuredRevisions);
     const core = kc.makeApiClient(CoreV1Api);
     // A watch whose response has not begun within the staleness bound is given up (watch-client.ts).
-    const watch = new WatchClient(kc, o.staleAfterMs);
-    const common = { watch, resyncMs: o.resyncMs, staleAfterMs: o.staleAfterMs, log: o.log };
+    const watch = new WatchClient(kc, options.staleAfterMs);
+    const common = { watch, resyncMs: options.resyncMs, staleAfterMs: options.staleAfterMs, log: options.log };
     const nsWatch = new ListWatch<V1Namespace>({
       ...common,
       name: 'namespaces',
-      list: (p) => core.listNamespace({ limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }, abortOn(p.signal)),
+      list: (p) => core.listNamespace(pageParams(p.limit, p._continue), abortOn(p.signal)),
       watchPath: '/api/v1/namespaces',
       // Each namespace is cut down to its name and the labels rules read as its page or event
       // arrives: client-node's objects (managedFields, timestamps as Dates) are several KiB each,
@@ -111,13 +87,13 @@ export class ClusterCache implements ClusterState {
       remove: (ns) => void this.#namespaces.delete(ns.metadata?.name ?? ''),
     });
     this.watchers.push(nsWatch as ListWatch<unknown>);
-    if (o.discoverRevisions) {
+    if (options.discoverRevisions) {
       const adm = kc.makeApiClient(AdmissionregistrationV1Api);
       const selector = 'istio.io/rev';
       const mwcWatch = new ListWatch<V1MutatingWebhookConfiguration>({
         ...common,
         name: 'istio revisions (mutatingwebhookconfigurations)',
-        list: (p) => adm.listMutatingWebhookConfiguration({ labelSelector: selector, limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) }, abortOn(p.signal)),
+        list: (p) => adm.listMutatingWebhookConfiguration({ labelSelector: selector, ...pageParams(p.limit, p._continue) }, abortOn(p.signal)),
         watchPath: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
         watchParams: { labelSelector: selector },
         replace: (items) => {

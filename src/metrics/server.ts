@@ -11,7 +11,7 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(o: { readonly host: string; readonly port: number; readonly recorder: Recorder }): Promise<MetricsServer> {
+export async function startMetricsServer(options: { readonly host: string; readonly port: number; readonly recorder: Recorder }): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if ((req.method !== 'GET' && req.method !== 'HEAD') || path !== '/metrics') {
@@ -19,9 +19,9 @@ export async function startMetricsServer(o: { readonly host: string; readonly po
       res.end(path === '/metrics' ? 'method not allowed\n' : 'not found: only GET /metrics is served here\n');
       return;
     }
-    o.recorder.render().then(
+    options.recorder.render().then(
       (text) => {
-        res.writeHead(200, { 'content-type': o.recorder.contentType });
+        res.writeHead(200, { 'content-type': options.recorder.contentType });
         res.end(req.method === 'HEAD' ? undefined : text);
       },
       () => {
@@ -37,7 +37,7 @@ export async function startMetricsServer(o: { readonly host: string; readonly po
   server.maxHeadersCount = 50;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: o.host, port: o.port }, () => {
+    server.listen({ host: options.host, port: options.port }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -24,7 +24,7 @@ import { parseAllDocuments } from 'yaml';
 import { startSelfManagedCerts, type SelfManagedCerts } from '../../src/jobs/certs/loop.ts';
 import { splitPems } from '../../src/jobs/certs/plan.ts';
 import { storedFrom } from '../../src/jobs/certs/secret.ts';
-import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
+import { loadKubeConfig } from '../../src/kube/client.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { startServe, type ServeProcess } from '../helpers/process.ts';
@@ -382,7 +382,7 @@ t.test('a forced renewal and a CA rollover rotate the serving certificate while 
 
 const RUNNER = `
 import { startSelfManagedCerts } from ${JSON.stringify(join(ROOT, 'src/jobs/certs/loop.ts'))};
-import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
+import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/client.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};
 import { readFileSync } from 'node:fs';

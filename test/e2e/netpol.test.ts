@@ -11,7 +11,7 @@ import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KObject } from '../../src/core/request.ts';
-import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
+import { loadKubeConfig } from '../../src/kube/client.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { desiredState, startReconciler, type ReconcilerHandle } from '../../src/jobs/reconciler/index.ts';

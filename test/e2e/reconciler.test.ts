@@ -12,7 +12,7 @@
 import t from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { loadKubeConfig } from '../../src/kube/namespace-cache.ts';
+import { loadKubeConfig } from '../../src/kube/client.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { RULE_IDS } from '../../src/policies/registry.ts';
 import { startReconciler, type ReconcilerHandle } from '../../src/jobs/reconciler/index.ts';
@@ -181,7 +181,7 @@ t.test('a deleted namespace leaves no managed resource behind', async (t) => {
 
 const RUNNER = `
 import { startReconciler } from ${JSON.stringify(join(ROOT, 'src/jobs/reconciler/index.ts'))};
-import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/namespace-cache.ts'))};
+import { loadKubeConfig } from ${JSON.stringify(join(ROOT, 'src/kube/client.ts'))};
 import { loadConfig } from ${JSON.stringify(join(ROOT, 'src/config/load.ts'))};
 import { RULE_IDS } from ${JSON.stringify(join(ROOT, 'src/policies/registry.ts'))};
 const line = (level, o, msg) => process.stdout.write(JSON.stringify({ level, ...o, msg }) + '\\n');

@@ -147,7 +147,7 @@ function check(p: Prepared, status: number, body: string): string | undefined {
 }
 
 /** Run one closed-loop load test. Resolves once every connection has stopped. */
-export function runLoad(o: RunOptions): Promise<RunResult> {
+export function runLoad(load: RunOptions): Promise<RunResult> {
   return new Promise((resolve) => {
     const samples = new Growable();
     const errorSamples: string[] = [];
@@ -184,7 +184,7 @@ export function runLoad(o: RunOptions): Promise<RunResult> {
       });
     };
 
-    const options = { host: o.target.host, port: o.target.port, ca: o.target.ca, servername: o.target.servername };
+    const options = { host: load.target.host, port: load.target.port, ca: load.target.ca, servername: load.target.servername };
 
     // One connection's loop. With handshakePerRequest, each request gets a fresh socket.
     const startConnection = (): void => {
@@ -200,7 +200,7 @@ export function runLoad(o: RunOptions): Promise<RunResult> {
           socket.destroy();
           return;
         }
-        current = o.requests[next++ % o.requests.length];
+        current = load.requests[next++ % load.requests.length];
         if (current === undefined) throw new Error('no requests');
         sentAt = performance.now();
         socket.write(current.wire);
@@ -232,7 +232,7 @@ export function runLoad(o: RunOptions): Promise<RunResult> {
           else if (problem !== undefined) fail(problem);
           else if (counting) samples.push(took * 1000);
           buf = r.end < buf.length ? buf.subarray(r.end) : null;
-          if (o.handshakePerRequest === true || r.close) {
+          if (load.handshakePerRequest === true || r.close) {
             socket.destroy();
             return;
           }
@@ -251,9 +251,9 @@ export function runLoad(o: RunOptions): Promise<RunResult> {
       open();
     };
 
-    for (let i = 0; i < o.connections; i++) startConnection();
+    for (let i = 0; i < load.connections; i++) startConnection();
     setTimeout(() => {
-      o.onWindow?.('start');
+      load.onWindow?.('start');
       cpuStart = process.cpuUsage();
       windowStart = performance.now();
       counting = true;
@@ -262,9 +262,9 @@ export function runLoad(o: RunOptions): Promise<RunResult> {
         windowEnd = performance.now();
         const c = process.cpuUsage(cpuStart);
         cpuUsed = c.user + c.system;
-        o.onWindow?.('end');
+        load.onWindow?.('end');
         stopping = true;
-      }, o.durationMs);
-    }, o.warmupMs);
+      }, load.durationMs);
+    }, load.warmupMs);
   });
 }

@@ -56,7 +56,7 @@ function cache(n: number): StaticClusterState {
 
 let sink = 0;
 
-function bench(name: string, requests: readonly BenchRequest[], cluster: StaticClusterState, o: { warmupMs: number; rounds: number; roundMs: number }): MicroRow {
+function bench(name: string, requests: readonly BenchRequest[], cluster: StaticClusterState, timing: { warmupMs: number; rounds: number; roundMs: number }): MicroRow {
   const config = loadConfig({ ruleIds: RULE_IDS });
   const endpoint = (r: BenchRequest): Endpoint => (r.path === '/mutate' ? 'mutate' : 'validate');
   let verdict = '';
@@ -86,7 +86,7 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
   // Warm-up: both paths, until the JIT has settled.
   const scratch = new Float64Array(4);
   let i = 0;
-  for (const end = performance.now() + o.warmupMs; performance.now() < end; ) {
+  for (const end = performance.now() + timing.warmupMs; performance.now() < end; ) {
     const r = requests[i++ % requests.length] as BenchRequest;
     one(r, scratch);
     floorOne(r);
@@ -95,11 +95,11 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
   const totals: number[] = [];
   const floors: number[] = [];
   let ops = 0;
-  for (let round = 0; round < o.rounds; round++) {
+  for (let round = 0; round < timing.rounds; round++) {
     const t = new Float64Array(4);
     let n = 0;
     const start = performance.now();
-    while (performance.now() - start < o.roundMs) {
+    while (performance.now() - start < timing.roundMs) {
       for (let k = 0; k < 16; k++) one(requests[i++ % requests.length] as BenchRequest, t);
       n += 16;
     }
@@ -109,7 +109,7 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
     ops = n;
     let m = 0;
     const fstart = performance.now();
-    while (performance.now() - fstart < o.roundMs / 2) {
+    while (performance.now() - fstart < timing.roundMs / 2) {
       for (let k = 0; k < 16; k++) floorOne(requests[i++ % requests.length] as BenchRequest);
       m += 16;
     }
@@ -124,7 +124,7 @@ function bench(name: string, requests: readonly BenchRequest[], cluster: StaticC
     encodeNs: median(stages[3] as number[]),
     totalNs: median(totals),
     floorNs: median(floors),
-    rounds: o.rounds,
+    rounds: timing.rounds,
     opsPerRound: ops,
     verdict,
   };

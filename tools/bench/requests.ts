@@ -52,7 +52,7 @@ const POD: Gvk = { group: '', version: 'v1', kind: 'Pod', resource: 'pods' };
 const DEPLOYMENT: Gvk = { group: 'apps', version: 'v1', kind: 'Deployment', resource: 'deployments' };
 const NAMESPACE: Gvk = { group: '', version: 'v1', kind: 'Namespace', resource: 'namespaces' };
 
-function review(g: Gvk, operation: 'CREATE' | 'UPDATE', o: {
+function review(g: Gvk, operation: 'CREATE' | 'UPDATE', fields: {
   uid: string;
   name: string;
   namespace?: string;
@@ -66,17 +66,17 @@ function review(g: Gvk, operation: 'CREATE' | 'UPDATE', o: {
     kind: 'AdmissionReview',
     apiVersion: 'admission.k8s.io/v1',
     request: {
-      uid: o.uid,
+      uid: fields.uid,
       kind,
       resource,
       requestKind: kind,
       requestResource: resource,
-      name: o.name,
-      ...(o.namespace !== undefined ? { namespace: o.namespace } : {}),
+      name: fields.name,
+      ...(fields.namespace !== undefined ? { namespace: fields.namespace } : {}),
       operation,
-      userInfo: o.userInfo,
-      object: o.object,
-      oldObject: o.oldObject ?? null,
+      userInfo: fields.userInfo,
+      object: fields.object,
+      oldObject: fields.oldObject ?? null,
       dryRun: false,
       options: { kind: operation === 'CREATE' ? 'CreateOptions' : 'UpdateOptions', apiVersion: 'meta.k8s.io/v1', ...(operation === 'CREATE' ? {} : { fieldManager: 'kubectl-client-side-apply' }) },
     },

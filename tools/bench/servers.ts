@@ -40,18 +40,18 @@ process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export async function startServer(o: StartOptions): Promise<Server> {
-  const taskset = o.cpus !== undefined ? tasksetPath() : undefined;
-  const argv = [...(o.nodeFlags ?? []), join(ROOT, o.script), ...o.args];
+export async function startServer(start: StartOptions): Promise<Server> {
+  const taskset = start.cpus !== undefined ? tasksetPath() : undefined;
+  const argv = [...(start.nodeFlags ?? []), join(ROOT, start.script), ...start.args];
   const cmd = taskset !== undefined ? taskset : NODE;
-  const args = taskset !== undefined ? ['-c', o.cpus as string, NODE, ...argv] : argv;
-  const out = openSync(o.stdoutFile, 'a');
-  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...o.env }, stdio: ['ignore', out, 'pipe'] });
+  const args = taskset !== undefined ? ['-c', start.cpus as string, NODE, ...argv] : argv;
+  const out = openSync(start.stdoutFile, 'a');
+  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...start.env }, stdio: ['ignore', out, 'pipe'] });
   closeSync(out);
   live.add(child);
   let err = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${o.name} did not start within ${(o.timeoutMs ?? 30_000) / 1000} s:\n${err}`)), o.timeoutMs ?? 30_000);
+    const timer = setTimeout(() => reject(new Error(`${start.name} did not start within ${(start.timeoutMs ?? 30_000) / 1000} s:\n${err}`)), start.timeoutMs ?? 30_000);
     child.stderr?.on('data', (c: Buffer) => {
       err += c.toString();
       if (err.length > 200_000) err = err.slice(-100_000);
@@ -63,12 +63,12 @@ export async function startServer(o: StartOptions): Promise<Server> {
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${o.name} exited with ${code}:\n${err}`));
+      reject(new Error(`${start.name} exited with ${code}:\n${err}`));
     });
   });
-  if (child.pid === undefined) throw new Error(`${o.name}: no pid`);
+  if (child.pid === undefined) throw new Error(`${start.name}: no pid`);
   return {
-    name: o.name,
+    name: start.name,
     pid: child.pid,
     port: Number(new URL(url).port),
     child,
