@@ -6,9 +6,9 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { fastifyPlugin } from 'fastify-plugin';
 import type { ServerOptions as HttpsOptions } from 'node:https';
-import type { ClusterState } from './core/cluster-view.ts';
+import type { ClusterView } from './core/cluster-view.ts';
 import type { Config } from './config/types.ts';
-import type { RuleSet } from './core/pipeline.ts';
+import type { RuleSet } from './core/rule-set.ts';
 import { errorBody } from './errors.ts';
 import { noopRecorder, type Recorder } from './metrics/recorder.ts';
 import { nullAuditSink, type AuditSink } from './webhook/audit-sink.ts';
@@ -21,7 +21,7 @@ import { registerClientAuth } from './webhook/client-auth.ts';
 import { registerDrainHeaders } from './serve/shutdown.ts';
 
 export interface AppDeps {
-  readonly cluster: ClusterState;
+  readonly cluster: ClusterView;
   readonly rules: RuleSet;
   readonly recorder?: Recorder;
   readonly audit?: AuditSink;
@@ -57,7 +57,7 @@ function hasMethods(value: unknown, names: readonly string[]): boolean {
 function checkOptions(options: MeshguardOptions): void {
   const problems = [
     typeof options.config?.server !== 'object' ? 'config (a loaded Config)' : undefined,
-    !hasMethods(options.cluster, ['namespace', 'knownRevisions', 'synced']) ? 'cluster (a ClusterState)' : undefined,
+    !hasMethods(options.cluster, ['namespace', 'knownRevisions', 'synced']) ? 'cluster (a ClusterView)' : undefined,
     !Array.isArray(options.rules?.validating) || !Array.isArray(options.rules?.mutating) ? 'rules (a RuleSet)' : undefined,
     options.recorder !== undefined && !hasMethods(options.recorder, ['observeRejected', 'trackLoad']) ? 'recorder (a Recorder)' : undefined,
     options.audit !== undefined && !hasMethods(options.audit, ['write']) ? 'audit (an AuditSink)' : undefined,

@@ -4,7 +4,7 @@
 // --unknown-namespaces deny.
 import { parseArgs } from 'node:util';
 import type { KObject } from '../core/request.ts';
-import { StaticClusterState } from '../core/cluster-view.ts';
+import { StaticClusterView } from '../core/cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import { runPipeline } from '../core/admission-chain.ts';
 import type { Result } from '../core/types.ts';
@@ -126,7 +126,7 @@ export function checkManifests(manifests: readonly Manifest[], config: Config, o
 /** Findings, and notes on what was assumed or not judged offline. */
 export function checkOffline(manifests: readonly Manifest[], config: Config, options: CheckOptions = {}): { findings: CheckFinding[]; notes: string[] } {
   const revisions = [...config.revisions, ...(options.revisions ?? []), ...(config.injection.mode === 'revision' && config.injection.revision !== '' ? [config.injection.revision] : [])];
-  const state = new StaticClusterState([], revisions);
+  const state = new StaticClusterView([], revisions);
   const findings: CheckFinding[] = [];
   const notes: string[] = [];
   const isNs = (m: Manifest): boolean => m.object.kind === 'Namespace' && (m.object.apiVersion === 'v1' || m.object.apiVersion === undefined);

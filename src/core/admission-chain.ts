@@ -2,12 +2,12 @@
 // Used by `meshguard check` and by the cluster scan, so they share every rule with admission.
 import fastJsonPatch from 'fast-json-patch';
 import type { AdmissionRequest, KObject, Operation, UserInfo } from './request.ts';
-import type { ClusterState } from './cluster-view.ts';
+import type { ClusterView } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
-import { reviewMutate, reviewValidate, type ReviewOutcome, type RuleSet } from './pipeline.ts';
+import { reviewMutate, reviewValidate, type ReviewOutcome } from './pipeline.ts';
+import type { RuleSet } from './rule-set.ts';
 import { isClusterScoped, kindResource } from './resources.ts';
 
-export { isClusterScoped } from './resources.ts';
 
 export function splitApiVersion(apiVersion: string): { group: string; version: string } {
   const i = apiVersion.indexOf('/');
@@ -78,7 +78,7 @@ export function copyJson<T>(value: T): T {
   return out as T;
 }
 
-export function runPipeline(object: KObject, opts: SyntheticOptions, config: Config, cluster: ClusterState, rules: RuleSet): PipelineResult {
+export function runPipeline(object: KObject, opts: SyntheticOptions, config: Config, cluster: ClusterView, rules: RuleSet): PipelineResult {
   const req = syntheticRequest(object, opts);
   const mutation = reviewMutate(req, config, cluster, rules);
   let mutated = object;

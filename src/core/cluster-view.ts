@@ -1,6 +1,8 @@
-// What rules may know about the cluster: namespace labels and installed Istio revisions. In a
-// cluster this comes from watch-backed caches; offline (check, or serve without kubeconfig) from
-// the input manifests and the configuration. Rules read it synchronously: never an API call.
+// The core's port to the cluster: what rules may know about it (namespace labels, installed Istio
+// revisions, exceptions). Declared here, implemented by the shell: in a cluster by watch-backed
+// caches (src/kube/namespace-cache.ts), offline (check, or serve without kubeconfig) by the static
+// view below, from the input manifests and the configuration. Rules read it synchronously: never
+// an API call.
 import type { MeshguardException } from './exception-model.ts';
 
 /**
@@ -39,7 +41,7 @@ export function namespaceLabels(labels: unknown): NamespaceLabels {
   return out;
 }
 
-export interface ClusterState {
+export interface ClusterView {
   /** 'cluster' when backed by the API server; 'offline' when built from input and configuration. */
   readonly source: 'cluster' | 'offline';
   namespace(name: string): NamespaceInfo | undefined;
@@ -62,7 +64,7 @@ export interface ClusterState {
 }
 
 /** A fixed state: offline check, tests, or a server started without a cluster. */
-export class StaticClusterState implements ClusterState {
+export class StaticClusterView implements ClusterView {
   readonly source = 'offline' as const;
   readonly #namespaces = new Map<string, NamespaceInfo>();
   readonly #revisions: ReadonlySet<string>;

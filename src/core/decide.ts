@@ -2,7 +2,7 @@
 // mode a request is judged under, what each finding does under it, and what a request that
 // could not be evaluated gets.
 import type { AdmissionRequest } from './request.ts';
-import type { ClusterState } from './cluster-view.ts';
+import type { ClusterView } from './cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
 import { subjectNamespace } from './match.ts';
 import { allow, deny, type Decision } from './decision.ts';
@@ -22,7 +22,7 @@ function modeOf(value: unknown): Mode | undefined {
  * only when an admin submits it; otherwise the stored one (oldObject, or the cache) counts, so a
  * tenant cannot switch its own namespace to audit in the same request that breaks a rule.
  */
-export function namespaceMode(config: Config, req: AdmissionRequest, cluster: ClusterState): Mode {
+export function namespaceMode(config: Config, req: AdmissionRequest, cluster: ClusterView): Mode {
   const ns = subjectNamespace(req);
   if (req.kind.group === '' && req.kind.kind === 'Namespace') {
     const fromObject = isAdmin(config, req) ? modeOf(req.object?.metadata?.labels?.[MODE_LABEL]) : undefined;
@@ -78,7 +78,7 @@ export function decide(results: readonly Result[], config: Config, nsMode: Mode,
 }
 
 /** The verdict for a request's validation findings, under the mode of the request's namespace. */
-export function decideRequest(results: readonly Result[], config: Config, req: AdmissionRequest, cluster: ClusterState, defaults?: DefaultModes): Verdict & { readonly mode: Mode } {
+export function decideRequest(results: readonly Result[], config: Config, req: AdmissionRequest, cluster: ClusterView, defaults?: DefaultModes): Verdict & { readonly mode: Mode } {
   const mode = namespaceMode(config, req, cluster);
   return { ...decide(results, config, mode, defaults), mode };
 }
@@ -90,7 +90,7 @@ export interface Unevaluated {
 }
 
 /** The answer for a request that could not be evaluated (`why`) in its namespace's mode. */
-export function decideUnevaluated(config: Config, req: AdmissionRequest, cluster: ClusterState, why: string): Unevaluated {
+export function decideUnevaluated(config: Config, req: AdmissionRequest, cluster: ClusterView, why: string): Unevaluated {
   return unevaluated(namespaceMode(config, req, cluster), why);
 }
 

@@ -1,6 +1,6 @@
 // Named skip predicates: whether a rule applies to a request, and if not, why.
 import type { AdmissionRequest } from './request.ts';
-import { EXEMPT_LABEL, EXEMPT_VALUE, type ClusterState } from './cluster-view.ts';
+import { EXEMPT_LABEL, EXEMPT_VALUE, type ClusterView } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import { PLAN_LIMIT, type MatchPlan, type RuleSet } from './rule-set.ts';
 import { results, type Rule } from './types.ts';
@@ -48,7 +48,7 @@ export interface RequestSubject {
   readonly exempt: boolean;
 }
 
-export function requestSubject(req: AdmissionRequest, config: Config, cluster?: ClusterState): RequestSubject {
+export function requestSubject(req: AdmissionRequest, config: Config, cluster?: ClusterView): RequestSubject {
   const namespace = subjectNamespace(req);
   return { hasObject: req.object !== null, namespace, exempt: isExempt(config, namespace) || exemptByLabel(req, config, namespace, cluster) };
 }
@@ -57,7 +57,7 @@ export function requestSubject(req: AdmissionRequest, config: Config, cluster?: 
  * else by the stored one (as the mode label: a tenant's label is not trusted, and
  * control-labels-admin-only, which ignores exemptions, denies it); anything in a namespace by
  * the namespace's label in the cluster state. */
-function exemptByLabel(req: AdmissionRequest, config: Config, namespace: string, cluster: ClusterState | undefined): boolean {
+function exemptByLabel(req: AdmissionRequest, config: Config, namespace: string, cluster: ClusterView | undefined): boolean {
   if (req.kind.group === '' && req.kind.kind === 'Namespace') {
     const trusted = isAdmin(config, req) ? req.object : req.oldObject;
     return trusted?.metadata?.labels?.[EXEMPT_LABEL] === EXEMPT_VALUE;
@@ -74,7 +74,7 @@ export function requestSkipReason(rule: Rule, subject: RequestSubject): string |
 }
 
 /** undefined when the rule applies; otherwise the reason it is skipped. */
-export function skipReason(rule: Rule, req: AdmissionRequest, config: Config, cluster?: ClusterState): string | undefined {
+export function skipReason(rule: Rule, req: AdmissionRequest, config: Config, cluster?: ClusterView): string | undefined {
   return staticSkipReason(rule, req, config) ?? requestSkipReason(rule, requestSubject(req, config, cluster));
 }
 

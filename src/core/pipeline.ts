@@ -3,7 +3,7 @@
 // encodes the answer in its own format.
 import fastJsonPatch from 'fast-json-patch';
 import type { AdmissionRequest, KObject } from './request.ts';
-import type { ClusterState } from './cluster-view.ts';
+import type { ClusterView } from './cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
 import { decideRequest, namespaceMode, type DefaultModes } from './decide.ts';
 import { ALLOW, allow, deny, patch as patched, type Decision } from './decision.ts';
@@ -51,8 +51,6 @@ export interface ReviewOutcome {
 
 const NONE: readonly Result[] = Object.freeze([]);
 
-export type { RuleSet } from './rule-set.ts';
-
 /** Rule.defaultMode by id, from the rule set. */
 export function defaultModes(rules: RuleSet): DefaultModes {
   return (id) => rules.defaultMode(id);
@@ -93,7 +91,7 @@ function withExceptions(record: AuditRecord, excepted: readonly Excepted[]): Aud
   return { ...record, exceptions: excepted.map((x) => ({ rule: x.result.ruleId, exception: `${x.exception.namespace}/${x.exception.name}`, expires: x.exception.expires, message: findingText(x.result) })) };
 }
 
-export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+export function reviewValidate(req: AdmissionRequest, config: Config, cluster: ClusterView, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { decision: ALLOW, verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster, memo: rules.memo };
   const evaluated = evaluate(rules, ctx);
@@ -152,7 +150,7 @@ function metadataOnly(o: KObject): Record<string, unknown> {
   return m === undefined ? {} : { metadata: m };
 }
 
-export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+export function reviewMutate(req: AdmissionRequest, config: Config, cluster: ClusterView, rules: RuleSet): ReviewOutcome {
   if (req.object === null) return { decision: ALLOW, verdict: 'allowed', results: NONE, denials: NONE, warnings: NONE };
   const ctx: RuleContext = { request: req, config, cluster, memo: rules.memo };
   // Mutation does not depend on the mode; the audit record says which mode the namespace is in.
@@ -179,6 +177,6 @@ export function reviewMutate(req: AdmissionRequest, config: Config, cluster: Clu
   return { ...outcome, audit: auditRecord(req, 'mutate', mode, verdict, findings, notes.map((n) => n.text)) };
 }
 
-export function reviewRequest(endpoint: Endpoint, req: AdmissionRequest, config: Config, cluster: ClusterState, rules: RuleSet): ReviewOutcome {
+export function reviewRequest(endpoint: Endpoint, req: AdmissionRequest, config: Config, cluster: ClusterView, rules: RuleSet): ReviewOutcome {
   return endpoint === 'validate' ? reviewValidate(req, config, cluster, rules) : reviewMutate(req, config, cluster, rules);
 }

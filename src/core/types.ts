@@ -1,6 +1,6 @@
 // The common interface of every rule, and the values evaluation produces.
 import type { AdmissionRequest, KObject, Operation } from './request.ts';
-import type { ClusterState } from './cluster-view.ts';
+import type { ClusterView } from './cluster-view.ts';
 import type { Config } from '../config/types.ts';
 import type { RequestMemo } from './rule-set.ts';
 
@@ -36,7 +36,7 @@ export interface Result {
 export interface RuleContext {
   readonly request: AdmissionRequest;
   readonly config: Config;
-  readonly cluster: ClusterState;
+  readonly cluster: ClusterView;
   /** Answers about this request that several rules ask for, kept by the rule set. */
   readonly memo: RequestMemo;
 }

@@ -2,7 +2,7 @@
 // and decoded once as they arrive; admission reads them per namespace, synchronously. A malformed
 // object (the CRD's schema makes that rare) is kept as an error for `scan` and never applies.
 import { CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
-import type { ClusterState } from '../core/cluster-view.ts';
+import type { ClusterView } from '../core/cluster-view.ts';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
 import { customObjectLister } from './client.ts';
 import { decodeException, EXCEPTION_GROUP, EXCEPTION_PLURAL, EXCEPTION_VERSION, type Decoded, type MeshguardException } from '../core/exception-model.ts';
@@ -88,7 +88,7 @@ function keyOf(o: Stored): string {
 }
 
 /** The cluster state rules and admission read, with the exceptions of `source` added. */
-export function withExceptions(base: ClusterState, source: ExceptionSource): ClusterState {
+export function withExceptions(base: ClusterView, source: ExceptionSource): ClusterView {
   return {
     source: base.source,
     namespace: (n) => base.namespace(n),

@@ -1,10 +1,10 @@
-// ClusterState backed by the API server: namespaces and Istio revisions, each a ListWatch.
+// ClusterView backed by the API server: namespaces and Istio revisions, each a ListWatch.
 // Admission reads these maps synchronously; no API call is made per request.
 import { AdmissionregistrationV1Api, CoreV1Api, type KubeConfig, type V1MutatingWebhookConfiguration, type V1Namespace } from '@kubernetes/client-node';
 import { abortOn, pageParams } from './client.ts';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
 import { WatchClient } from './watch-client.ts';
-import { namespaceLabels, type ClusterState, type NamespaceInfo, type NamespaceLabels } from '../core/cluster-view.ts';
+import { namespaceLabels, type ClusterView, type NamespaceInfo, type NamespaceLabels } from '../core/cluster-view.ts';
 
 export interface CacheOptions {
   readonly resyncMs: number;
@@ -51,7 +51,7 @@ function compactNamespace(ns: V1Namespace): V1Namespace {
   return { metadata: { ...(name !== undefined ? { name } : {}), ...(labels !== undefined ? { labels: namespaceLabels(labels) as Record<string, string> } : {}) } };
 }
 
-export class ClusterCache implements ClusterState {
+export class ClusterCache implements ClusterView {
   readonly source = 'cluster' as const;
   readonly #namespaces = new Map<string, NamespaceInfo>();
   readonly #labels = new SharedLabels();

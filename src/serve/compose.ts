@@ -18,7 +18,7 @@ import { ClusterCache } from '../kube/namespace-cache.ts';
 import { kubeScanSource } from '../jobs/scan/adapter.ts';
 import { startPeriodicScan, type PeriodicScan } from '../jobs/scan/loop.ts';
 import type { ListWatchLog } from '../kube/list-watch.ts';
-import { StaticClusterState, type ClusterState } from '../core/cluster-view.ts';
+import { StaticClusterView, type ClusterView } from '../core/cluster-view.ts';
 import { ExceptionStore, withExceptions } from '../kube/exception-store.ts';
 import { followingWebhooks } from '../jobs/arming/plan.ts';
 import { kubeArmingCluster } from '../jobs/arming/adapter.ts';
@@ -45,7 +45,7 @@ export interface Served {
   readonly audit: AuditSink;
   readonly lifecycle: { draining: boolean };
   readonly kc: KubeConfig | undefined;
-  readonly cluster: ClusterState;
+  readonly cluster: ClusterView;
   readonly exceptions: ExceptionStore | undefined;
   readonly managed: SelfManagedCerts | undefined;
   readonly certs: FileCertSource;
@@ -95,9 +95,9 @@ function reportFormats(config: Config): ReportFormat[] {
   return formats;
 }
 
-function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterState {
+function clusterState(config: Config, kc: KubeConfig | undefined, log: ListWatchLog): ClusterView {
   const c = config.cluster;
-  if (kc === undefined) return new StaticClusterState([], config.revisions);
+  if (kc === undefined) return new StaticClusterView([], config.revisions);
   return new ClusterCache(kc, {
     resyncMs: c.resyncSeconds * 1000,
     staleAfterMs: c.staleAfterSeconds * 1000,
@@ -160,7 +160,7 @@ export async function compose(config: Config, io: Io): Promise<Served> {
 }
 
 /** The reconciler, and the periodic scan with its PolicyReports writer. */
-function startJobs(config: Config, kc: KubeConfig | undefined, cluster: ClusterState, recorder: PromRecorder, log: ListWatchLog): Pick<Served, 'reconciler' | 'scan' | 'reports'> {
+function startJobs(config: Config, kc: KubeConfig | undefined, cluster: ClusterView, recorder: PromRecorder, log: ListWatchLog): Pick<Served, 'reconciler' | 'scan' | 'reports'> {
   let reconciler: ReconcilerHandle | undefined;
   if (config.reconciler.enabled && kc !== undefined) {
     reconciler = startReconciler({

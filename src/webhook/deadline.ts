@@ -13,7 +13,7 @@
 import type { FastifyInstance } from 'fastify';
 import { encodeDecision, type AdmissionReviewV1Response } from './encode.ts';
 import type { AdmissionRequest } from '../core/request.ts';
-import type { ClusterState } from '../core/cluster-view.ts';
+import type { ClusterView } from '../core/cluster-view.ts';
 import type { Config, Mode } from '../config/types.ts';
 import { decideUnevaluated, unevaluated } from '../core/decide.ts';
 
@@ -164,7 +164,7 @@ export function overdueAnswer(
   raw: object,
   request: AdmissionRequest,
   config: Config,
-  cluster: ClusterState,
+  cluster: ClusterView,
   at?: number,
 ): OverdueAnswer | undefined {
   const tracked = (raw as WithDeadline)[DEADLINE];

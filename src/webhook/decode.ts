@@ -2,6 +2,7 @@
 // (ok or a coded error); never throws on any input.
 import type { DecodeError } from '../errors.ts';
 import { isRecord } from '../core/objects.ts';
+import { kindResource } from '../core/resources.ts';
 import {
   ADMISSION_API_VERSION,
   OPERATIONS,
@@ -36,7 +37,9 @@ function decodeGVK(v: unknown): GroupVersionKind | undefined {
 
 function decodeGVR(v: unknown, kind: GroupVersionKind): GroupVersionResource | undefined {
   if (v === undefined || v === null) {
-    return { group: kind.group, version: kind.version, resource: `${kind.kind.toLowerCase()}s` };
+    // The apiserver always sends the resource; a hand-written review without one gets the plural
+    // the kind is served as (empty for a kind meshguard does not know), never a guessed one.
+    return { group: kind.group, version: kind.version, resource: kindResource(kind.group, kind.kind)?.resource ?? '' };
   }
   if (!isRecord(v)) return undefined;
   const group = optionalString(v['group']) ?? '';

@@ -1,10 +1,11 @@
 // POST /validate and POST /mutate: review the decoded request, record, answer.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { encodeDecision, encodeReview } from './encode.ts';
-import type { ClusterState } from '../core/cluster-view.ts';
+import type { ClusterView } from '../core/cluster-view.ts';
 import type { AdmissionRequest } from '../core/request.ts';
 import type { Config } from '../config/types.ts';
-import { reviewRequest, type Endpoint, type RuleSet } from '../core/pipeline.ts';
+import { reviewRequest, type Endpoint } from '../core/pipeline.ts';
+import type { RuleSet } from '../core/rule-set.ts';
 import { errorBody } from '../errors.ts';
 import type { AppLog } from '../app.ts';
 import type { Recorder } from '../metrics/recorder.ts';
@@ -15,7 +16,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 export interface AdmissionDeps {
   readonly config: Config;
-  readonly cluster: ClusterState;
+  readonly cluster: ClusterView;
   readonly rules: RuleSet;
   readonly recorder: Recorder;
   readonly audit: AuditSink;

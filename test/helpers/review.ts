@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { AdmissionRequest, KObject, Operation } from '../../src/core/request.ts';
-import { StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
+import { StaticClusterView, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/types.ts';
 import { syntheticRequest } from '../../src/core/admission-chain.ts';
@@ -49,8 +49,8 @@ export function reviewBody(object: KObject | null, opts: ReviewOptions = {}): { 
   return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: requestFor(object, opts) };
 }
 
-export function state(namespaces: readonly NamespaceInfo[] = [], revisions: readonly string[] = []): StaticClusterState {
-  return new StaticClusterState(namespaces, revisions);
+export function state(namespaces: readonly NamespaceInfo[] = [], revisions: readonly string[] = []): StaticClusterView {
+  return new StaticClusterView(namespaces, revisions);
 }
 
 export function ns(name: string, labels: Record<string, string> = {}): NamespaceInfo {
@@ -65,13 +65,13 @@ export function encoded(outcome: ReviewOutcome, uid = 'uid'): Reviewed {
   return { ...outcome, response: encodeDecision(uid, outcome.decision) };
 }
 
-export function validate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): Reviewed {
+export function validate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterView } = {}): Reviewed {
   const c = opts.config ?? config();
   const req = requestFor(object, opts);
   return encoded(reviewValidate(req, c, opts.state ?? state([], c.revisions), BUILTIN_RULES), req.uid);
 }
 
-export function mutate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterState } = {}): Reviewed {
+export function mutate(object: KObject | null, opts: ReviewOptions & { config?: Config; state?: StaticClusterView } = {}): Reviewed {
   const c = opts.config ?? config();
   const req = requestFor(object, opts);
   return encoded(reviewMutate(req, c, opts.state ?? state([], c.revisions), BUILTIN_RULES), req.uid);

@@ -16,7 +16,7 @@ t.test('the plugin registers with a name and refuses wrong options at registrati
   const bare = Fastify();
   t.teardown(() => bare.close());
   const wrong = { config: config(), cluster: {}, rules: BUILTIN_RULES } as unknown as MeshguardOptions;
-  await t.rejects(async () => bare.register(meshguardPlugin, wrong).ready(), { name: 'TypeError', message: /cluster \(a ClusterState\)/ }, 'a cluster that is no ClusterState fails at registration');
+  await t.rejects(async () => bare.register(meshguardPlugin, wrong).ready(), { name: 'TypeError', message: /cluster \(a ClusterView\)/ }, 'a cluster that is no ClusterView fails at registration');
 });
 
 t.test('the edge guards answer in order: body present, size cap, content type, decode', async (t) => {

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import type { KObject } from '../../src/core/request.ts';
-import { StaticClusterState } from '../../src/core/cluster-view.ts';
+import { StaticClusterView } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
 import { meshConfigProblems, outboundMode } from '../../src/policies/lib/mesh-config.ts';
 import { config, FIXTURES, failedRules, loadYaml, ns, validate } from '../helpers/review.ts';
@@ -102,7 +102,7 @@ t.test('a CNI-injected pod carrying the mesh-wide excluded range (real istioctl 
   const values = JSON.parse(String((injector?.['data'] as Record<string, unknown> | undefined)?.['values'])) as Record<string, unknown>;
   const pod = loadYaml(join(FIXTURES, 'install-values', 'a-cni-injected-pod-with-the-mesh-wide-excluded-ip-range.yaml')).find((d) => d.kind === 'Pod');
   if (pod === undefined) throw new Error('no Pod in the fixture');
-  const cluster = new StaticClusterState([ns('workloads-meshed', { 'istio-injection': 'enabled' })]);
+  const cluster = new StaticClusterView([ns('workloads-meshed', { 'istio-injection': 'enabled' })]);
   t.equal(pod.metadata?.annotations?.['traffic.sidecar.istio.io/excludeOutboundIPRanges'], '10.0.0.0/8', 'the injector stamped the mesh-wide range on the pod');
   t.same(failedRules(validate(pod, { state: cluster, config: config({ 'istioInstall.injectorValues': values }) })), [], 'with the injector values it was made with, the pod is admitted');
   t.same(failedRules(validate(pod, { state: cluster })), ['workload-capture-bypass'], "without them (Istio's defaults assumed), the range is reported");

@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { KObject } from '../../src/core/request.ts';
 import { SharedLabels } from '../../src/kube/namespace-cache.ts';
-import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
+import { EXEMPT_LABEL, NAMESPACE_LABELS, StaticClusterView, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { MODE_LABEL } from '../../src/core/decide.ts';
 import { MESH_LABELS } from '../../src/policies/lib/mesh-enrollment.ts';
 import { ADMIN, TENANT, config, mutate, ruleFixtures, validate, type Reviewed } from '../helpers/review.ts';
@@ -16,11 +16,11 @@ function verdict(o: Reviewed): unknown {
 }
 
 /** Namespaces with all their labels (as offline checks and tests hold them) and as the cache does. */
-function states(namespaces: readonly { name: string; labels: Record<string, string> }[], revisions: readonly string[]): { full: StaticClusterState; cached: StaticClusterState } {
+function states(namespaces: readonly { name: string; labels: Record<string, string> }[], revisions: readonly string[]): { full: StaticClusterView; cached: StaticClusterView } {
   const shared = new SharedLabels();
   return {
-    full: new StaticClusterState(namespaces as readonly NamespaceInfo[], revisions),
-    cached: new StaticClusterState(
+    full: new StaticClusterView(namespaces as readonly NamespaceInfo[], revisions),
+    cached: new StaticClusterView(
       namespaces.map((n) => ({ name: n.name, labels: shared.of(n.labels) })),
       revisions,
     ),

@@ -4,7 +4,7 @@
 // traffic annotations the CNI injector stamps from the mesh-wide values.
 import t from 'tap';
 import type { KObject } from '../../src/core/request.ts';
-import { StaticClusterState } from '../../src/core/cluster-view.ts';
+import { StaticClusterView } from '../../src/core/cluster-view.ts';
 import type { Config } from '../../src/config/types.ts';
 import { captureValues, narrowingProblems, stampedAnnotations } from '../../src/policies/lib/install-values.ts';
 import { fieldTable, PROXY_CONFIG_FIELDS, protoName } from '../../src/policies/lib/proxy-config-fields.ts';
@@ -141,7 +141,7 @@ t.test('the judge memoises verdicts per text in a bounded table and follows conf
 });
 
 const MESHED = 'workloads-meshed';
-const CLUSTER = new StaticClusterState([ns(MESHED, { 'istio-injection': 'enabled' })]);
+const CLUSTER = new StaticClusterView([ns(MESHED, { 'istio-injection': 'enabled' })]);
 
 /** A Deployment (a template: judged before injection, so only the annotation rules speak). */
 function workload(annotations: Record<string, unknown>): KObject {
@@ -188,7 +188,7 @@ t.test('the traffic annotations the CNI injector stamps from mesh-wide values ar
   t.same(denied({ 'traffic.sidecar.istio.io/excludeInboundPorts': '9000,15020' }), [], 'excludeInboundPorts as the injector stamps it (mesh value plus the status port) is allowed');
   t.same(denied({ 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '0.0.0.0/0' }), ['workload-capture-bypass'], 'a wider exclusion than the mesh-wide one is denied');
   t.same(denied({ 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '10.0.0.0/8' }, config()), ['workload-capture-bypass'], 'without mesh-wide values the same annotation is a bypass');
-  class Discovered extends StaticClusterState {
+  class Discovered extends StaticClusterView {
     injectorValues(): Readonly<Record<string, unknown>> {
       return meshValues;
     }

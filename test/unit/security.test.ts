@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ClusterState } from '../../src/core/cluster-view.ts';
+import type { ClusterView } from '../../src/core/cluster-view.ts';
 import { ERRORS } from '../../src/errors.ts';
 import { BUILTIN_RULES } from '../../src/policies/registry.ts';
 import type { ValidatingRule } from '../../src/core/types.ts';
@@ -109,7 +109,7 @@ t.test('no AdmissionReview is logged: secret values never reach stdout or stderr
 t.test('error answers carry no stack trace or file path, including an internal error', async (t) => {
   const STACKY = /\bat [^\n]*\(?[/\\][^\n]*:\d+|\/work\/|node_modules|\.ts:\d+|\.js:\d+|file:\/\/|Error: /;
   // An internal error: the cluster state throws (outside any rule) with a path in its message.
-  const broken: ClusterState = {
+  const broken: ClusterView = {
     source: 'cluster',
     namespace() {
       throw new Error('boom at /work/main/src/cluster/cache.ts:42 with token s3cr3t');

@@ -7,7 +7,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KObject } from '../../src/core/request.ts';
-import type { StaticClusterState } from '../../src/core/cluster-view.ts';
+import type { StaticClusterView } from '../../src/core/cluster-view.ts';
 import { checkManifests } from '../../src/cli/check.ts';
 import { parseManifests } from '../../src/cli/manifests.ts';
 import type { Config } from '../../src/config/types.ts';
@@ -36,7 +36,7 @@ const CLUSTER = state(
 );
 
 type Outcome = ReturnType<typeof validate>;
-type Opts = ReviewOptions & { config?: Config; state?: StaticClusterState };
+type Opts = ReviewOptions & { config?: Config; state?: StaticClusterView };
 
 function check(o: KObject, opts: Opts = {}): Outcome {
   return validate(o, { state: CLUSTER, ...opts });
@@ -50,7 +50,7 @@ function allowed(o: Outcome): boolean {
   return o.response.response.allowed;
 }
 
-function fixtureState(f: Fixture): StaticClusterState {
+function fixtureState(f: Fixture): StaticClusterView {
   return state(f.namespaces.map((n) => ns(String(n.metadata?.name), (n.metadata?.labels ?? {}) as Record<string, string>)));
 }
 

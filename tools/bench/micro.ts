@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util';
 import { encodeDecision, encodeReview } from '../../src/webhook/encode.ts';
 import { decodeReview } from '../../src/webhook/decode.ts';
-import { StaticClusterState, namespaceLabels as cachedLabels, type NamespaceInfo } from '../../src/core/cluster-view.ts';
+import { StaticClusterView, namespaceLabels as cachedLabels, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewRequest, type Endpoint } from '../../src/core/pipeline.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
@@ -48,15 +48,15 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 };
 
-function cache(n: number): StaticClusterState {
+function cache(n: number): StaticClusterView {
   const list: NamespaceInfo[] = [];
   for (let i = 0; i < n; i++) list.push({ name: namespaceName(i), labels: Object.freeze(cachedLabels({ 'kubernetes.io/metadata.name': namespaceName(i), ...namespaceLabels(i) })) });
-  return new StaticClusterState(list);
+  return new StaticClusterView(list);
 }
 
 let sink = 0;
 
-function bench(name: string, requests: readonly BenchRequest[], cluster: StaticClusterState, timing: { warmupMs: number; rounds: number; roundMs: number }): MicroRow {
+function bench(name: string, requests: readonly BenchRequest[], cluster: StaticClusterView, timing: { warmupMs: number; rounds: number; roundMs: number }): MicroRow {
   const config = loadConfig({ ruleIds: RULE_IDS });
   const endpoint = (r: BenchRequest): Endpoint => (r.path === '/mutate' ? 'mutate' : 'validate');
   let verdict = '';

@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { decodeReview } from '../../src/webhook/decode.ts';
 import { encodeDecision, encodeReview } from '../../src/webhook/encode.ts';
-import { namespaceLabels as cachedLabels, StaticClusterState, type NamespaceInfo } from '../../src/core/cluster-view.ts';
+import { namespaceLabels as cachedLabels, StaticClusterView, type NamespaceInfo } from '../../src/core/cluster-view.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewRequest } from '../../src/core/pipeline.ts';
 import { PromRecorder } from '../../src/metrics/recorder.ts';
@@ -46,7 +46,7 @@ for (let i = 0; i < count; i++) {
   const name = namespaceName(i);
   namespaces.push({ name, labels: Object.freeze(cachedLabels({ 'kubernetes.io/metadata.name': name, ...namespaceLabels(i) })) });
 }
-const cluster = new StaticClusterState(namespaces, config.revisions);
+const cluster = new StaticClusterView(namespaces, config.revisions);
 const recorder = new PromRecorder();
 const JSON_TYPE = 'application/json; charset=utf-8';
 

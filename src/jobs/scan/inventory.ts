@@ -6,9 +6,10 @@
 import type { KObject } from '../../core/request.ts';
 import type { Config, Mode } from '../../config/types.ts';
 import { decide, MODE_LABEL } from '../../core/decide.ts';
-import { defaultModes, type RuleSet } from '../../core/pipeline.ts';
+import { defaultModes } from '../../core/pipeline.ts';
+import type { RuleSet } from '../../core/rule-set.ts';
 import { results, type InventoryFinding, type Result } from '../../core/types.ts';
-import type { ClusterState } from '../../core/cluster-view.ts';
+import type { ClusterView } from '../../core/cluster-view.ts';
 
 export interface InventoryScanFinding {
   readonly finding: InventoryFinding;
@@ -24,7 +25,7 @@ function modeOf(v: unknown): Mode | undefined {
 export function inventoryFindings(
   objects: readonly KObject[],
   served: (group: string, resource: string) => boolean,
-  state: ClusterState,
+  state: ClusterView,
   config: Config,
   rules: RuleSet,
 ): { findings: InventoryScanFinding[]; errors: string[] } {

@@ -3,8 +3,9 @@
 import type { KObject, UserInfo } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { syntheticRequest } from '../../core/admission-chain.ts';
-import { reviewValidate, type RuleSet } from '../../core/pipeline.ts';
-import type { ClusterState } from '../../core/cluster-view.ts';
+import { reviewValidate } from '../../core/pipeline.ts';
+import type { RuleSet } from '../../core/rule-set.ts';
+import type { ClusterView } from '../../core/cluster-view.ts';
 import type { InventoryScanFinding } from './inventory.ts';
 import { findingOf, scopeOf, type Finding } from './report.ts';
 
@@ -18,12 +19,12 @@ export function scanUser(config: Config): UserInfo {
 }
 
 /** Judge one existing object as a CREATE of it now: validating rules only (it exists already, nothing would mutate it). */
-export function evaluateObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): Finding[] {
+export function evaluateObject(object: KObject, index: number, state: ClusterView, config: Config, rules: RuleSet): Finding[] {
   return judgeObject(object, index, state, config, rules).findings;
 }
 
 /** The findings, and how many rules the object passed. */
-export function judgeObject(object: KObject, index: number, state: ClusterState, config: Config, rules: RuleSet): { findings: Finding[]; passed: number } {
+export function judgeObject(object: KObject, index: number, state: ClusterView, config: Config, rules: RuleSet): { findings: Finding[]; passed: number } {
   const req = syntheticRequest(object, { uid: `scan-${index}`, operation: 'CREATE', userInfo: scanUser(config) });
   const out = reviewValidate(req, config, state, rules);
   // Advisory warnings stand in at admission for what the mesh-wide checks judge here (inventory.ts).

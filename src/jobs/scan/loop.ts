@@ -2,7 +2,7 @@
 // the Prometheus gauges (by rule and namespace) and handed to the caller; a failed round is
 // logged and the previous result stays.
 import type { Config } from '../../config/types.ts';
-import type { RuleSet } from '../../core/pipeline.ts';
+import type { RuleSet } from '../../core/rule-set.ts';
 import type { ListWatchLog } from '../../kube/list-watch.ts';
 import type { ScanSource } from './adapter.ts';
 import { scanMetrics, type ScanMetrics, type ScanReport } from './report.ts';

@@ -5,10 +5,10 @@
 // function backs `meshguard scan` and the periodic scan in serve (loop.ts).
 import type { KObject } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
-import { isClusterScoped } from '../../core/admission-chain.ts';
-import type { RuleSet } from '../../core/pipeline.ts';
+import { isClusterScoped } from '../../core/resources.ts';
+import type { RuleSet } from '../../core/rule-set.ts';
 import { MESH_CONFIG_NAMESPACE } from '../../policies/webhook-config.ts';
-import { StaticClusterState, type ClusterState, type NamespaceInfo } from '../../core/cluster-view.ts';
+import { StaticClusterView, type ClusterView, type NamespaceInfo } from '../../core/cluster-view.ts';
 import type { MeshguardException } from '../../core/exception-model.ts';
 import { withExceptions } from '../../kube/exception-store.ts';
 import { apiErrorText } from '../../kube/errors.ts';
@@ -61,7 +61,7 @@ async function clusterState(
   namespaces: readonly KObject[],
   config: Config,
   options: Pick<ScanOptions, 'exceptions'> & { readonly pageSize: number },
-): Promise<{ state: ClusterState; notes: string[] }> {
+): Promise<{ state: ClusterView; notes: string[] }> {
   const notes: string[] = [];
   const revisions = new Set(config.revisions);
   if (config.cluster.discoverRevisions) {
@@ -71,7 +71,7 @@ async function clusterState(
       notes.push(`Istio revisions could not be discovered (${apiErrorText(err)}); only configured revisions count`);
     }
   }
-  const stored = new StaticClusterState(namespaces.map(namespaceInfo), revisions);
+  const stored = new StaticClusterView(namespaces.map(namespaceInfo), revisions);
   const exceptions = options.exceptions;
   return { state: exceptions === undefined ? stored : withExceptions(stored, { forNamespace: exceptions }), notes };
 }
