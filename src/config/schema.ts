@@ -52,7 +52,7 @@ export const DEFAULT_EXEMPT_NAMESPACES = [
   'istio-system',
 ] as const;
 
-// The root has no default (a config is always given, if only as {}).
+// The root has no default: ajv refuses one there, and loadConfig always passes a map (if only {}).
 export const CONFIG_SCHEMA = Type.Object({
   mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
     enum: ['enforce', 'audit'],

@@ -122,6 +122,10 @@ export function deepFreeze<T>(v: T): T {
   return v;
 }
 
+/** The order keywords are written in (the chart's file keeps the order it had before TypeBox). */
+const KEYWORD_ORDER = ['type', 'minimum', 'maximum', 'items', 'additionalProperties', 'description', 'enum', 'pattern', 'propertyNames', 'properties'];
+const rank = (k: string): number => (KEYWORD_ORDER.includes(k) ? KEYWORD_ORDER.indexOf(k) : KEYWORD_ORDER.length);
+
 /**
  * The schema as a values file sees it (the Helm chart's values.schema.json): a key left out takes
  * its default, so nothing is required, and the defaults are documented elsewhere (values.yaml,
@@ -131,9 +135,10 @@ export function toJsonSchema(schema: TSchema): Json {
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
     if (!isRecord(v)) return v;
-    // Object.entries skips TypeBox's symbol-keyed metadata.
+    // Object.keys skips TypeBox's symbol-keyed metadata.
     const out: Json = {};
-    for (const [k, x] of Object.entries(v)) {
+    for (const k of Object.keys(v).sort((a, b) => rank(a) - rank(b))) {
+      const x = v[k];
       if (k === 'properties' && isRecord(x)) out[k] = Object.fromEntries(Object.entries(x).map(([name, s]) => [name, strip(s)]));
       else if (k !== 'required' && k !== 'default') out[k] = strip(x);
     }
