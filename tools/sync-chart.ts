@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { scanTargets } from '../src/jobs/scan/targets.ts';
 import { webhookConfigurations, type WebhookConfigOptions } from '../src/policies/webhook-config.ts';
 import { loadConfig } from '../src/config/load.ts';
-import { toJsonSchema } from '../src/config/schema-dsl.ts';
+import { toJsonSchema } from '../src/config/validate.ts';
 import { CONFIG_SCHEMA } from '../src/config/schema.ts';
 import { RULE_IDS, RULES, VALIDATING_RULES } from '../src/policies/registry.ts';
 import { MANAGED_KINDS, NAMES, NETWORK_POLICY_KIND } from '../src/jobs/reconciler/resources.ts';

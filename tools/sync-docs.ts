@@ -3,41 +3,50 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_SCHEMA } from '../src/config/schema.ts';
-import type { Schema } from '../src/config/schema-dsl.ts';
 import { CERT_ERRORS, ERRORS } from '../src/errors.ts';
 import { ISTIO_KIND_DECISIONS } from '../src/policies/lib/istio-kinds.ts';
 import { RULES } from '../src/policies/registry.ts';
 import { CLASS_EFFECT, fieldTable } from '../src/policies/lib/proxy-config-fields.ts';
 import { NARROWING } from '../src/policies/lib/install-values.ts';
 
-function defaultText(s: Schema): string {
-  if (s.type === 'object') return '';
-  const d = 'default' in s ? s.default : undefined;
-  return d === undefined ? '' : `\`${JSON.stringify(d)}\``;
+/** A schema node of CONFIG_SCHEMA, read as the JSON Schema it is. */
+type Node = Readonly<Record<string, unknown>>;
+
+const isNode = (v: unknown): v is Node => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A section of fixed keys (a map of free keys has additionalProperties as a schema instead). */
+const isSection = (s: Node): boolean => isNode(s['properties']);
+
+function defaultText(s: Node): string {
+  if (isSection(s) || s['default'] === undefined) return '';
+  return `\`${JSON.stringify(s['default'])}\``;
 }
 
-function typeText(s: Schema): string {
-  switch (s.type) {
-    case 'string':
-      return s.enum !== undefined ? s.enum.map((e) => `\`${e}\``).join(' \\| ') : s.nullable === true ? 'string or null' : 'string';
+function typeText(s: Node): string {
+  if (Array.isArray(s['enum'])) return s['enum'].map((e) => `\`${String(e)}\``).join(' \\| ');
+  if (Array.isArray(s['type'])) return s['type'].join(' or ');
+  switch (s['type']) {
     case 'integer':
-      return `integer ${s.min}–${s.max}`;
+      return `integer ${String(s['minimum'])}–${String(s['maximum'])}`;
     case 'array':
-      return `list of ${typeText(s.items)}`;
-    case 'map':
-      return `map of ${typeText(s.values)}`;
+      return `list of ${typeText(s['items'] as Node)}`;
+    case 'object':
+      // A section, a map of free keys, or any JSON map passed through unchanged.
+      if (isSection(s)) return 'object';
+      return isNode(s['additionalProperties']) ? `map of ${typeText(s['additionalProperties'])}` : 'json';
     default:
-      return s.type;
+      return String(s['type']);
   }
 }
 
-function rows(s: Schema, key: string, out: string[]): void {
-  if (s.type === 'object') {
-    if (key !== '') out.push(`| \`${key}\` | map | | ${s.description} |`);
-    for (const [k, v] of Object.entries(s.props)) rows(v, key === '' ? k : `${key}.${k}`, out);
+function rows(s: Node, key: string, out: string[]): void {
+  const description = String(s['description']);
+  if (isSection(s)) {
+    if (key !== '') out.push(`| \`${key}\` | map | | ${description} |`);
+    for (const [k, v] of Object.entries(s['properties'] as Record<string, Node>)) rows(v, key === '' ? k : `${key}.${k}`, out);
     return;
   }
-  out.push(`| \`${key}\` | ${typeText(s)} | ${defaultText(s).replaceAll('|', '\\|')} | ${s.description.replaceAll('|', '\\|')} |`);
+  out.push(`| \`${key}\` | ${typeText(s)} | ${defaultText(s).replaceAll('|', '\\|')} | ${description.replaceAll('|', '\\|')} |`);
 }
 
 export function configReference(): string {

@@ -2,11 +2,11 @@
 // against the schema, cross-checked, frozen. Nothing below main.ts reads process.env.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { applySchema, ConfigError, deepFreeze } from './schema-dsl.ts';
+import { applySchema, ConfigError, deepFreeze } from './validate.ts';
 import { CONFIG_SCHEMA } from './schema.ts';
 import type { Config } from './types.ts';
 
-export { ConfigError } from './schema-dsl.ts';
+export { ConfigError } from './validate.ts';
 
 export interface LoadOptions {
   /** Path of a YAML or JSON config file. */
@@ -67,7 +67,7 @@ function crossCheck(c: Config, ruleIds: readonly string[]): void {
 export function loadConfig(opts: LoadOptions): Config {
   const raw: Record<string, unknown> = opts.file === undefined ? {} : readFile(opts.file);
   for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) setDotted(raw, k, v);
-  const config = applySchema(CONFIG_SCHEMA, raw, '') as Config;
+  const config = applySchema(CONFIG_SCHEMA, raw) as Config;
   crossCheck(config, opts.ruleIds);
   return deepFreeze(config);
 }

@@ -1,28 +1,48 @@
-// meshguard's configuration: one schema, defaults live here, unknown keys are errors.
-import type { Schema } from './schema-dsl.ts';
+// meshguard's configuration: one schema (TypeBox, so JSON Schema), defaults live here, unknown
+// keys are errors. The Config type (types.ts) is derived from it; validate.ts applies it.
+import { Type, type Static, type TProperties, type TSchema, type TString, type TUnsafe } from '@sinclair/typebox';
 
-const str = (description: string, dflt: string, extra: { enum?: readonly string[]; pattern?: RegExp } = {}): Schema => ({
-  type: 'string',
-  description,
-  default: dflt,
-  ...extra,
-});
-const nullableStr = (description: string): Schema => ({ type: 'string', nullable: true, default: null, description });
-const int = (description: string, dflt: number, min: number, max: number): Schema => ({ type: 'integer', description, default: dflt, min, max });
-const bool = (description: string, dflt: boolean): Schema => ({ type: 'boolean', description, default: dflt });
-const list = (description: string, dflt: readonly string[], items: Schema = { type: 'string', description: 'item' }): Schema => ({
-  type: 'array',
-  description,
-  items,
-  default: dflt,
-});
-const obj = (description: string, props: Record<string, Schema>): Schema => ({ type: 'object', description, props });
+function str(description: string, dflt: string, extra?: { pattern?: RegExp }): TString;
+function str<const E extends readonly string[]>(description: string, dflt: E[number], extra: { enum: E }): TUnsafe<E[number]>;
+function str(description: string, dflt: string, extra: { enum?: readonly string[]; pattern?: RegExp } = {}): TSchema {
+  // A plain `enum` (not TypeBox's union of literals) keeps the JSON Schema and its errors simple.
+  if (extra.enum !== undefined) return Type.Unsafe({ type: 'string', description, default: dflt, enum: [...extra.enum] });
+  return Type.String({ description, default: dflt, ...(extra.pattern === undefined ? {} : { pattern: extra.pattern.source }) });
+}
+const nullableStr = (description: string): TUnsafe<string | null> => Type.Unsafe({ type: ['string', 'null'], description, default: null });
+const int = (description: string, dflt: number, min: number, max: number) => Type.Integer({ minimum: min, maximum: max, description, default: dflt });
+const bool = (description: string, dflt: boolean) => Type.Boolean({ description, default: dflt });
+const ITEM = Type.String({ description: 'item' });
+const VALUE = Type.String({ description: 'value' });
+const VALUES = Type.Array(VALUE, { description: 'allowed values' });
+const list = <T extends TSchema = typeof ITEM>(description: string, dflt: readonly string[], items?: T) =>
+  Type.Array((items ?? ITEM) as T, { description, default: [...dflt] });
+/** A section: its keys are fixed, unknown keys are errors, and a missing section is all defaults. */
+const obj = <P extends TProperties>(description: string, props: P) => Type.Object(props, { description, additionalProperties: false, default: {} });
+/** A map with free keys (matching keyPattern), each value of the same schema. */
+const map = <V extends TSchema>(description: string, keyPattern: RegExp, values: V, dflt: Readonly<Record<string, unknown>> = {}): TUnsafe<Record<string, Static<V>>> =>
+  Type.Unsafe({ type: 'object', description, additionalProperties: values, propertyNames: { pattern: keyPattern.source }, default: dflt });
+/** Any JSON map, passed through unchanged (e.g. the spec of a generated Istio resource). */
+const json = (description: string, dflt?: Readonly<Record<string, unknown>>): TUnsafe<Record<string, unknown>> =>
+  Type.Unsafe({ type: 'object', description, ...(dflt === undefined ? {} : { default: dflt }) });
 
 /** DNS-1123 label: a namespace name. */
 export const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** A qualified label/annotation key: optional DNS prefix, then a name of at most 63 characters. */
 export const QUALIFIED_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const RULE_ID = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+/** The name of a generated resource (a DNS-1123 subdomain). */
+const RESOURCE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** A dotted path of identifiers (a ProxyConfig field, an install value). */
+const DOTTED_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const NAMESPACE = Type.String({ pattern: NAMESPACE_NAME.source, description: 'namespace name' });
+
+/** A resource the reconciler creates from configuration: where, and its spec. */
+const generated = (kind: string, apiVersion: string) =>
+  obj(`a generated ${kind}`, {
+    namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
+    spec: json(`${apiVersion} ${kind} spec`),
+  });
 
 export const DEFAULT_EXEMPT_NAMESPACES = [
   'kube-system',
@@ -32,7 +52,8 @@ export const DEFAULT_EXEMPT_NAMESPACES = [
   'istio-system',
 ] as const;
 
-export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
+// The root has no default: ajv refuses one there, and loadConfig always passes a map (if only {}).
+export const CONFIG_SCHEMA = Type.Object({
   mode: str('enforce denies failing requests; audit allows them with warnings, audit annotations and an audit record', 'enforce', {
     enum: ['enforce', 'audit'],
   }),
@@ -114,44 +135,17 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     leaseDurationSeconds: int('how long a leader holds the Lease without renewing it', 15, 2, 600),
     renewSeconds: int('how often the leader renews (and followers retry)', 5, 1, 300),
     allowSameNamespace: bool('also create an allow-same-namespace AuthorizationPolicy next to default-deny', true),
-    serviceEntries: {
-      type: 'map',
-      description: 'ServiceEntries to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}',
-      default: {},
-      keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
-      values: obj('a generated ServiceEntry', {
-        namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
-        spec: { type: 'json', description: 'networking.istio.io/v1 ServiceEntry spec' },
-      }),
-    },
-    authorizationPolicies: {
-      type: 'map',
-      description: 'extra AuthorizationPolicies to create, by name: {namespaces: [], spec: {...}}',
-      default: {},
-      keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
-      values: obj('a generated AuthorizationPolicy', {
-        namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
-        spec: { type: 'json', description: 'security.istio.io/v1 AuthorizationPolicy spec' },
-      }),
-    },
+    serviceEntries: map('ServiceEntries to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}', RESOURCE_NAME, generated('ServiceEntry', 'networking.istio.io/v1')),
+    authorizationPolicies: map('extra AuthorizationPolicies to create, by name: {namespaces: [], spec: {...}}', RESOURCE_NAME, generated('AuthorizationPolicy', 'security.istio.io/v1')),
     // Kubernetes NetworkPolicy beside the mesh (docs/reconciler-and-scan.md, docs/defense-in-depth.md).
     networkPolicies: obj('Kubernetes NetworkPolicies in every meshed namespace: default-deny, ingress from configured sources, egress only inside the cluster (needs a CNI that enforces NetworkPolicy)', {
       enabled: bool('reconcile the NetworkPolicy set (the chart\'s hardened profile turns it on)', false),
-      monitoringNamespaces: list('namespaces whose pods may reach every pod of a meshed namespace (metrics scraping)', [], {
-        type: 'string',
-        pattern: NAMESPACE_NAME,
-        description: 'namespace name',
-      }),
-      extra: {
-        type: 'map',
-        description: 'extra NetworkPolicies to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}, e.g. an ipBlock egress to a database outside the cluster',
-        default: {},
-        keyPattern: /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/,
-        values: obj('a generated NetworkPolicy', {
-          namespaces: list('namespaces to create it in (empty: all meshed namespaces)', []),
-          spec: { type: 'json', description: 'networking.k8s.io/v1 NetworkPolicy spec' },
-        }),
-      },
+      monitoringNamespaces: list('namespaces whose pods may reach every pod of a meshed namespace (metrics scraping)', [], NAMESPACE),
+      extra: map(
+        'extra NetworkPolicies to create, by name: {namespaces: [] (empty: every meshed namespace), spec: {...}}, e.g. an ipBlock egress to a database outside the cluster',
+        RESOURCE_NAME,
+        generated('NetworkPolicy', 'networking.k8s.io/v1'),
+      ),
     }),
   }),
   scan: obj('periodic scan of existing objects in serve (metrics meshguard_scan_violations)', {
@@ -167,16 +161,8 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   logLevel: str('log level', 'info', { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }),
   auditLogFile: nullableStr('file for structured audit records (JSON lines); unset: standard output'),
   meshguardNamespace: str("meshguard's own namespace (always exempt)", 'meshguard', { pattern: NAMESPACE_NAME }),
-  exemptNamespaces: list('namespaces no rule applies to, matched on kubernetes.io/metadata.name', DEFAULT_EXEMPT_NAMESPACES, {
-    type: 'string',
-    pattern: NAMESPACE_NAME,
-    description: 'namespace name',
-  }),
-  gatewayNamespaces: list('gateway namespaces, exempt like the system namespaces', [], {
-    type: 'string',
-    pattern: NAMESPACE_NAME,
-    description: 'namespace name',
-  }),
+  exemptNamespaces: list('namespaces no rule applies to, matched on kubernetes.io/metadata.name', DEFAULT_EXEMPT_NAMESPACES, NAMESPACE),
+  gatewayNamespaces: list('gateway namespaces, exempt like the system namespaces', [], NAMESPACE),
   adminGroups: list('groups (request.userInfo.groups) allowed to set meshguard.dev/ labels and annotations', ['system:masters']),
   adminUsers: list('users (request.userInfo.username) allowed to set meshguard.dev/ labels and annotations', []),
   injection: obj('the label the mutation adds to new namespaces that carry no mesh label', {
@@ -188,53 +174,32 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   ambient: obj('ambient mode', {
     allowed: bool('namespaces labelled istio.io/dataplane-mode=ambient count as meshed', true),
   }),
-  revisions: list('Istio revisions and tags known to exist (offline); in a cluster, discovered revisions are added', [], {
-    type: 'string',
-    pattern: /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
-    description: 'revision name',
-  }),
+  revisions: list('Istio revisions and tags known to exist (offline); in a cluster, discovered revisions are added', [], Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', description: 'revision name' })),
   hardening: obj('what the mutation adds to new namespaces (never overwriting a value that is present)', {
-    labels: { type: 'map', description: 'labels', keyPattern: QUALIFIED_KEY, values: { type: 'string', description: 'value' }, default: {} },
-    annotations: {
-      type: 'map',
-      description: 'annotations',
-      keyPattern: QUALIFIED_KEY,
-      values: { type: 'string', description: 'value' },
-      default: { 'meshguard.dev/hardened': 'true' },
-    },
+    labels: map('labels', QUALIFIED_KEY, VALUE),
+    annotations: map('annotations', QUALIFIED_KEY, VALUE, { 'meshguard.dev/hardened': 'true' }),
   }),
   captureBypass: obj('workload-capture-bypass settings', {
-    allow: {
-      type: 'map',
-      description: 'per annotation, the values that are allowed (e.g. traffic.sidecar.istio.io/excludeOutboundPorts: ["5432"]); "*" allows any value',
-      keyPattern: QUALIFIED_KEY,
-      default: {},
-      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
-    },
+    allow: map('per annotation, the values that are allowed (e.g. traffic.sidecar.istio.io/excludeOutboundPorts: ["5432"]); "*" allows any value', QUALIFIED_KEY, VALUES),
   }),
   proxyConfig: obj('workload-capture-bypass: the proxy.istio.io/config annotation, judged field by field (docs/rules.md, ProxyConfig fields, has the built-in table)', {
-    allow: {
-      type: 'map',
-      description: 'per ProxyConfig field (dotted JSON path, e.g. tracing.sampling or proxyMetadata.MY_VAR), the values allowed; replaces the built-in list of that field; "*" allows any value, [] none; enums by name',
-      keyPattern: /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
-      default: {},
-      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
-    },
+    allow: map(
+      'per ProxyConfig field (dotted JSON path, e.g. tracing.sampling or proxyMetadata.MY_VAR), the values allowed; replaces the built-in list of that field; "*" allows any value, [] none; enums by name',
+      DOTTED_PATH,
+      VALUES,
+    ),
     unknownFields: str('a field (or proxyMetadata key) meshguard does not know: deny, or allow (Istio ignores fields its ProxyConfig lacks)', 'deny', { enum: ['deny', 'allow'] }),
   }),
   istioInstall: obj('mesh-wide install settings: what meshguard assumes the injector applies to every pod, and which capture narrowing the platform allows', {
-    injectorValues: {
-      type: 'json',
-      description: "the sidecar injector's values (the `values` key of the istio-sidecar-injector ConfigMap, as a map; {}: Istio's defaults); a pod annotation equal to the mesh-wide value the injector stamps is not a tenant bypass",
-      default: {},
-    },
-    allow: {
-      type: 'map',
-      description: 'per install value path (e.g. global.proxy.excludeIPRanges, meshConfig.defaultConfig.proxyMetadata.ISTIO_DUAL_STACK), the values allowed mesh-wide; "*" any value',
-      keyPattern: /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/,
-      default: {},
-      values: { type: 'array', description: 'allowed values', items: { type: 'string', description: 'value' } },
-    },
+    injectorValues: json(
+      "the sidecar injector's values (the `values` key of the istio-sidecar-injector ConfigMap, as a map; {}: Istio's defaults); a pod annotation equal to the mesh-wide value the injector stamps is not a tenant bypass",
+      {},
+    ),
+    allow: map(
+      'per install value path (e.g. global.proxy.excludeIPRanges, meshConfig.defaultConfig.proxyMetadata.ISTIO_DUAL_STACK), the values allowed mesh-wide; "*" any value',
+      DOTTED_PATH,
+      VALUES,
+    ),
   }),
   istioProxyImages: list('images allowed for Istio\'s own istio-init/istio-validation/istio-proxy containers (regular expressions, matched against the whole image)', ['^(.+/)?proxyv2(:[^/]+)?(@sha256:[a-f0-9]{64})?$']),
   istiodUsers: list("usernames (request.userInfo.username) of istiod, whose gateway and waypoint Deployments (owned by a Gateway API Gateway) are admitted as Istio's own", [
@@ -245,11 +210,7 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
     'system:serviceaccount:kube-system:replicaset-controller',
     'system:kube-controller-manager',
   ]),
-  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig may be created', ['istio-system'], {
-    type: 'string',
-    pattern: NAMESPACE_NAME,
-    description: 'namespace name',
-  }),
+  istioAdminNamespaces: list('namespaces where EnvoyFilter, WasmPlugin, TrafficExtension and ProxyConfig may be created', ['istio-system'], NAMESPACE),
   serviceEntries: obj('service-entry-wildcard settings', {
     allowedWildcardHosts: list('wildcard hosts (e.g. *.googleapis.com) that ServiceEntries may use', []),
     addressLimit: obj('how many addresses one ServiceEntry’s spec.addresses, or one VirtualService’s tcp/tls destinationSubnets, may cover together (every IP and CIDR united), as a prefix length per family', {
@@ -264,16 +225,14 @@ export const CONFIG_SCHEMA: Schema = obj('meshguard configuration', {
   unknownNamespace: str('a workload whose namespace is not known (offline, or not yet in the cache): deny treats it as not meshed', 'deny', {
     enum: ['deny', 'allow'],
   }),
-  rules: {
-    type: 'map',
-    description: 'per-rule settings by rule id',
-    keyPattern: RULE_ID,
-    default: {},
-    values: obj('rule settings', {
+  rules: map(
+    'per-rule settings by rule id',
+    RULE_ID,
+    obj('rule settings', {
       enabled: bool('evaluate this rule', true),
       mode: str("inherit the global/namespace mode (or the rule's default mode, audit for the opinionated rules), or pin this rule to enforce or audit", 'inherit', {
         enum: ['inherit', 'enforce', 'audit'],
       }),
     }),
-  },
-});
+  ),
+}, { description: 'meshguard configuration', additionalProperties: false });

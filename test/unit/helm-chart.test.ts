@@ -11,7 +11,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { CHART_DIR, expectedFiles, SCHEMA_FILE } from '../../tools/sync-chart.ts';
 import { webhookConfigurations, type FailurePolicy } from '../../src/policies/webhook-config.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { toJsonSchema } from '../../src/config/schema-dsl.ts';
+import { toJsonSchema } from '../../src/config/validate.ts';
 import { CONFIG_SCHEMA, DEFAULT_EXEMPT_NAMESPACES } from '../../src/config/schema.ts';
 import { RULE_IDS, RULES } from '../../src/policies/registry.ts';
 import { ensureBinaries } from '../e2e/cluster/build.ts';
