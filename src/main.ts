@@ -3,7 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { UsageError, EXIT, processIo, type Io } from './cli/args.ts';
 import { VERSION } from './version.ts';
-import { ConfigError } from './config/schema-dsl.ts';
+import { ConfigError } from './config/validate.ts';
 
 export const USAGE = `meshguard: admission webhook that keeps Istio hardening on
 

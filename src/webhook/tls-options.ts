@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { ServerOptions as HttpsOptions } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
-import { ConfigError } from '../config/schema-dsl.ts';
+import { ConfigError } from '../config/validate.ts';
 import type { TlsMaterial } from '../jobs/certs/source.ts';
 
 export const TLS12_CIPHERS = [

@@ -3,7 +3,7 @@
 // connections); a malformed pair keeps the old one in service and is reported.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { isIP } from 'node:net';
-import { ConfigError } from '../../config/schema-dsl.ts';
+import { ConfigError } from '../../config/validate.ts';
 import { CERT_ERRORS, type CertErrorName } from '../../errors.ts';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
