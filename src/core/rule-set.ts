@@ -25,35 +25,54 @@ export interface MatchPlans {
   size: number;
 }
 
-/** A key for an answer several rules ask for about the same request (see RequestMemo). */
+/** A key for an answer several rules ask for about the same request (see RequestMemo), made
+ * once per module; the key's identity is what counts. */
 export interface MemoKey<T> {
   readonly name: string;
   /** Phantom: ties the key to its value type. */
   readonly _type?: T;
 }
 
+export function memoKey<T>(name: string): MemoKey<T> {
+  return Object.freeze({ name });
+}
+
+/** What a memoized answer is computed from. */
+export interface MemoSubject {
+  readonly request: AdmissionRequest;
+  readonly config: Config;
+}
+
 /**
  * Answers about the request under review that several rules of the set ask for (six workload
- * rules need the same pod template; a controller UPDATE compares two whole templates). Rules run
+ * rules need the same pod template; a controller UPDATE compares two whole pod templates). Rules run
  * synchronously one request at a time, so the set keeps the answers for the last request and
- * configuration only. (A WeakMap per request costs more than it saves: every entry is an
- * ephemeron the scavenger has to process.)
+ * configuration only. A request allocates nothing here: a new request bumps a generation number,
+ * and a slot stamped with an older one is stale. (A WeakMap per request costs more than it saves:
+ * every entry is an ephemeron the scavenger has to process.)
  */
 export class RequestMemo {
   #request: AdmissionRequest | undefined;
   #config: Config | undefined;
-  readonly #values = new Map<MemoKey<unknown>, unknown>();
+  #generation = 0;
+  /** The keys asked for so far (a handful), each owning the slot at its index. */
+  readonly #keys: MemoKey<unknown>[] = [];
+  readonly #stamps: number[] = [];
+  readonly #values: unknown[] = [];
 
   /** The answer for `key` about this request, computed once per request and configuration. */
-  get<T>(key: MemoKey<T>, request: AdmissionRequest, config: Config, compute: () => T): T {
-    if (request !== this.#request || config !== this.#config) {
-      this.#values.clear();
-      this.#request = request;
-      this.#config = config;
+  get<T, S extends MemoSubject>(key: MemoKey<T>, subject: S, compute: (subject: S) => T): T {
+    if (subject.request !== this.#request || subject.config !== this.#config) {
+      this.#generation++;
+      this.#request = subject.request;
+      this.#config = subject.config;
     }
-    if (this.#values.has(key)) return this.#values.get(key) as T;
-    const value = compute();
-    this.#values.set(key, value);
+    let slot = this.#keys.indexOf(key);
+    if (slot < 0) slot = this.#keys.push(key) - 1;
+    if (this.#stamps[slot] === this.#generation) return this.#values[slot] as T;
+    const value = compute(subject);
+    this.#stamps[slot] = this.#generation;
+    this.#values[slot] = value;
     return value;
   }
 }

@@ -5,8 +5,7 @@
 // before meshguard stays updatable. A controller UPDATE that leaves the template as it was
 // (scaling, adoption, metadata) is not judged: the deployment controller must be able to scale
 // down an old ReplicaSet while a fixed template rolls out.
-import type { AdmissionRequest } from '../../core/request.ts';
-import type { MemoKey } from '../../core/rule-set.ts';
+import { memoKey } from '../../core/rule-set.ts';
 import { isSkip, skip, type RuleContext, type Skip } from '../../core/types.ts';
 import { proxyOnlyWorkload, type ProxyOnly } from './gateway-pods.ts';
 import { isTerminating } from '../../core/objects.ts';
@@ -41,17 +40,18 @@ function whole(template: PodTemplate): Workload {
   return { template, scope: 'all', containers: template.containers, labels: template.labels, annotations: template.annotations };
 }
 
-const WORKLOAD: MemoKey<Workload | Skip> = { name: 'reviewed workload' };
-const GATEWAY: MemoKey<ProxyOnly | undefined> = { name: 'reviewed gateway' };
+const WORKLOAD = memoKey<Workload | Skip>('reviewed workload');
+const GATEWAY = memoKey<ProxyOnly | undefined>('reviewed gateway');
 
 /** The workload under review, or why there is nothing to judge. Six workload rules ask for the
  * same request, and a controller UPDATE compares two whole pod templates: the rule set's memo
  * keeps the answer for the request (it depends on the request alone; rules never edit it). */
 export function reviewedWorkload(ctx: RuleContext): Workload | Skip {
-  return ctx.memo.get(WORKLOAD, ctx.request, ctx.config, () => judgedWorkload(ctx.request));
+  return ctx.memo.get(WORKLOAD, ctx, judgedWorkload);
 }
 
-function judgedWorkload(req: AdmissionRequest): Workload | Skip {
+function judgedWorkload(ctx: RuleContext): Workload | Skip {
+  const req = ctx.request;
   const kind = workloadKind(req.kind.group, req.kind.kind);
   if (kind === undefined) return skip(`${req.kind.kind} is not a workload kind`);
   if (isTerminating(req.object)) return skip(`the ${kind.kind} is being deleted`);
@@ -78,8 +78,10 @@ function judgedWorkload(req: AdmissionRequest): Workload | Skip {
  * see gateway-pods.ts), else undefined. Kept per request like reviewedWorkload: several rules ask.
  */
 export function reviewedGateway(ctx: RuleContext): ProxyOnly | undefined {
-  return ctx.memo.get(GATEWAY, ctx.request, ctx.config, () => {
-    const w = reviewedWorkload(ctx);
-    return isSkip(w) ? undefined : proxyOnlyWorkload(w.template, ctx.request, ctx.config);
-  });
+  return ctx.memo.get(GATEWAY, ctx, judgedGateway);
+}
+
+function judgedGateway(ctx: RuleContext): ProxyOnly | undefined {
+  const w = reviewedWorkload(ctx);
+  return isSkip(w) ? undefined : proxyOnlyWorkload(w.template, ctx.request, ctx.config);
 }
