@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CoreV1Api, type V1Namespace } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../kube/client.ts';
+import { LABEL_INJECTION, MESH_LABELS } from '../policies/lib/mesh-enrollment.ts';
 import { EXIT, UsageError, type Io } from './args.ts';
 
 export const VERIFY_HELP = `Usage: meshguard verify [flags]
@@ -23,8 +24,6 @@ Flags:
 
 Exit codes: 0 meshguard answered as expected, 1 it did not, 2 bad usage or no cluster.
 `;
-
-const MESH_LABELS = ['istio-injection', 'istio.io/rev', 'istio.io/dataplane-mode'];
 
 function errorText(err: unknown): { code: number | undefined; message: string } {
   const e = err as { code?: unknown; body?: unknown; message?: unknown };
@@ -59,7 +58,7 @@ export async function runVerify(argv: readonly string[], io: Io): Promise<number
   const suffix = randomBytes(3).toString('hex');
   let ok = true;
 
-  const optOut: V1Namespace = { metadata: { name: `meshguard-verify-optout-${suffix}`, labels: { 'istio-injection': 'disabled' } } };
+  const optOut: V1Namespace = { metadata: { name: `meshguard-verify-optout-${suffix}`, labels: { [LABEL_INJECTION]: 'disabled' } } };
   try {
     await core.createNamespace({ body: optOut, dryRun: 'All' });
     if (expect === 'deny') {

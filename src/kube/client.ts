@@ -34,6 +34,12 @@ export function pageParams(limit: number, cont: string | undefined): { limit: nu
   return { limit, ...(cont !== undefined ? { _continue: cont } : {}) };
 }
 
+/** The continue token of the next list page, or undefined after the last one (the API server
+ * ends a list with an empty or absent token). */
+export function nextContinue(token: string | undefined): string | undefined {
+  return token === '' ? undefined : token;
+}
+
 export interface CustomResource {
   readonly group: string;
   readonly version: string;

@@ -12,7 +12,7 @@
 // relisted. List pages have a timeout too. So a stalled watch or list shows in problem() within
 // the bound, however quiet the resource is.
 import type { Watch } from '@kubernetes/client-node';
-import { pageParams } from './client.ts';
+import { nextContinue, pageParams } from './client.ts';
 import { sleep } from './sleep.ts';
 import { resourceVersionOf, StallError, streamList, watchdog } from './stream-list.ts';
 
@@ -165,7 +165,7 @@ export class ListWatch<T> {
       this.#progress();
       for (const item of page.items) items.push(compact === undefined ? item : compact(item));
       rv = page.metadata?.resourceVersion ?? rv;
-      cont = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
+      cont = nextContinue(page.metadata?._continue);
     } while (cont !== undefined);
     this.#options.replace(items);
     this.stats.lists++;

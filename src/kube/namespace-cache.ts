@@ -5,6 +5,7 @@ import { abortOn, pageParams } from './client.ts';
 import { ListWatch, type ListWatchLog } from './list-watch.ts';
 import { WatchClient } from './watch-client.ts';
 import { namespaceLabels, type ClusterView, type NamespaceInfo, type NamespaceLabels } from '../core/cluster-view.ts';
+import { LABEL_REV, REVISION_WEBHOOK_LABELS } from '../policies/lib/mesh-enrollment.ts';
 
 export interface CacheOptions {
   readonly resyncMs: number;
@@ -14,8 +15,6 @@ export interface CacheOptions {
   readonly configuredRevisions: readonly string[];
   readonly log: ListWatchLog;
 }
-
-const REVISION_LABELS = ['istio.io/rev', 'istio.io/tag'] as const;
 
 /**
  * Namespaces with the same mesh labels share one frozen labels object (most clusters have a handful
@@ -89,7 +88,7 @@ export class ClusterCache implements ClusterView {
     this.watchers.push(nsWatch as ListWatch<unknown>);
     if (options.discoverRevisions) {
       const adm = kc.makeApiClient(AdmissionregistrationV1Api);
-      const selector = 'istio.io/rev';
+      const selector = LABEL_REV;
       const mwcWatch = new ListWatch<V1MutatingWebhookConfiguration>({
         ...common,
         name: 'istio revisions (mutatingwebhookconfigurations)',
@@ -122,7 +121,7 @@ export class ClusterCache implements ClusterView {
 
   #upsertWebhook(w: V1MutatingWebhookConfiguration): void {
     const labels = w.metadata?.labels ?? {};
-    const revs = REVISION_LABELS.map((k) => labels[k]).filter((v): v is string => typeof v === 'string' && v !== '');
+    const revs = REVISION_WEBHOOK_LABELS.map((k) => labels[k]).filter((v): v is string => typeof v === 'string' && v !== '');
     this.#webhooks.set(w.metadata?.name ?? '', revs);
   }
 

@@ -8,13 +8,13 @@
 // when the pod's interception mode is TPROXY (the injection template adds it: the proxy must set
 // the original destination on its sockets). Nothing more.
 import type { Config } from '../config/types.ts';
-import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
+import type { ValidatingRule, Violation } from '../core/types.ts';
 import { isRecord, stringMap } from '../core/objects.ts';
-import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
+import { containerLabel, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
+import { containerScope, judgeWorkload } from './lib/container-rules.ts';
 import { interceptionMode } from './lib/capture.ts';
 import { INIT, isIstioOwn, notIstioOwn, PROXY, VALIDATION } from './lib/injector.ts';
 import { quote } from './lib/json-read.ts';
-import { reviewedWorkload } from './lib/workload-review.ts';
 
 /** Capabilities that can change the pod's network stack. */
 export const NETWORK_CAPABILITIES: ReadonlySet<string> = new Set(['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'ALL']);
@@ -78,13 +78,9 @@ export const workloadNetworkPrivileges: ValidatingRule = {
   type: 'validating',
   title: 'Containers may not be privileged or add NET_ADMIN, NET_RAW or SYS_ADMIN',
   fix: 'remove privileged: true and the NET_ADMIN, NET_RAW, SYS_ADMIN or ALL capabilities',
-  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
-  webhook: workloadWebhook({ ephemeral: true }),
-  validate(ctx) {
-    const w = reviewedWorkload(ctx);
-    if (isSkip(w)) return w;
-    const out: Violation[] = [];
-    for (const c of w.containers) containerProblems(c, w.template, ctx.config, out);
-    return out;
-  },
+  ...containerScope(),
+  validate: (ctx) =>
+    judgeWorkload(ctx, (w, out) => {
+      for (const c of w.containers) containerProblems(c, w.template, ctx.config, out);
+    }),
 };

@@ -6,11 +6,12 @@
 // with the CNI) in an injected Pod with an allowed Istio image, and the proxy of one of Istio's
 // gateways or waypoints.
 import type { Config } from '../config/types.ts';
-import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
+import type { ValidatingRule, Violation } from '../core/types.ts';
 import { isRecord } from '../core/objects.ts';
-import { containerLabel, EPHEMERAL_SUBRESOURCE, fieldPath, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
+import { containerLabel, fieldPath, type ContainerRef, type PodTemplate } from './lib/pod-template.ts';
+import { containerScope, judgeWorkload } from './lib/container-rules.ts';
 import { notIstioOwn, PROXY_ID, RESERVED_NAMES } from './lib/injector.ts';
-import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
+import { reviewedGateway } from './lib/workload-review.ts';
 
 const WHY = `${PROXY_ID} is the Istio proxy's identity, whose traffic the sidecar lets out uncaptured`;
 
@@ -47,16 +48,12 @@ export const workloadProxyUid: ValidatingRule = {
   type: 'validating',
   title: "Workloads may not run with the Istio proxy's UID or GID 1337",
   fix: `use another UID/GID than ${PROXY_ID} (e.g. set runAsUser/runAsGroup to the image's own non-root user)`,
-  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
-  webhook: workloadWebhook({ ephemeral: true }),
-  validate(ctx) {
-    const w = reviewedWorkload(ctx);
-    if (isSkip(w)) return w;
-    const out: Violation[] = [];
-    if (w.scope === 'all') podLevel(w.template, out);
-    // Asked only of a reserved-name container running as 1337 (rare).
-    const gatewayProxy = () => reviewedGateway(ctx)?.proxy;
-    for (const c of w.containers) containerLevel(c, w.template, ctx.config, gatewayProxy, out);
-    return out;
-  },
+  ...containerScope(),
+  validate: (ctx) =>
+    judgeWorkload(ctx, (w, out) => {
+      if (w.scope === 'all') podLevel(w.template, out);
+      // Asked only of a reserved-name container running as 1337 (rare).
+      const gatewayProxy = () => reviewedGateway(ctx)?.proxy;
+      for (const c of w.containers) containerLevel(c, w.template, ctx.config, gatewayProxy, out);
+    }),
 };

@@ -7,36 +7,33 @@
 // template they are a violation unless the template's status annotation lists them (istioctl
 // kube-inject output: the injector replaces them). The proxy of one of Istio's gateways or
 // waypoints (lib/gateway-pods.ts) is Istio's own.
-import { isSkip, type ValidatingRule, type Violation } from '../core/types.ts';
-import { containerLabel, EPHEMERAL_SUBRESOURCE, WORKLOAD_KIND_REFS, workloadWebhook, type ContainerRef } from './lib/pod-template.ts';
+import type { ValidatingRule } from '../core/types.ts';
+import { containerLabel, type ContainerRef } from './lib/pod-template.ts';
+import { containerScope, judgeWorkload } from './lib/container-rules.ts';
 import { notIstioOwn, RESERVED_NAMES } from './lib/injector.ts';
-import { reviewedGateway, reviewedWorkload } from './lib/workload-review.ts';
+import { reviewedGateway } from './lib/workload-review.ts';
 
 export const workloadReservedContainerNames: ValidatingRule = {
   id: 'workload-reserved-container-names',
   type: 'validating',
   title: 'Workloads may not define containers named istio-proxy, istio-init or istio-validation',
   fix: 'rename the container; to tune the injected proxy use the supported annotations (e.g. sidecar.istio.io/proxyCPU)',
-  match: { kinds: WORKLOAD_KIND_REFS, operations: ['CREATE', 'UPDATE'], subResources: ['', EPHEMERAL_SUBRESOURCE] },
-  webhook: workloadWebhook({ ephemeral: true }),
-  validate(ctx) {
-    const w = reviewedWorkload(ctx);
-    if (isSkip(w)) return w;
-    const out: Violation[] = [];
-    let gatewayProxy: ContainerRef | undefined | null = null;
-    for (const c of w.containers) {
-      if (!RESERVED_NAMES.includes(c.name)) continue;
-      if (gatewayProxy === null) gatewayProxy = reviewedGateway(ctx)?.proxy;
-      const why = notIstioOwn(c, w.template, ctx.config, gatewayProxy);
-      if (why === undefined) continue;
-      out.push({
-        message: w.template.isPod
-          ? `${containerLabel(c)} uses a name reserved for Istio's injected containers but is not Istio's own: ${why}`
-          : `${containerLabel(c)} in a pod template uses a name reserved for Istio: ${why}, so it overrides the proxy or its iptables setup`,
-        path: `${c.path}.name`,
-        value: c.name,
-      });
-    }
-    return out;
-  },
+  ...containerScope(),
+  validate: (ctx) =>
+    judgeWorkload(ctx, (w, out) => {
+      let gatewayProxy: ContainerRef | undefined | null = null;
+      for (const c of w.containers) {
+        if (!RESERVED_NAMES.includes(c.name)) continue;
+        if (gatewayProxy === null) gatewayProxy = reviewedGateway(ctx)?.proxy;
+        const why = notIstioOwn(c, w.template, ctx.config, gatewayProxy);
+        if (why === undefined) continue;
+        out.push({
+          message: w.template.isPod
+            ? `${containerLabel(c)} uses a name reserved for Istio's injected containers but is not Istio's own: ${why}`
+            : `${containerLabel(c)} in a pod template uses a name reserved for Istio: ${why}, so it overrides the proxy or its iptables setup`,
+          path: `${c.path}.name`,
+          value: c.name,
+        });
+      }
+    }),
 };

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { ROOT } from './review.ts';
+import { serving } from './serving.ts';
 
 export const NODE = process.execPath;
 export const MAIN = `${ROOT}src/main.ts`;
@@ -36,25 +37,11 @@ export interface ServeProcess {
 export async function startServe(args: readonly string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number; main?: string } = {}): Promise<ServeProcess> {
   const child = spawn(NODE, [opts.main ?? MAIN, 'serve', ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  let err = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    // A bound for a hang, not a duration: on a loaded machine start-up (type stripping, key
-    // generation) can take far longer than on an idle one.
-    const timer = setTimeout(() => reject(new Error(`meshguard serve did not start:\n${err}`)), opts.timeoutMs ?? 180_000);
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString();
-      const m = /serving on (https:\/\/[^\s]+)/.exec(err);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`meshguard serve exited with ${code}:\n${err}`));
-    });
-  });
+  // A bound for a hang, not a duration: on a loaded machine start-up (type stripping, key
+  // generation) can take far longer than on an idle one.
+  const started = serving(child, 'meshguard serve', { timeoutMs: opts.timeoutMs ?? 180_000 });
+  const url = await started.url;
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
     if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
     child.kill(signal);
@@ -62,5 +49,5 @@ export async function startServe(args: readonly string[], opts: { cwd?: string; 
     return code;
   };
   process.once('exit', () => child.kill('SIGKILL'));
-  return { child, url, port: Number(new URL(url).port), stdout: () => out, stderr: () => err, stop };
+  return { child, url, port: Number(new URL(url).port), stdout: () => out, stderr: started.stderr, stop };
 }

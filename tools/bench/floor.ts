@@ -10,10 +10,8 @@
 // request on this machine (more than N: see docs/performance.md).
 //
 // Prints "floor: serving on https://HOST:PORT" on stderr, like meshguard serve.
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
+import { serveFloor } from './floor-server.ts';
 
 const { values } = parseArgs({
   options: { cert: { type: 'string' }, key: { type: 'string' }, 'spin-us': { type: 'string', default: '0' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' } },
@@ -27,37 +25,19 @@ if (values.cert === undefined || values.key === undefined || !(spinMs >= 0)) {
 const HEAD = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":';
 const TAIL = ',"allowed":true}}';
 
-// Same TLS floor as meshguard (TLS 1.2 minimum; Node's defaults otherwise) and the same
-// keep-alive idle time, so neither side closes connections during a run.
-const server = createServer({ cert: readFileSync(values.cert, 'utf8'), key: readFileSync(values.key, 'utf8'), minVersion: 'TLSv1.2', keepAliveTimeout: 95_000 }, (req, res) => {
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', () => {
-    let uid: unknown = '';
-    try {
-      const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request?: { uid?: unknown } };
-      uid = review.request?.uid ?? '';
-    } catch {
-      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"not JSON"}');
-      return;
-    }
-    if (spinMs > 0) {
-      const t0 = performance.now();
-      while (performance.now() - t0 < spinMs);
-    }
-    const body = HEAD + JSON.stringify(uid) + TAIL;
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-  });
+serveFloor({ cert: values.cert, key: values.key, port: values.port, host: values.host }, (_req, res, chunks) => {
+  let uid: unknown = '';
+  try {
+    const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request?: { uid?: unknown } };
+    uid = review.request?.uid ?? '';
+  } catch {
+    res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"not JSON"}');
+    return;
+  }
+  if (spinMs > 0) {
+    const t0 = performance.now();
+    while (performance.now() - t0 < spinMs);
+  }
+  const body = HEAD + JSON.stringify(uid) + TAIL;
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
 });
-server.headersTimeout = 10_000;
-server.requestTimeout = 15_000;
-server.listen(Number(values.port), values.host, () => {
-  const a = server.address() as AddressInfo;
-  process.stderr.write(`floor: serving on https://${values.host}:${a.port}\n`);
-});
-const stop = (): void => {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);

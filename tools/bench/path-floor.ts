@@ -11,9 +11,6 @@
 // with their labels, as meshguard's cache does in the main table; 0 (the default) configures
 // `unknownNamespace: allow`, as the bench does without a cluster. The bench bundles it like
 // meshguard (tools/bundle.ts). Prints "floor: serving on https://HOST:PORT" on stderr.
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { decodeReview } from '../../src/webhook/decode.ts';
 import { encodeDecision, encodeReview } from '../../src/webhook/encode.ts';
@@ -23,6 +20,7 @@ import { reviewRequest } from '../../src/core/pipeline.ts';
 import { PromRecorder } from '../../src/metrics/recorder.ts';
 import { BUILTIN_RULES, RULE_IDS } from '../../src/policies/registry.ts';
 import { parseJsonBody } from '../../src/webhook/json-body.ts';
+import { serveFloor } from './floor-server.ts';
 import { namespaceLabels, namespaceName } from './namespaces.ts';
 
 const { values } = parseArgs({
@@ -50,40 +48,24 @@ const cluster = new StaticClusterView(namespaces, config.revisions);
 const recorder = new PromRecorder();
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-const server = createServer({ cert: readFileSync(values.cert, 'utf8'), key: readFileSync(values.key, 'utf8'), minVersion: 'TLSv1.2', keepAliveTimeout: 95_000 }, (req, res) => {
+serveFloor({ cert: values.cert, key: values.key, port: values.port, host: values.host }, (req, res, chunks) => {
   const endpoint = req.url === '/mutate' || req.url?.startsWith('/mutate?') === true ? 'mutate' : 'validate';
-  const chunks: Buffer[] = [];
-  req.on('data', (c: Buffer) => chunks.push(c));
-  req.on('end', () => {
-    const started = performance.now();
-    let body: unknown;
-    try {
-      body = parseJsonBody(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      res.writeHead(400).end();
-      return;
-    }
-    const decoded = decodeReview(body);
-    if (!decoded.ok) {
-      res.writeHead(400).end();
-      return;
-    }
-    const r = decoded.request;
-    const outcome = reviewRequest(endpoint, r, config, cluster, BUILTIN_RULES);
-    recorder.observeReview({ endpoint, kind: r.kind.kind, operation: r.operation, verdict: outcome.verdict }, (performance.now() - started) / 1000);
-    const answer = encodeReview(encodeDecision(r.uid, outcome.decision));
-    res.writeHead(200, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(answer) }).end(answer);
-  });
+  const started = performance.now();
+  let body: unknown;
+  try {
+    body = parseJsonBody(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    res.writeHead(400).end();
+    return;
+  }
+  const decoded = decodeReview(body);
+  if (!decoded.ok) {
+    res.writeHead(400).end();
+    return;
+  }
+  const r = decoded.request;
+  const outcome = reviewRequest(endpoint, r, config, cluster, BUILTIN_RULES);
+  recorder.observeReview({ endpoint, kind: r.kind.kind, operation: r.operation, verdict: outcome.verdict }, (performance.now() - started) / 1000);
+  const answer = encodeReview(encodeDecision(r.uid, outcome.decision));
+  res.writeHead(200, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(answer) }).end(answer);
 });
-server.headersTimeout = 10_000;
-server.requestTimeout = 15_000;
-server.listen(Number(values.port), values.host, () => {
-  const a = server.address() as AddressInfo;
-  process.stderr.write(`floor: serving on https://${values.host}:${a.port}\n`);
-});
-const stop = (): void => {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);

@@ -4,7 +4,7 @@
 // What it does (see docs/performance.md for the method and the latest figures):
 //  - builds meshguard like the container image does (npm run bundle's one file, into
 //    .cache/bench/bundle, or .cache/bench-quick/bundle with --quick, run with
-//    NODE_ENV=production) and the floor (tools/bench/floor.ts with its types stripped), so neither
+//    NODE_ENV=production) and the floor (tools/bench/floor.ts, bundled the same way), so neither
 //    pays for Node's type stripping at run time;
 //  - starts `meshguard serve --mode enforce` (all rules, default configuration) and the floor with
 //    the same generated ECDSA P-256 certificate, both pinned to CPU 0 with taskset, this process

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { openSync, closeSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import { serving } from '../../test/helpers/serving.ts';
 import { tasksetPath } from './procstat.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -49,30 +50,15 @@ export async function startServer(start: StartOptions): Promise<Server> {
   const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...start.env }, stdio: ['ignore', out, 'pipe'] });
   closeSync(out);
   live.add(child);
-  let err = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${start.name} did not start within ${(start.timeoutMs ?? 30_000) / 1000} s:\n${err}`)), start.timeoutMs ?? 30_000);
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      if (err.length > 200_000) err = err.slice(-100_000);
-      const m = /serving on (https:\/\/[^\s]+)/.exec(err);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${start.name} exited with ${code}:\n${err}`));
-    });
-  });
+  const started = serving(child, start.name, { timeoutMs: start.timeoutMs ?? 30_000, keepChars: 100_000 });
+  const url = await started.url;
   if (child.pid === undefined) throw new Error(`${start.name}: no pid`);
   return {
     name: start.name,
     pid: child.pid,
     port: Number(new URL(url).port),
     child,
-    stderr: () => err,
+    stderr: started.stderr,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -86,15 +86,15 @@ async function rsaChain(dir: string): Promise<void> {
   writeFileSync(join(dir, 'tls.key'), leaf.private, { mode: 0o600 });
 }
 
-/** The floors with their types stripped, so they pay nothing for Node's type stripping. */
+/** The Fastify floor with its types stripped, so it pays nothing for Node's type stripping. */
 function stripTypes(from: string, to: string): void {
   writeFileSync(to, ts.transpileModule(readFileSync(from, 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2023 } }).outputText);
 }
 
 // Build: meshguard as the image runs it (the bundle of tools/bundle.ts, NODE_ENV=production);
-// the floor with its types stripped. --source dist runs tsc's output from node_modules instead
-// (what `npm run build` and the bin launcher run), --source ts src/main.ts through Node's type
-// stripping.
+// the floors bundled or with their types stripped. --source dist runs tsc's output from
+// node_modules instead (what `npm run build` and the bin launcher run), --source ts src/main.ts
+// through Node's type stripping.
 // --quick builds into its own folder, so a smoke run (npm test) never deletes the build under a
 // full run going on at the same time.
 async function buildMeshguard(settings: Settings, build: string, buildRel: string): Promise<string> {
@@ -152,9 +152,10 @@ export async function setUp(settings: Settings): Promise<Bench> {
   const build = join(ROOT, buildRel);
   const meshguardMain = await buildMeshguard(settings, build, buildRel);
   mkdirSync(build, { recursive: true });
-  stripTypes(join(BENCH, 'floor.ts'), join(build, 'floor.mjs'));
   stripTypes(join(BENCH, 'fastify-floor.ts'), join(build, 'fastify-floor.mjs'));
-  // The decision-path floor imports meshguard's modules: bundled like meshguard.
+  // The floor and the decision-path floor import modules (their shared server, meshguard's
+  // admission path): bundled like meshguard.
+  await bundle(join(build, 'floor', 'floor.mjs'), join(BENCH, 'floor.ts'));
   await bundle(join(build, 'path-floor', 'path-floor.mjs'), join(BENCH, 'path-floor.ts'));
 
   // The namespace cache.
@@ -183,7 +184,7 @@ export async function setUp(settings: Settings): Promise<Bench> {
 
   const started = (name: string, script: string, args: string[], nodeFlags: string[], env: Record<string, string>, timeoutMs?: number): Promise<Server> =>
     startServer({ name, script, args, nodeFlags, cpus: serverCpus, stdoutFile: join(work, `${name}.out`), env: { ...ENV, ...env }, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
-  const floorMain = `${buildRel}/floor.mjs`;
+  const floorMain = `${buildRel}/floor/floor.mjs`;
   return {
     settings,
     mach,

@@ -13,8 +13,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { randomUUID } from 'node:crypto';
 import { startServe } from '../../test/helpers/process.ts';
+import { createReview } from './review.ts';
 
 const HERE = new URL('.', import.meta.url).pathname;
 const { values: flags } = parseArgs({
@@ -33,21 +33,13 @@ const FILLER_KIB = Number(flags['body-kib']);
 const pod = JSON.parse(readFileSync(join(HERE, '../bench/fixtures/pod-injected.json'), 'utf8')) as Record<string, any>;
 function body(): string {
   const object = FILLER_KIB > 0 ? { ...pod, metadata: { ...pod['metadata'], annotations: { ...pod['metadata']?.annotations, 'example.com/filler': 'x'.repeat(FILLER_KIB * 1024) } } } : pod;
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: object['metadata']?.namespace ?? 'shop',
-      name: object['metadata']?.name ?? '',
-      operation: 'CREATE',
-      userInfo: { username: 'curve', groups: ['system:authenticated'] },
-      object,
-      oldObject: null,
-      dryRun: false,
-    },
+  return createReview({
+    kind: { group: '', version: 'v1', kind: 'Pod' },
+    resource: 'pods',
+    namespace: object['metadata']?.namespace ?? 'shop',
+    name: object['metadata']?.name ?? '',
+    userInfo: { username: 'curve', groups: ['system:authenticated'] },
+    object,
   });
 }
 

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { startServe } from '../../test/helpers/process.ts';
+import { createReview } from './review.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -47,20 +48,12 @@ const pct = (sorted: readonly number[], p: number): number => sorted[Math.min(so
 
 function review(): string {
   const object = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `team-${randomUUID().slice(0, 8)}`, labels: { 'istio-injection': 'enabled' } } };
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Namespace' },
-      resource: { group: '', version: 'v1', resource: 'namespaces' },
-      name: object.metadata.name,
-      operation: 'CREATE',
-      userInfo: { username: 'kubernetes-admin', groups: ['system:masters', 'system:authenticated'] },
-      object,
-      oldObject: null,
-      dryRun: false,
-    },
+  return createReview({
+    kind: { group: '', version: 'v1', kind: 'Namespace' },
+    resource: 'namespaces',
+    name: object.metadata.name,
+    userInfo: { username: 'kubernetes-admin', groups: ['system:masters', 'system:authenticated'] },
+    object,
   });
 }
 

@@ -3,7 +3,8 @@
 // discover whether Istio's CRDs are served. The Kubernetes implementation uses client-node and
 // the generic ListWatch (paged list, watch, relist, backoff).
 import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig, type V1Namespace } from '@kubernetes/client-node';
-import { ListWatch, type Listed, type ListWatchLog } from '../../kube/list-watch.ts';
+import { abortOn, customObjectLister, pageParams } from '../../kube/client.ts';
+import { ListWatch, type Listed, type ListPage, type ListWatchLog } from '../../kube/list-watch.ts';
 import type { NamespaceSnapshot } from './desired.ts';
 import { MANAGED_KINDS, MANAGED_SELECTOR, observedFrom, type KindInfo, type ManagedKind, type ObservedObject } from './resources.ts';
 import { statusCode } from '../../kube/errors.ts';
@@ -36,10 +37,6 @@ export interface ReconcilerClient {
   get(kind: KindInfo, namespace: string, name: string): Promise<ObservedObject | undefined>;
 }
 
-/** The HTTP status of a client-node ApiException, if that is what it is. */
-
-/** A short, readable reason from an ApiException (its Status message) or any error. */
-
 export function namespaceSnapshot(ns: V1Namespace | Record<string, unknown>): NamespaceSnapshot | undefined {
   const n = ns as V1Namespace;
   const name = n.metadata?.name;
@@ -51,16 +48,9 @@ export function namespaceSnapshot(ns: V1Namespace | Record<string, unknown>): Na
   return { name, labels, terminating };
 }
 
-/**
- * One page of managed objects of a kind, for ListWatch. Custom objects come back as plain JSON:
- * the continue token is metadata.continue, not the typed lists' metadata._continue that ListWatch
- * pages with.
- */
-export function managedLister(custom: Pick<CustomObjectsApi, 'listClusterCustomObject'>, kind: KindInfo): (p: { limit: number; _continue?: string }) => Promise<Listed<unknown>> {
-  return async (p) => {
-    const raw = (await custom.listClusterCustomObject({ group: kind.group, version: kind.version, plural: kind.plural, labelSelector: MANAGED_SELECTOR, ...page(p) })) as RawList;
-    return { items: raw.items ?? [], metadata: { resourceVersion: raw.metadata?.resourceVersion, _continue: raw.metadata?.continue } };
-  };
+/** One page of managed objects of a kind, for ListWatch (the managed-by label selects them). */
+export function managedLister(custom: Pick<CustomObjectsApi, 'listClusterCustomObject'>, kind: KindInfo): (page: ListPage) => Promise<Listed<unknown>> {
+  return customObjectLister<unknown>(custom, { group: kind.group, version: kind.version, plural: kind.plural, labelSelector: MANAGED_SELECTOR });
 }
 
 export interface KubeReconcilerClientOptions {
@@ -68,15 +58,6 @@ export interface KubeReconcilerClientOptions {
   readonly staleAfterMs: number;
   readonly log: ListWatchLog;
   readonly pageSize?: number;
-}
-
-interface RawList {
-  readonly items?: unknown[];
-  readonly metadata?: { readonly resourceVersion?: string; readonly continue?: string };
-}
-
-function page(p: { limit: number; _continue?: string }): { limit: number; _continue?: string } {
-  return { limit: p.limit, ...(p._continue !== undefined ? { _continue: p._continue } : {}) };
 }
 
 export function kubeReconcilerClient(kc: KubeConfig, options: KubeReconcilerClientOptions): ReconcilerClient {
@@ -109,7 +90,7 @@ export function kubeReconcilerClient(kc: KubeConfig, options: KubeReconcilerClie
       return new ListWatch<V1Namespace>({
         ...common,
         name: 'reconciler namespaces',
-        list: (p) => core.listNamespace(page(p)),
+        list: (p) => core.listNamespace(pageParams(p.limit, p._continue), abortOn(p.signal)),
         watchPath: '/api/v1/namespaces',
         replace: (items) => h.replace(snap(items)),
         upsert: (ns) => snap([ns]).forEach((n) => h.upsert(n)),

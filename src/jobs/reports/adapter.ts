@@ -1,7 +1,9 @@
 // The report writer's adapter to the API server: list meshguard's reports of a kind, create,
 // replace and delete one. Raw JSON requests through client-node's HTTP stack (auth, TLS, proxy;
 // errors are ApiException with .code), like the scan's reads.
-import { ApiException, HttpMethod, KubernetesObjectApi, type KubeConfig, type KubernetesObject, type ResponseContext } from '@kubernetes/client-node';
+import { HttpMethod, type KubeConfig } from '@kubernetes/client-node';
+import { nextContinue } from '../../kube/client.ts';
+import { rawPageQuery, RawJsonApi } from '../../kube/raw-json.ts';
 import { MANAGED_BY, REPORT_SELECTOR, type ExistingReport, type ReportKind } from './plan.ts';
 
 export interface ReportClient {
@@ -15,31 +17,6 @@ export interface ReportClient {
 export function reportPath(kind: ReportKind, namespace: string, name?: string): string {
   const ns = kind.namespaced && namespace !== '' ? `/namespaces/${encodeURIComponent(namespace)}` : '';
   return `/apis/${kind.group}/${kind.version}${ns}/${kind.plural}${name === undefined ? '' : `/${encodeURIComponent(name)}`}`;
-}
-
-class JsonApi extends KubernetesObjectApi {
-  async send(method: HttpMethod, path: string, query: Readonly<Record<string, string>> = {}, body?: unknown): Promise<unknown> {
-    const ctx = this.configuration.baseServer.makeRequestContext(path, method);
-    ctx.setHeaderParam('Accept', 'application/json');
-    for (const [k, v] of Object.entries(query)) ctx.setQueryParam(k, v);
-    if (body !== undefined) {
-      ctx.setHeaderParam('Content-Type', 'application/json');
-      ctx.setBody(JSON.stringify(body));
-    }
-    return (await this.requestPromise(ctx)) as unknown;
-  }
-
-  protected override async processResponse<T extends KubernetesObject>(response: ResponseContext): Promise<T> {
-    const text = await response.body.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text === '' ? {} : JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) return parsed as T;
-    throw new ApiException(response.httpStatusCode, 'Unsuccessful HTTP Request', parsed, response.headers);
-  }
 }
 
 interface ListedReport {
@@ -59,14 +36,14 @@ async function withRetry<T>(call: () => Promise<T>, attempts = 5, delayMs = 1000
 }
 
 export function kubeReportClient(kc: KubeConfig): ReportClient {
-  const raw = kc.makeApiClient(JsonApi);
-  const api = { send: (...args: Parameters<JsonApi['send']>) => withRetry(() => raw.send(...args)) };
+  const raw = kc.makeApiClient(RawJsonApi);
+  const api = { send: (...args: Parameters<RawJsonApi['send']>) => withRetry(() => raw.send(...args)) };
   return {
     async list(kind) {
       const out: ExistingReport[] = [];
       let cont: string | undefined;
       do {
-        const page = (await api.send(HttpMethod.GET, reportPath(kind, ''), { labelSelector: REPORT_SELECTOR, limit: '500', ...(cont !== undefined ? { continue: cont } : {}) })) as {
+        const page = (await api.send(HttpMethod.GET, reportPath(kind, ''), { labelSelector: REPORT_SELECTOR, ...rawPageQuery(500, cont) })) as {
           items?: ListedReport[];
           metadata?: { continue?: string };
         };
@@ -74,7 +51,7 @@ export function kubeReportClient(kc: KubeConfig): ReportClient {
           const m = item.metadata ?? {};
           out.push({ kind, namespace: m.namespace ?? '', name: m.name ?? '', resourceVersion: m.resourceVersion ?? '', managed: m.labels?.[MANAGED_BY] === 'meshguard' });
         }
-        cont = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
+        cont = nextContinue(page.metadata?.continue);
       } while (cont !== undefined);
       return out;
     },

@@ -1,9 +1,12 @@
 // The scan's adapter to Kubernetes: one page of a list as raw JSON through client-node (auth,
-// TLS, proxy), and every object of a target page by page, trying its versions in order. A kind
-// that is not served becomes NotServed; any other API error is thrown for the caller to report.
-import { ApiException, HttpMethod, KubernetesObjectApi, type KubeConfig, type KubernetesObject, type ResponseContext } from '@kubernetes/client-node';
+// TLS, proxy; kube/raw-json.ts), and every object of a target page by page, trying its versions
+// in order. A kind that is not served becomes NotServed; any other API error is thrown for the
+// caller to report.
+import { HttpMethod, type KubeConfig } from '@kubernetes/client-node';
 import type { KObject } from '../../core/request.ts';
+import { nextContinue } from '../../kube/client.ts';
 import { statusCode } from '../../kube/errors.ts';
+import { rawPageQuery, RawJsonApi } from '../../kube/raw-json.ts';
 import type { ScanTarget } from './targets.ts';
 
 export interface ListResponse {
@@ -29,32 +32,6 @@ export interface ScanSource {
   list(req: ListRequest): Promise<ListResponse>;
 }
 
-/**
- * Raw JSON GETs through client-node's HTTP stack (auth, TLS, proxy, middleware; errors are
- * ApiException with .code). The response is returned as parsed JSON: the generic object API
- * would turn a list into a KubernetesObject and drop metadata.continue.
- */
-class RawApi extends KubernetesObjectApi {
-  async getJson(path: string, query: Readonly<Record<string, string>>): Promise<ListResponse> {
-    const ctx = this.configuration.baseServer.makeRequestContext(path, HttpMethod.GET);
-    ctx.setHeaderParam('Accept', 'application/json');
-    for (const [k, v] of Object.entries(query)) ctx.setQueryParam(k, v);
-    return (await this.requestPromise(ctx)) as unknown as ListResponse;
-  }
-
-  protected override async processResponse<T extends KubernetesObject>(response: ResponseContext): Promise<T> {
-    const text = await response.body.text();
-    let body: unknown = text;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) return body as T;
-    throw new ApiException(response.httpStatusCode, 'Unsuccessful HTTP Request', body, response.headers);
-  }
-}
-
 export function listPath(req: Pick<ListRequest, 'group' | 'version' | 'resource' | 'namespace'>): string {
   const base = req.group === '' ? `/api/${req.version}` : `/apis/${req.group}/${req.version}`;
   const ns = req.namespace === undefined ? '' : `/namespaces/${encodeURIComponent(req.namespace)}`;
@@ -62,14 +39,13 @@ export function listPath(req: Pick<ListRequest, 'group' | 'version' | 'resource'
 }
 
 export function kubeScanSource(kc: KubeConfig): ScanSource {
-  const api = kc.makeApiClient(RawApi);
+  const api = kc.makeApiClient(RawJsonApi);
   return {
-    list: (req) =>
-      api.getJson(listPath(req), {
-        limit: String(req.limit),
-        ...(req.continue !== undefined ? { continue: req.continue } : {}),
+    list: async (req) =>
+      (await api.send(HttpMethod.GET, listPath(req), {
+        ...rawPageQuery(req.limit, req.continue),
         ...(req.labelSelector !== undefined ? { labelSelector: req.labelSelector } : {}),
-      }),
+      })) as ListResponse,
   };
 }
 
@@ -120,7 +96,7 @@ export async function listAll(
           items.push({ ...item, apiVersion: item.apiVersion ?? page.apiVersion ?? version, kind: item.kind ?? kind });
         }
         paging.onPage?.(items.length);
-        cont = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
+        cont = nextContinue(page.metadata?.continue);
       } while (cont !== undefined);
       return { version, items };
     } catch (err) {

@@ -7,6 +7,7 @@ import type { KObject } from '../../core/request.ts';
 import type { Config } from '../../config/types.ts';
 import { isClusterScoped } from '../../core/resources.ts';
 import type { RuleSet } from '../../core/rule-set.ts';
+import { LABEL_REV, REVISION_WEBHOOK_LABELS } from '../../policies/lib/mesh-enrollment.ts';
 import { MESH_CONFIG_NAMESPACE } from '../../policies/webhook-config.ts';
 import { StaticClusterView, type ClusterView, type NamespaceInfo } from '../../core/cluster-view.ts';
 import type { MeshguardException } from '../../core/exception-model.ts';
@@ -41,7 +42,6 @@ export class ScanError extends Error {
 }
 
 const NAMESPACES: ScanTarget = { group: '', versions: ['v1'], resource: 'namespaces', placements: [] };
-const REVISION_SELECTOR = 'istio.io/rev';
 
 function namespaceInfo(namespace: KObject): NamespaceInfo {
   const labels = namespace.metadata?.labels;
@@ -50,8 +50,8 @@ function namespaceInfo(namespace: KObject): NamespaceInfo {
 
 async function discoverRevisions(source: ScanSource, pageSize: number): Promise<string[]> {
   const target = { group: 'admissionregistration.k8s.io', versions: ['v1'], resource: 'mutatingwebhookconfigurations' };
-  const { items } = await listAll(source, target, { pageSize, labelSelector: REVISION_SELECTOR });
-  return items.flatMap((w) => ['istio.io/rev', 'istio.io/tag'].map((k) => w.metadata?.labels?.[k]).filter((v): v is string => typeof v === 'string' && v !== ''));
+  const { items } = await listAll(source, target, { pageSize, labelSelector: LABEL_REV });
+  return items.flatMap((w) => REVISION_WEBHOOK_LABELS.map((k) => w.metadata?.labels?.[k]).filter((v): v is string => typeof v === 'string' && v !== ''));
 }
 
 /** The cluster state the objects are judged against (namespaces, revisions, exceptions), and

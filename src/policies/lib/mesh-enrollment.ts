@@ -11,6 +11,9 @@ export const LABEL_INJECTION = 'istio-injection';
 export const LABEL_REV = 'istio.io/rev';
 export const LABEL_DATAPLANE = 'istio.io/dataplane-mode';
 export const MESH_LABELS = [LABEL_INJECTION, LABEL_REV, LABEL_DATAPLANE] as const;
+/** The labels of istiod's injector webhooks (MutatingWebhookConfigurations) that name the
+ * revisions a namespace's istio.io/rev may select: the revision, and a revision tag. */
+export const REVISION_WEBHOOK_LABELS = [LABEL_REV, 'istio.io/tag'] as const;
 
 export type Dataplane = 'sidecar' | 'ambient' | 'none';
 
