@@ -221,7 +221,6 @@ export class ListWatch<T> {
         this.#options.staleAfterMs,
         () => this.#lastHeard,
         (silentMs) => {
-          this.stats.stalls++;
           fail(new StallError(`watch stalled: no event, bookmark or end for ${Math.round(silentMs / 1000)} s`));
         },
       );
@@ -283,6 +282,7 @@ export class ListWatch<T> {
         if (this.#stopped) break;
         this.stats.failures++;
         const stalled = err instanceof StallError;
+        if (stalled) this.stats.stalls++;
         // A stall stays a stall while the retries time out too; an error replaces it.
         if (!stalled || this.#lastFailure === undefined) this.#lastFailure = stalled ? 'stall' : 'error';
         this.#abort?.abort();

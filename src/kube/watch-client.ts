@@ -9,6 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { createInterface } from 'node:readline';
 import type { KubeConfig, Watch } from '@kubernetes/client-node';
+import { StallError } from './stream-list.ts';
 
 type Params = Parameters<Watch['watch']>[1];
 type OnEvent = Parameters<Watch['watch']>[2];
@@ -43,7 +44,8 @@ export class WatchClient implements Pick<Watch, 'watch'> {
         controller.abort();
         done(err);
       };
-      const timer = setTimeout(() => end(new Error(`watch ${path}: no response within ${this.#responseTimeoutMs / 1000} s`)), this.#responseTimeoutMs);
+      // Nothing received is a stall, as a silent open watch is: not an error from the server.
+      const timer = setTimeout(() => end(new StallError(`watch ${path}: no response within ${this.#responseTimeoutMs / 1000} s`)), this.#responseTimeoutMs);
       timer.unref();
       const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
       const req = send(url, { ...opts, method: 'GET', signal: controller.signal }, (res) => {

@@ -41,6 +41,9 @@ class FakeApiserver {
   state: 'boot' | 'up' | 'down' = 'boot';
   /** Blackholed: every request is accepted and never answered, and open watches go silent. */
   blackhole = false;
+  /** The blackhole begins as the server next ends a watch (timeoutSeconds): the re-watch that
+   * follows is never answered. */
+  blackholeAtWatchEnd = false;
   /** Requests held unanswered by the blackhole that the client has not given up yet. */
   readonly held = new Set<ServerResponse>();
   /** A watch with sendInitialEvents (a streaming list): refused with 422 like an apiserver without
@@ -96,6 +99,11 @@ class FakeApiserver {
         const timeoutSeconds = Number(u.searchParams.get('timeoutSeconds') ?? 0);
         if (timeoutSeconds > 0) {
           setTimeout(() => {
+            if (this.blackholeAtWatchEnd) {
+              this.blackholeAtWatchEnd = false;
+              this.blackhole = true;
+              res.end();
+            }
             if (!this.blackhole) res.end();
           }, timeoutSeconds * 1000).unref();
         }
@@ -284,6 +292,42 @@ t.test('a blackholed connection (no reset, nothing answered): the stall is seen 
   t.ok(await eventually(() => cache.synced(), 30_000), 'the cache recovers (relist, then watch)');
   t.same(cache.namespace('team-w')?.labels, { 'istio-injection': 'disabled' }, 'with the labels changed during the blackhole');
   t.match(await validate(), { status: 200, allowed: false }, 'and the Deployment is denied on them');
+});
+
+t.test('a blackhole that begins as the server ends a watch (the re-watch is never answered) is a stall too', async (t) => {
+  const fake = new FakeApiserver();
+  fake.state = 'up';
+  await fake.start();
+  t.teardown(() => fake.close());
+  const kc = await kubeConfigFor(fake);
+  const warnings: string[] = [];
+  const STALE_MS = 2000;
+  const cache = new ClusterCache(kc, {
+    resyncMs: 600_000,
+    staleAfterMs: STALE_MS,
+    discoverRevisions: false,
+    configuredRevisions: [],
+    log: { info: () => {}, warn: (o) => void warnings.push((o as { err?: string }).err ?? '') },
+  });
+  const server = await startServer({ 'cluster.staleAfterSeconds': 2 }, { cluster: cache });
+  t.teardown(() => server.close());
+  t.teardown(() => cache.stop());
+  const [nsWatch] = cache.watchers;
+
+  cache.start();
+  t.ok(await eventually(() => cache.synced(), 10_000), 'synced');
+  t.ok(await eventually(() => fake.watches.size === 1, 5000), 'a watch is open');
+  fake.blackholeAtWatchEnd = true;
+  t.ok(await eventually(() => fake.blackhole, 4 * STALE_MS), 'the server ended the watch and the link went dark');
+  t.ok(await eventually(async () => (await get(server, '/readyz')).status === 503, 4 * STALE_MS + 2000), 'readiness turns 503 (within four bounds)');
+  const stale = await get(server, '/readyz');
+  t.match(stale.json().failing.caches, /namespaces: watch stalled: nothing received for \d+ s \(bound 2 s\)/, `/readyz calls it a stall, not an apiserver error: ${stale.json().failing.caches}`);
+  t.ok(await eventually(() => (nsWatch?.stats.stalls ?? 0) >= 1, 4 * STALE_MS + 2000), 'the unanswered re-watch was abandoned as stalled');
+  t.ok(warnings.some((w) => /no response within/.test(w)), `the cache logged the unanswered request: ${warnings.slice(-2).join(' | ')}`);
+
+  fake.blackhole = false;
+  t.ok(await eventually(() => cache.synced(), 30_000), 'the cache recovers (relist, then watch)');
+  t.equal((await get(server, '/readyz')).status, 200, 'readiness returns');
 });
 
 t.test('an apiserver that ignores sendInitialEvents (older than 1.27): no end of the initial events, paged lists after the timeout', async (t) => {
