@@ -13,8 +13,11 @@ import { post, startServer } from '../helpers/server.ts';
 
 const HEADERS_MS = 1000;
 const REQUEST_MS = 2000;
-/** A slow connection must be gone this long after its timeout (sweep interval + a loaded machine). */
-const SLACK_MS = 4000;
+/** How long the client waits before giving up on a connection the server has not cut: a hang
+ * bound, not a duration claim. Far beyond the timeouts above, however busy the machine, and short
+ * of Node's defaults (timeouts swept every 30 s, 120 s for a TLS handshake), so a server without
+ * the app.ts wiring fails here. */
+const HANG_MS = 20_000;
 
 const server = await startServer({ 'server.headersTimeoutMs': HEADERS_MS, 'server.requestTimeoutMs': REQUEST_MS });
 t.teardown(() => server.close());
@@ -77,7 +80,7 @@ function noHandshake(partial: boolean, giveUpMs: number): Promise<Ended> {
 }
 
 t.test('200 header tricklers, 50 body tricklers and 50 silent TCP connections are cut; normal requests keep succeeding', async (t) => {
-  const giveUp = REQUEST_MS + SLACK_MS + 20_000;
+  const giveUp = HANG_MS;
   const attackers = [
     ...Array.from({ length: 200 }, () => trickle('headers', 200, giveUp).then((e) => ({ kind: 'headers', limit: HEADERS_MS, ...e }))),
     ...Array.from({ length: 50 }, () => trickle('body', 200, giveUp).then((e) => ({ kind: 'body', limit: REQUEST_MS, ...e }))),
@@ -88,13 +91,17 @@ t.test('200 header tricklers, 50 body tricklers and 50 silent TCP connections ar
   // Ordinary traffic meanwhile: keep-alive and fresh connections, sequential.
   let running = true;
   let ok = 0;
+  const answeredBy = [0, 0, 0, 0];
   const failures: string[] = [];
-  const normal = async (agent: Agent | undefined): Promise<void> => {
+  const normal = async (agent: Agent | undefined, client: number): Promise<void> => {
     while (running) {
       const body = reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a', labels: { 'istio-injection': 'enabled' } } });
       try {
         const r = await post(server, '/validate', JSON.stringify(body), { 'content-type': 'application/json' }, agent);
-        if (r.status === 200 && r.json().response.uid === body.request.uid) ok++;
+        if (r.status === 200 && r.json().response.uid === body.request.uid) {
+          ok++;
+          answeredBy[client]!++;
+        }
         else failures.push(`HTTP ${r.status}`);
       } catch (err) {
         failures.push((err as Error).message);
@@ -103,7 +110,7 @@ t.test('200 header tricklers, 50 body tricklers and 50 silent TCP connections ar
     }
   };
   const keepAlive = new Agent({ keepAlive: true, maxSockets: 2 });
-  const clients = [normal(keepAlive), normal(keepAlive), normal(new Agent({ keepAlive: false })), normal(undefined)];
+  const clients = [normal(keepAlive, 0), normal(keepAlive, 1), normal(new Agent({ keepAlive: false }), 2), normal(undefined, 3)];
 
   const ended = await Promise.all(attackers);
   await sleep(500);
@@ -114,10 +121,10 @@ t.test('200 header tricklers, 50 body tricklers and 50 silent TCP connections ar
   for (const kind of ['headers', 'body', 'no TLS handshake', 'partial ClientHello']) {
     const mine = ended.filter((e) => e.kind === kind);
     const limit = mine[0]?.limit ?? 0;
-    const late = mine.filter((e) => e.afterMs > limit + SLACK_MS);
+    const late = mine.filter((e) => !Number.isFinite(e.afterMs));
     const early = mine.filter((e) => e.afterMs < limit - 100);
     const slowest = Math.max(...mine.map((e) => e.afterMs));
-    t.equal(late.length, 0, `${kind}: all ${mine.length} cut by the server within ${limit} ms + ${SLACK_MS} ms slack (slowest ${Number.isFinite(slowest) ? `${Math.round(slowest)} ms` : 'never'})`);
+    t.equal(late.length, 0, `${kind}: all ${mine.length} cut by the server after its ${limit} ms timeout (slowest ${Number.isFinite(slowest) ? `${Math.round(slowest)} ms` : 'never'})`);
     t.equal(early.length, 0, `${kind}: none cut before its ${limit} ms timeout`);
     if (kind === 'headers' || kind === 'body') {
       const answered = mine.filter((e) => e.firstLine.startsWith('HTTP/1.1 408')).length;
@@ -125,7 +132,7 @@ t.test('200 header tricklers, 50 body tricklers and 50 silent TCP connections ar
     }
   }
   t.same(failures, [], `ordinary requests during the attack: ${ok} answered, ${failures.length} failed`);
-  t.ok(ok > 50, `ordinary traffic kept flowing (${ok} answered)`);
+  t.ok(answeredBy.every((n) => n >= 2), `ordinary traffic kept flowing on every client, keep-alive and fresh connections (answered: ${answeredBy.join(', ')})`);
 
   const after = await post(server, '/validate', JSON.stringify(reviewBody({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-b' } })));
   t.equal(after.status, 200, 'the server answers normally after the attack');
