@@ -46,3 +46,16 @@ t.test('an unknown route is a 404 whatever its body', async (t) => {
   t.equal(r.statusCode, 404);
   t.equal(r.json().code, ERRORS.NOT_FOUND.code);
 });
+
+t.test('the guards refuse a route they would not cover', async (t) => {
+  const { registerEdgeGuards } = await import('../../src/webhook/guards.ts');
+  const early = Fastify();
+  t.teardown(() => early.close());
+  early.post('/validate', async () => ({}));
+  t.throws(() => registerEdgeGuards(early, { bodyLimitBytes: 1024 } as never), /POST \/validate was registered before the edge guards/, 'an admission route registered first would run unguarded');
+  const other = Fastify();
+  t.teardown(() => other.close());
+  registerEdgeGuards(other, { bodyLimitBytes: 1024 } as never);
+  t.throws(() => other.put('/upload', async () => ({})), /only POST \/validate and POST \/mutate take a body/, 'another route that takes a body would be handed to the review decoder');
+  t.doesNotThrow(() => other.get('/extra', async () => ({})), 'a route without a body is fine');
+});
