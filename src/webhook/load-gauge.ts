@@ -161,6 +161,10 @@ export class LoadGauge {
   bodyDone(t: Ticket): void {
     if (!t.receiving) return;
     t.receiving = false;
+    // Only a request still receiving can be cut. The shell's callback holds the whole request,
+    // decoded body included, and the ticket stays reachable from the connection until its next
+    // request: dropped now, a finished review is garbage as soon as its answer is written.
+    t.onCut = undefined;
     this.#receiving.delete(t);
     this.#sources.get(t.source)?.receiving.delete(t);
   }
@@ -170,8 +174,9 @@ export class LoadGauge {
     if (t.cutFor !== undefined || t.released) return;
     t.cutFor = reason;
     this.#shed[reason]++;
+    const onCut = t.onCut;
     this.release(t);
-    t.onCut?.(t);
+    onCut?.(t);
   }
 
   release(t: Ticket): void {

@@ -125,6 +125,24 @@ t.test('the load gauge cuts a body that arrives slower than the minimum rate, af
   t.equal(g.stats().shed.slowBody, 1);
 });
 
+t.test('a request whose body is in lets go of the cut callback, which holds the whole request', async (t) => {
+  const g = new LoadGauge({ maxInFlight: 10, maxInFlightBytes: 10_000, maxEventLoopDelayMs: 0, minBodyBytesPerSecond: 100, bodyRateGraceMs: 1000 });
+  const done = g.admit('10.0.0.1', 0);
+  const slow = g.admit('10.0.0.2', 0);
+  if (typeof done === 'string' || typeof slow === 'string') throw new Error('not admitted');
+  const cut: string[] = [];
+  done.onCut = () => cut.push('done');
+  slow.onCut = () => cut.push('slow');
+  g.addBytes(done, 500);
+  g.bodyDone(done);
+  t.equal(done.onCut, undefined, 'the callback is dropped once the body is complete (the ticket outlives the request on a keep-alive connection)');
+  t.equal(g.sweepSlow(1500), 1, 'the slow body is cut');
+  t.same(cut, ['slow'], 'a cut request still has its callback called, once');
+  t.equal(slow.onCut, undefined, 'and lets go of it afterwards');
+  g.release(done);
+  t.equal(g.stats().inFlight, 0);
+});
+
 interface Answer {
   readonly status: number;
   readonly code?: string;
