@@ -232,7 +232,9 @@ t.test('429 and 500 from the API server: backoff, readiness reflects staleness, 
   t.ok(await eventually(async () => await allowed(), 5000), 'watch events flow again after recovery');
 });
 
-t.test('a blackholed connection (no reset, nothing answered): the stall is seen within the bound, no decision from stale labels, recovery', async (t) => {
+/** A fake apiserver that answers, a namespace cache on it with a 2 s staleness bound, and a
+ * meshguard reading that cache; all closed when `t` ends. */
+async function staleBoundRig(t: { teardown(fn: () => unknown): void }): Promise<{ fake: FakeApiserver; cache: ClusterCache; server: Awaited<ReturnType<typeof startServer>>; warnings: string[]; STALE_MS: number }> {
   const fake = new FakeApiserver();
   fake.state = 'up';
   await fake.start();
@@ -250,6 +252,11 @@ t.test('a blackholed connection (no reset, nothing answered): the stall is seen 
   const server = await startServer({ 'cluster.staleAfterSeconds': 2 }, { cluster: cache });
   t.teardown(() => server.close());
   t.teardown(() => cache.stop());
+  return { fake, cache, server, warnings, STALE_MS };
+}
+
+t.test('a blackholed connection (no reset, nothing answered): the stall is seen within the bound, no decision from stale labels, recovery', async (t) => {
+  const { fake, cache, server, warnings, STALE_MS } = await staleBoundRig(t);
   const deployment = JSON.stringify(reviewBody({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web', namespace: 'team-w' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } }));
   const validate = async (): Promise<{ status: number; allowed: unknown; code: unknown }> => {
     const r = await post(server, '/validate', deployment);
@@ -295,23 +302,7 @@ t.test('a blackholed connection (no reset, nothing answered): the stall is seen 
 });
 
 t.test('a blackhole that begins as the server ends a watch (the re-watch is never answered) is a stall too', async (t) => {
-  const fake = new FakeApiserver();
-  fake.state = 'up';
-  await fake.start();
-  t.teardown(() => fake.close());
-  const kc = await kubeConfigFor(fake);
-  const warnings: string[] = [];
-  const STALE_MS = 2000;
-  const cache = new ClusterCache(kc, {
-    resyncMs: 600_000,
-    staleAfterMs: STALE_MS,
-    discoverRevisions: false,
-    configuredRevisions: [],
-    log: { info: () => {}, warn: (o) => void warnings.push((o as { err?: string }).err ?? '') },
-  });
-  const server = await startServer({ 'cluster.staleAfterSeconds': 2 }, { cluster: cache });
-  t.teardown(() => server.close());
-  t.teardown(() => cache.stop());
+  const { fake, cache, server, warnings, STALE_MS } = await staleBoundRig(t);
   const [nsWatch] = cache.watchers;
 
   cache.start();
