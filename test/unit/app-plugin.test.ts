@@ -59,3 +59,16 @@ t.test('the guards refuse a route they would not cover', async (t) => {
   t.throws(() => other.put('/upload', async () => ({})), /only POST \/validate and POST \/mutate take a body/, 'another route that takes a body would be handed to the review decoder');
   t.doesNotThrow(() => other.get('/extra', async () => ({})), 'a route without a body is fine');
 });
+
+t.test('once answered, the request no longer holds the decoded review', async (t) => {
+  // A dead request object that still points at the review can keep it alive through V8's young
+  // collections (src/webhook/routes.ts): the handler clears the body as soon as it has read it.
+  const app = Fastify();
+  t.teardown(() => app.close());
+  const bodies: unknown[] = [];
+  app.addHook('onResponse', async (req) => void bodies.push(req.body));
+  await app.register(meshguardPlugin, { config: config(), cluster: state(), rules: BUILTIN_RULES });
+  const r = await app.inject({ method: 'POST', url: '/mutate', payload: reviewBody(namespace) });
+  t.equal(r.statusCode, 200, 'the review is answered');
+  t.same(bodies, [undefined], 'and the request object does not keep it');
+});
